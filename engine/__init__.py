@@ -1,0 +1,1 @@
+"""The rfr engine: everything but the screens. Never imports Textual or Rich."""

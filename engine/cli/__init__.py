@@ -1,0 +1,65 @@
+"""``rfr``: headless commands for engineers, auditors, scripts and tests.
+
+Each command group lives in its own module and registers itself with ``register(sub)``.
+Contract (DESIGN.md): ``--json`` on every command; exit 0 on success; otherwise one line
+on stderr from ``RfrError.diagnostics()`` and a non-zero exit. Secrets never come from argv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from engine.errors import RfrError, UsageError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting, so errors stay one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
+    """Print ``payload`` as JSON when ``--json`` was given, otherwise the human ``text``."""
+    if getattr(args, "json", False):
+        json.dump(payload, sys.stdout, indent=None, separators=(",", ":"))
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text.rstrip("\n") + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from engine.cli import faces
+
+    parser = _Parser(prog="rfr", description="Retrospective facial recognition workstation (headless commands).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in (faces,):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        handler: Handler | None = getattr(args, "handler", None)
+        if handler is None:
+            parser.print_help()
+            return 0
+        return handler(args)
+    except RfrError as exc:
+        sys.stderr.write(f"rfr: {exc.diagnostics()}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("rfr: interrupted; nothing was left half-written\n")
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

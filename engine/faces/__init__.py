@@ -1,0 +1,1 @@
+"""Face engine: detect -> landmarks -> align -> quality -> embed."""
