@@ -1,0 +1,42 @@
+# rfr: two commands on a fresh clone.
+#   make run    set everything up, build the models, run the main job
+#   make test   set everything up, build the models, run lint, types and the whole suite
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RFR_DATA ?= $(abspath ../shared/data)
+export RFR_DATA
+
+.PHONY: setup models run test lint bench reference clean
+
+# The virtualenv, from the project's own files only (pinned by constraints.txt).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[models,test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Build the OpenVINO models from dlib's CC0 files when missing; always verify them against the manifest.
+models: setup
+	$(BIN)/python scripts/build_models.py
+
+run: models
+	$(BIN)/rfr faces detect $(RFR_DATA)/examples/face_recognition/examples/two_people.jpg
+
+lint: setup
+	$(BIN)/ruff check engine rfr_tui scripts tests
+	$(BIN)/ruff format --check engine rfr_tui scripts tests
+	$(BIN)/mypy
+
+test: models lint
+	$(BIN)/pytest
+
+# Development only: dlib and face_recognition, for reference fixtures and side-by-side benchmarks.
+reference: setup
+	$(BIN)/python -m pip install --quiet -c constraints.txt dlib-bin Pillow click
+	$(BIN)/python -m pip install --quiet --no-deps -c constraints.txt face_recognition
+
+clean:
+	rm -rf $(VENV) models/*.xml models/*.bin models/*.npz
