@@ -64,7 +64,7 @@ def _conv(x: _Node, conv: Layer, scale: np.ndarray | None = None, shift: np.ndar
         x.out, ops.constant(w.astype(np.float32)), [sy, sx], [py, px], [py, px], [1, 1], auto_pad="explicit"
     )
     node = ops.add(node, ops.constant(b.astype(np.float32).reshape(1, -1, 1, 1)))
-    c, h, ww = x.chw
+    _, h, ww = x.chw
     return _Node(node.output(0), (w.shape[0], _out_size(h, kh, sy, py), _out_size(ww, kw, sx, px)))
 
 

@@ -44,7 +44,7 @@ class DlibReader:
         self._pos += n
         return chunk
 
-    def int(self) -> int:
+    def read_int(self) -> int:
         control = self._take(1)[0]
         if control & 0x70:
             raise self._fail(f"bad integer control byte 0x{control:02x}")
@@ -54,54 +54,54 @@ class DlibReader:
         value = int.from_bytes(self._take(n), "little")
         return -value if control & 0x80 else value
 
-    def float(self) -> float:
+    def read_float(self) -> float:
         """float_details: mantissa (int64) then exponent (int16); value = m * 2**e."""
-        mantissa = self.int()
-        exponent = self.int()
+        mantissa = self.read_int()
+        exponent = self.read_int()
         if exponent in _INF_EXPONENTS:
             return _INF_EXPONENTS[exponent]
         return float(np.ldexp(np.float64(mantissa), exponent))
 
-    def bool(self) -> bool:
+    def read_bool(self) -> bool:
         b = self._take(1)
         if b not in (b"0", b"1"):
             raise self._fail(f"bad bool byte {b!r}")
         return b == b"1"
 
-    def string(self) -> str:
-        n = self.int()
+    def read_string(self) -> str:
+        n = self.read_int()
         if n < 0 or n > 1 << 20:
             raise self._fail(f"implausible string length {n}")
         return self._take(n).decode("ascii", errors="strict")
 
     def expect_string(self, *allowed: str) -> str:
-        s = self.string()
+        s = self.read_string()
         if s not in allowed:
             raise self._fail(f"expected {' or '.join(allowed)}, found {s!r}")
         return s
 
     def tensor(self) -> np.ndarray:
         """A dlib tensor: version 2, n, k, nr, nc, then raw little-endian float32 (NCHW)."""
-        version = self.int()
+        version = self.read_int()
         if version != 2:
             raise self._fail(f"tensor version {version}, expected 2")
-        shape = tuple(self.int() for _ in range(4))
+        shape = tuple(self.read_int() for _ in range(4))
         count = int(np.prod(shape))
         raw = self._take(4 * count)
         return np.frombuffer(raw, dtype="<f4").reshape(shape).copy()
 
     def alias_tensor(self) -> tuple[int, int, int, int]:
-        version = self.int()
+        version = self.read_int()
         if version != 1:
             raise self._fail(f"alias_tensor version {version}, expected 1")
-        return tuple(self.int() for _ in range(4))  # type: ignore[return-value]
+        return tuple(self.read_int() for _ in range(4))  # type: ignore[return-value]
 
     def float_matrix(self) -> np.ndarray:
         """A dlib::matrix<float>: -rows, -cols, then float_details elements row-major."""
-        rows, cols = -self.int(), -self.int()
+        rows, cols = -self.read_int(), -self.read_int()
         if rows < 0 or cols < 0:
             raise self._fail("old-format matrix header")
-        return np.array([self.float() for _ in range(rows * cols)], dtype=np.float64).reshape(rows, cols)
+        return np.array([self.read_float() for _ in range(rows * cols)], dtype=np.float64).reshape(rows, cols)
 
 
 @dataclass
@@ -124,7 +124,7 @@ class DlibNetwork:
 
 def _read_trailer(r: DlibReader) -> None:
     for _ in range(3):
-        r.bool()
+        r.read_bool()
     for _ in range(3):
         t = r.tensor()
         if t.size:
@@ -132,15 +132,15 @@ def _read_trailer(r: DlibReader) -> None:
 
 
 def _read_multipliers(r: DlibReader) -> list[float]:
-    return [r.float() for _ in range(4)]
+    return [r.read_float() for _ in range(4)]
 
 
 def _read_layer(r: DlibReader) -> Layer:
-    tag = r.string()
+    tag = r.read_string()
     f: dict[str, Any] = {}
     if tag == "con_4":
         params = r.tensor()
-        nf, kh, kw, sy, sx, py, px = (r.int() for _ in range(7))
+        nf, kh, kw, sy, sx, py, px = (r.read_int() for _ in range(7))
         filters_shape = r.alias_tensor()
         r.alias_tensor()
         _read_multipliers(r)
@@ -164,10 +164,10 @@ def _read_layer(r: DlibReader) -> Layer:
         r.tensor()  # invstds of the last training batch: unused at inference
         running_means = r.tensor()
         running_vars = r.tensor()
-        r.int()  # num_updates
-        r.int()  # running_stats_window
+        r.read_int()  # num_updates
+        r.read_int()  # running_stats_window
         _read_multipliers(r)
-        eps = r.float()
+        eps = r.read_float()
         k = int(np.prod(g_shape))
         flat = params.reshape(-1)
         f = dict(
@@ -181,7 +181,7 @@ def _read_layer(r: DlibReader) -> Layer:
         params = r.tensor()
         g_shape = r.alias_tensor()
         r.alias_tensor()
-        mode = r.int()
+        mode = r.read_int()
         if mode != 0:
             raise r._fail(f"affine_ mode {mode}; only per-channel (0) is supported")
         k = int(np.prod(g_shape))
@@ -190,15 +190,15 @@ def _read_layer(r: DlibReader) -> Layer:
     elif tag in ("relu_", "add_prev_"):
         pass
     elif tag in ("max_pool_2", "avg_pool_2"):
-        kh, kw, sy, sx, py, px = (r.int() for _ in range(6))
+        kh, kw, sy, sx, py, px = (r.read_int() for _ in range(6))
         f = dict(kernel=(kh, kw), stride=(sy, sx), pad=(py, px))
     elif tag == "fc_2":
-        num_outputs = r.int()
-        num_inputs = r.int()
+        num_outputs = r.read_int()
+        num_inputs = r.read_int()
         params = r.tensor()
         r.alias_tensor()
         r.alias_tensor()
-        bias_mode = r.int()
+        bias_mode = r.read_int()
         _read_multipliers(r)
         flat = params.reshape(-1)
         rows = num_inputs + (0 if bias_mode == 1 else 1)
@@ -212,19 +212,19 @@ def _read_layer(r: DlibReader) -> Layer:
 
 
 def _read_loss(r: DlibReader) -> tuple[str, dict[str, Any]]:
-    tag = r.string()
+    tag = r.read_string()
     if tag == "loss_metric_2":
-        return tag, dict(margin=r.float(), distance_threshold=r.float())
+        return tag, dict(margin=r.read_float(), distance_threshold=r.read_float())
     if tag == "loss_mmod_":
-        version = r.int()
+        version = r.read_int()
         if version != 1:
             raise r._fail(f"mmod_options version {version}; only version 1 occurs in these models")
-        width, height = r.int(), r.int()
-        loss_false_alarm = r.float()
-        loss_miss = r.float()
-        truth_match_iou = r.float()
-        nms_iou, nms_covered = r.float(), r.float()
-        ignore_iou, ignore_covered = r.float(), r.float()
+        width, height = r.read_int(), r.read_int()
+        loss_false_alarm = r.read_float()
+        loss_miss = r.read_float()
+        truth_match_iou = r.read_float()
+        nms_iou, nms_covered = r.read_float(), r.read_float()
+        ignore_iou, ignore_covered = r.read_float(), r.read_float()
         return tag, dict(
             window=(width, height),
             loss_per_false_alarm=loss_false_alarm,
@@ -239,25 +239,25 @@ def _read_loss(r: DlibReader) -> tuple[str, dict[str, Any]]:
 
 
 def _read_input(r: DlibReader) -> tuple[str, dict[str, Any]]:
-    tag = r.string()
+    tag = r.read_string()
     if tag == "input_rgb_image_sized":
-        avg = (r.float(), r.float(), r.float())
-        return tag, dict(avg=avg, rows=r.int(), cols=r.int())
+        avg = (r.read_float(), r.read_float(), r.read_float())
+        return tag, dict(avg=avg, rows=r.read_int(), cols=r.read_int())
     if tag == "input_rgb_image_pyramid":
         # The old tag: pyramid paddings are the defaults (10 inner, 11 outer).
-        return tag, dict(avg=(r.float(), r.float(), r.float()), padding=10, outer_padding=11)
+        return tag, dict(avg=(r.read_float(), r.read_float(), r.read_float()), padding=10, outer_padding=11)
     raise r._fail(f"unsupported input tag {tag!r}")
 
 
 def read_network(path: Path) -> DlibNetwork:
     """Parse a dlib DNN file to exact EOF (loss, version run, input, layers in forward order)."""
     r = DlibReader(path.read_bytes(), path.name)
-    if r.int() != 1:
+    if r.read_int() != 1:
         raise r._fail("file does not start with a loss layer")
     loss_tag, loss = _read_loss(r)
     versions: list[int] = []
     while True:
-        v = r.int()
+        v = r.read_int()
         versions.append(v)
         if v == 3:
             break
@@ -266,7 +266,7 @@ def read_network(path: Path) -> DlibNetwork:
     input_tag, inp = _read_input(r)
     layers = [_read_layer(r)]
     _read_trailer(r)
-    if r.int() != 1:
+    if r.read_int() != 1:
         raise r._fail("sample_expansion_factor is not 1")
     n_add_layers = versions.count(2) + 1
     while len(layers) < n_add_layers:
@@ -294,26 +294,26 @@ def read_shape_predictor(path: Path) -> ShapePredictorArrays:
     """Parse ``shape_predictor_*.dat`` to exact EOF."""
     data = path.read_bytes()
     r = DlibReader(data, path.name)
-    if r.int() != 1:
+    if r.read_int() != 1:
         raise r._fail("shape predictor version is not 1")
     init = r.float_matrix().reshape(-1)
     n_parts = init.size // 2
-    n_cascades = r.int()
+    n_cascades = r.read_int()
     idx1: list[list[list[int]]] = []
     idx2: list[list[list[int]]] = []
     thresh: list[list[list[float]]] = []
     leaves: list[list[list[np.ndarray]]] = []
     for _ in range(n_cascades):
-        n_trees = r.int()
+        n_trees = r.read_int()
         c1, c2, ct, cl = [], [], [], []
         for _ in range(n_trees):
-            n_splits = r.int()
+            n_splits = r.read_int()
             s1, s2, st = [], [], []
             for _ in range(n_splits):
-                s1.append(r.int())
-                s2.append(r.int())
-                st.append(r.float())
-            n_leaves = r.int()
+                s1.append(r.read_int())
+                s2.append(r.read_int())
+                st.append(r.read_float())
+            n_leaves = r.read_int()
             if n_leaves != n_splits + 1:
                 raise r._fail("tree is not a complete binary tree")
             lv = [r.float_matrix().reshape(-1) for _ in range(n_leaves)]
@@ -325,26 +325,25 @@ def read_shape_predictor(path: Path) -> ShapePredictorArrays:
         idx2.append(c2)
         thresh.append(ct)
         leaves.append(cl)
-    if r.int() != n_cascades:
+    if r.read_int() != n_cascades:
         raise r._fail("anchor_idx cascade count differs")
     anchors = []
     for _ in range(n_cascades):
-        anchors.append([r.int() for _ in range(r.int())])
-    if r.int() != n_cascades:
+        anchors.append([r.read_int() for _ in range(r.read_int())])
+    if r.read_int() != n_cascades:
         raise r._fail("deltas cascade count differs")
     deltas = []
     for _ in range(n_cascades):
-        deltas.append([(r.float(), r.float()) for _ in range(r.int())])
+        deltas.append([(r.read_float(), r.read_float()) for _ in range(r.read_int())])
     if not r.at_end:
         raise r._fail("trailing bytes after the deltas")
-    lv = np.array(leaves, dtype=np.float64)
+    leaf_array = np.array(leaves, dtype=np.float64)
     return ShapePredictorArrays(
         initial_shape=init.reshape(n_parts, 2),
         split_idx1=np.array(idx1, dtype=np.int32),
         split_idx2=np.array(idx2, dtype=np.int32),
         split_thresh=np.array(thresh, dtype=np.float32),
-        leaves=lv.reshape(lv.shape[0], lv.shape[1], lv.shape[2], n_parts, 2).astype(np.float32),
+        leaves=leaf_array.reshape(*leaf_array.shape[:3], n_parts, 2).astype(np.float32),
         anchor_idx=np.array(anchors, dtype=np.int32),
         deltas=np.array(deltas, dtype=np.float32),
     )
-

@@ -47,10 +47,10 @@ def models_dir() -> Path:
 @dataclass(frozen=True)
 class FileDigest:
     sha256: str
-    bytes: int
+    size: int
 
     def check(self, name: str, data: bytes) -> None:
-        if len(data) != self.bytes or sha256_bytes(data) != self.sha256:
+        if len(data) != self.size or sha256_bytes(data) != self.sha256:
             raise ModelError(
                 f"model file {name} does not match models/manifest.yaml (sha256 {sha256_bytes(data)[:16]}..., "
                 f"expected {self.sha256[:16]}...): it may be corrupt or tampered with; rebuild it with "
@@ -161,8 +161,12 @@ class ModelLoader:
     def _config(self) -> dict[str, Any]:
         # fp32 everywhere: this CPU's default is bf16, which moves descriptors by ~1e-2.
         if self.device.startswith("AUTO"):
-            return {"DEVICE_PROPERTIES": {"CPU": {"INFERENCE_PRECISION_HINT": "f32"},
-                                          "GPU": {"INFERENCE_PRECISION_HINT": "f32"}}}
+            return {
+                "DEVICE_PROPERTIES": {
+                    "CPU": {"INFERENCE_PRECISION_HINT": "f32"},
+                    "GPU": {"INFERENCE_PRECISION_HINT": "f32"},
+                }
+            }
         if self.device.startswith(("CPU", "GPU")):
             return {"INFERENCE_PRECISION_HINT": "f32"}
         return {}
