@@ -34,3 +34,71 @@ class ModelError(RfrError):
 
 class DeviceError(RfrError):
     """The requested inference device is not available on this terminal."""
+
+
+class KeySourceError(RfrError):
+    """No workspace key could be obtained (no passphrase given, unusable key file)."""
+
+
+class WrongKeyError(RfrError):
+    """The passphrase or key file does not open this workspace."""
+
+
+class WorkspaceError(RfrError):
+    """The workspace folder is missing, not a workspace, already exists, or is from a newer version."""
+
+
+class LibraryError(RfrError):
+    """A Permitted Image Reference Library does not exist, is empty, has lapsed, or cannot be changed so."""
+
+
+class MetadataError(RfrError):
+    """An enrolment metadata file (CSV or YAML) is malformed; the message names the row or key."""
+
+
+class SnapshotError(RfrError):
+    """An encrypted index snapshot is unreadable, tampered with, or does not match the database."""
+
+
+class PolicyError(RfrError):
+    """A policy file is malformed, or asks for something the policy does not define."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
+
+
+class AuthenticationError(RfrError):
+    """A sign-in or re-authentication failed (wrong username or password)."""
+
+
+class AccountLocked(AuthenticationError):
+    """The account is locked (too many failed sign-ins, or locked by an engineer)."""
+
+
+class PasswordRejected(RfrError):
+    """A new password breaks the password rules."""
+
+
+class SessionExpired(RfrError):
+    """The session ended (idle too long, signed out, or the account was locked)."""
+
+
+class ReauthenticationRequired(RfrError):
+    """The action needs the password entered again, just before it."""
+
+
+class PermissionRefused(RfrError):
+    """The signed-in person's role or rank does not allow the action."""
+
+
+class UserError(RfrError):
+    """A user account cannot be created or changed as asked (bad username, unknown role or rank)."""
+
+
+class AuditError(RfrError):
+    """The audit log cannot be signed or checked as asked (no terminal key, unreadable public key)."""
+
+
+class CalibrationError(RfrError):
+    """A score calibration is missing, malformed, for another model, or disagrees with the policy's threshold."""

@@ -1,0 +1,355 @@
+"""The typed, frozen policy: what the force's RFR policy allows, as data the engine enforces.
+
+Every field carries its documentation and constraints in ``metadata`` so that the
+loader (``engine.policy.loader``) and the JSON Schema generator
+(``engine.policy.json_schema``) read one source and cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal, NamedTuple, Protocol
+
+from engine.errors import PolicyError
+
+KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
+AGE_BAND_KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+
+ScoreShown = Literal["estimated_false_match_rate", "similarity", "hidden"]
+
+
+def meta(doc: str, **constraints: Any) -> dict[str, Any]:
+    """Field metadata: a description plus constraints (minimum, maximum, pattern, min_length, min_items...)."""
+    return {"doc": doc, **constraints}
+
+
+@dataclass(frozen=True)
+class UseCase:
+    """A permitted use case: the Submission Form offers exactly these."""
+
+    key: str = field(metadata=meta("Stable identifier used in forms, commands and the audit log.", pattern=KEY_PATTERN))
+    title: str = field(metadata=meta("The policy's own words for the use case.", min_length=1))
+
+
+@dataclass(frozen=True)
+class Rank:
+    """One step of the rank ladder, with the police staff grades the force treats as equivalent."""
+
+    name: str = field(metadata=meta("Police rank.", min_length=1))
+    staff_equivalents: tuple[str, ...] = field(
+        default=(), metadata=meta("Police staff grades equivalent to this rank for approval purposes.")
+    )
+
+
+@dataclass(frozen=True)
+class AgeBand:
+    """An apparent age band offered on the Submission Form, with the monitoring flags it sets."""
+
+    key: str = field(metadata=meta("Identifier used in forms and commands.", pattern=AGE_BAND_KEY_PATTERN))
+    label: str = field(metadata=meta("Words shown to the officer.", min_length=1))
+    under_18: bool = field(metadata=meta("Monitoring: the Probe Image appears to involve someone under 18."))
+    under_16: bool = field(metadata=meta("Monitoring: the Probe Image appears to involve someone under 16."))
+
+
+@dataclass(frozen=True)
+class ApprovalFlag:
+    """A flag an approval rule can raise on a case, with what it obliges people to do."""
+
+    key: str = field(metadata=meta("Identifier recorded on the case.", pattern=KEY_PATTERN))
+    description: str = field(metadata=meta("What the flag requires, in the policy's words.", min_length=1))
+
+
+@dataclass(frozen=True)
+class RuleCondition:
+    """When a rule applies: every condition given must hold; an omitted condition matches anything."""
+
+    age_bands: tuple[str, ...] | None = field(
+        default=None, metadata=meta("Matches when the apparent age band is one of these keys (from age_bands).")
+    )
+    relevant_disability: bool | None = field(
+        default=None, metadata=meta("Matches the Submission Form's 'relevant disability' answer.")
+    )
+    pre_dates_gender_reassignment: bool | None = field(
+        default=None, metadata=meta("Matches the answer to 'the image pre-dates gender reassignment'.")
+    )
+
+    def matches(self, factors: SubjectFactorsLike) -> bool:
+        if self.age_bands is not None and factors.age_band not in self.age_bands:
+            return False
+        if self.relevant_disability is not None and factors.relevant_disability != self.relevant_disability:
+            return False
+        return not (
+            self.pre_dates_gender_reassignment is not None
+            and factors.pre_dates_gender_reassignment != self.pre_dates_gender_reassignment
+        )
+
+
+@dataclass(frozen=True)
+class ApprovalRule:
+    """A rule that raises the approving rank and/or adds flags when the subject factors match."""
+
+    name: str = field(metadata=meta("Short identifier of the rule, unique.", pattern=KEY_PATTERN))
+    when: RuleCondition = field(metadata=meta("The subject factors that make the rule apply."))
+    min_rank: str = field(metadata=meta("Lowest rank (from ranks) that may approve when the rule applies."))
+    reason: str = field(metadata=meta("Why, in the policy's words; recorded on the case.", min_length=1))
+    flags: tuple[str, ...] = field(default=(), metadata=meta("Flag keys (from approval.flags) set on the case."))
+
+
+@dataclass(frozen=True)
+class Approval:
+    """Who may approve an RFR search: a default rank and rules that raise it."""
+
+    min_rank: str = field(metadata=meta("Rank (from ranks) every search needs at least."))
+    reason: str = field(metadata=meta("Why, in the policy's words; recorded on every case.", min_length=1))
+    flags: tuple[ApprovalFlag, ...] = field(metadata=meta("Flags rules may set."))
+    rules: tuple[ApprovalRule, ...] = field(metadata=meta("Rules applied in order; the highest rank wins."))
+
+
+@dataclass(frozen=True)
+class Search:
+    """How an approved search runs."""
+
+    candidate_list_size: int = field(
+        metadata=meta("Number of Potential Matches returned for Adjudication.", minimum=1, maximum=200)
+    )
+
+
+@dataclass(frozen=True)
+class ScoreDisplay:
+    """How scores are shown beside Potential Matches."""
+
+    show: ScoreShown = field(metadata=meta("Which number is shown beside a Potential Match, if any."))
+    decimals: int = field(metadata=meta("Decimal places of a shown score.", minimum=0, maximum=8))
+    rank_caution: str = field(
+        metadata=meta("Shown with every candidate list: rank and score are not viability.", min_length=1)
+    )
+    intelligence_lead_statement: str = field(
+        metadata=meta("Shown, printed and exported wherever a match appears.", min_length=1)
+    )
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long casework data lives."""
+
+    no_viable_match_probe_data: Literal["delete_immediately"] = field(
+        metadata=meta("Probe template and probe-derived data when a case closes with no Viable Match.")
+    )
+    rejected_case_probe_data: Literal["delete_immediately"] = field(
+        metadata=meta("Probe Image, template and derived data of a rejected submission.")
+    )
+    viable_match_probe_template: Literal["delete_on_close"] = field(
+        metadata=meta("Probe template of a case closed with a Viable Match (the Match Report keeps the image).")
+    )
+    draft_expiry_days: int = field(
+        metadata=meta("Days after which an unsubmitted draft and its Probe Image are deleted.", minimum=1, maximum=90)
+    )
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """Sign-in sessions at the terminal."""
+
+    idle_timeout_minutes: int = field(
+        metadata=meta("Minutes without activity after which a session ends.", minimum=1, maximum=240)
+    )
+    reauthentication_valid_seconds: int = field(
+        metadata=meta(
+            "How recent a password entry must be to approve or sign off a peer review.", minimum=5, maximum=600
+        )
+    )
+
+
+@dataclass(frozen=True)
+class Passwords:
+    """Rules for new passwords."""
+
+    min_length: int = field(metadata=meta("Fewest characters in a password.", minimum=8, maximum=128))
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """Locking an account after repeated failed sign-ins."""
+
+    max_failed_attempts: int = field(
+        metadata=meta("Consecutive failed sign-ins that lock the account.", minimum=1, maximum=100)
+    )
+    lock_minutes: int = field(metadata=meta("Minutes an account stays locked.", minimum=1, maximum=10080))
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """The audit log."""
+
+    checkpoint_every_events: int = field(
+        metadata=meta("A signed checkpoint is written after this many events.", minimum=1, maximum=100000)
+    )
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Where the match threshold sits, stated as the false-match rate it implies."""
+
+    target_false_match_rate: float = field(
+        metadata=meta("False-match rate the force accepts per comparison.", exclusive_minimum=0.0, maximum=0.1)
+    )
+    calibration_id: str | None = field(
+        metadata=meta("Calibration the threshold was derived from; null until a calibration exists.", min_length=1)
+    )
+    threshold: float | None = field(
+        metadata=meta(
+            "Score threshold derived from the calibration at the target rate; null until derived. "
+            "Never set by hand: it must come from the named calibration.",
+            minimum=0.0,
+        )
+    )
+
+    @property
+    def is_calibrated(self) -> bool:
+        return self.calibration_id is not None and self.threshold is not None
+
+
+@dataclass(frozen=True)
+class SubjectFactors:
+    """The Submission Form's subject factors that decide who must approve."""
+
+    age_band: str
+    relevant_disability: bool = False
+    pre_dates_gender_reassignment: bool = False
+
+
+class SubjectFactorsLike(Protocol):
+    """Anything carrying the subject factors (a Submission Form, or ``SubjectFactors``)."""
+
+    @property
+    def age_band(self) -> str: ...
+
+    @property
+    def relevant_disability(self) -> bool: ...
+
+    @property
+    def pre_dates_gender_reassignment(self) -> bool: ...
+
+
+class ApprovalRequirement(NamedTuple):
+    """What approving a case takes: the lowest rank, the flags set on the case, and why."""
+
+    min_rank: str
+    flags: tuple[str, ...]
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The whole policy. Built only by the loader, which checks every cross-reference."""
+
+    format: Literal[1] = field(metadata=meta("Version of this file format."))
+    version: str = field(metadata=meta("The force's version of the policy, recorded on every case.", min_length=1))
+    title: str = field(metadata=meta("Name of the policy document.", min_length=1))
+    use_cases: tuple[UseCase, ...] = field(metadata=meta("Permitted use cases.", min_items=1))
+    ranks: tuple[Rank, ...] = field(metadata=meta("Rank ladder, lowest first.", min_items=1))
+    age_bands: tuple[AgeBand, ...] = field(metadata=meta("Apparent age bands on the form.", min_items=1))
+    approval: Approval = field(metadata=meta("Approval rules."))
+    search: Search = field(metadata=meta("Search settings."))
+    score_display: ScoreDisplay = field(metadata=meta("Score display settings."))
+    retention: Retention = field(metadata=meta("Retention rules."))
+    sessions: Sessions = field(metadata=meta("Session settings."))
+    passwords: Passwords = field(metadata=meta("Password rules."))
+    lockout: Lockout = field(metadata=meta("Account lockout."))
+    audit: AuditSettings = field(metadata=meta("Audit log settings."))
+    operating_point: OperatingPoint = field(metadata=meta("Match threshold and its false-match rate."))
+
+    # Canonical form and identity
+
+    def canonical_json(self) -> str:
+        """The policy as compact, key-sorted JSON: comments and layout of the YAML do not change it."""
+        return json.dumps(
+            dataclasses.asdict(self), sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hex sha256 of the canonical form; each case records it with ``version``."""
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    # Lookups
+
+    def use_case(self, key: str) -> UseCase:
+        for case in self.use_cases:
+            if case.key == key:
+                return case
+        known = ", ".join(c.key for c in self.use_cases)
+        raise PolicyError(f"unknown use case {key!r}: choose one of {known}")
+
+    @cached_property
+    def _rank_levels(self) -> dict[str, tuple[int, str]]:
+        levels: dict[str, tuple[int, str]] = {}
+        for level, rank in enumerate(self.ranks):
+            levels[rank.name] = (level, rank.name)
+            for staff in rank.staff_equivalents:
+                levels[staff] = (level, rank.name)
+        return levels
+
+    def is_rank(self, name: str) -> bool:
+        return name in self._rank_levels
+
+    def rank_names(self) -> tuple[str, ...]:
+        """Every name on the ladder, police ranks and staff grades, lowest first."""
+        return tuple(self._rank_levels)
+
+    def rank_level(self, name: str) -> int:
+        """Position on the ladder (0 = lowest); a staff grade has its police equivalent's level."""
+        try:
+            return self._rank_levels[name][0]
+        except KeyError:
+            raise PolicyError(f"unknown rank {name!r}: use a rank or staff grade from the policy") from None
+
+    def police_rank(self, name: str) -> str:
+        """The police rank a name stands for (itself, or the rank a staff grade is equivalent to)."""
+        self.rank_level(name)
+        return self._rank_levels[name][1]
+
+    def rank_at_least(self, name: str, minimum: str) -> bool:
+        return self.rank_level(name) >= self.rank_level(minimum)
+
+    def age_band(self, key: str) -> AgeBand:
+        for band in self.age_bands:
+            if band.key == key:
+                return band
+        known = ", ".join(b.key for b in self.age_bands)
+        raise PolicyError(f"unknown age band {key!r}: choose one of {known}")
+
+    def monitoring_flags(self, age_band: str) -> tuple[str, ...]:
+        """The monitoring flags ('under_18', 'under_16') a case with this apparent age band records."""
+        band = self.age_band(age_band)
+        return tuple(name for name, on in (("under_18", band.under_18), ("under_16", band.under_16)) if on)
+
+    def flag(self, key: str) -> ApprovalFlag:
+        for flag in self.approval.flags:
+            if flag.key == key:
+                return flag
+        raise PolicyError(f"unknown approval flag {key!r}")
+
+    def required_approval(self, factors: SubjectFactorsLike) -> ApprovalRequirement:
+        """The lowest rank that may approve a case with these subject factors, its flags, and the reasons.
+
+        The default applies to every case; each matching rule can only raise the rank (the loader refuses
+        a rule below the default) and add flags. Reasons list the default first, then matching rules in order.
+        """
+        self.age_band(factors.age_band)
+        min_rank = self.approval.min_rank
+        flags: list[str] = []
+        reasons = [self.approval.reason]
+        for rule in self.approval.rules:
+            if not rule.when.matches(factors):
+                continue
+            if self.rank_level(rule.min_rank) > self.rank_level(min_rank):
+                min_rank = rule.min_rank
+            flags.extend(f for f in rule.flags if f not in flags)
+            if rule.reason not in reasons:
+                reasons.append(rule.reason)
+        return ApprovalRequirement(min_rank=min_rank, flags=tuple(flags), reasons=tuple(reasons))
