@@ -82,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         src = source_dir()
         manifest_path = args.models_dir / "manifest.yaml"
         manifest = None if args.write_manifest else model_registry.Manifest.load(manifest_path)
-        outputs_present = manifest is not None and all(
-            (args.models_dir / name).is_file() for name in manifest.outputs
-        )
+        outputs_present = manifest is not None and all((args.models_dir / name).is_file() for name in manifest.outputs)
         if args.rebuild or args.write_manifest or not outputs_present:
             with tempfile.TemporaryDirectory(dir=args.models_dir) as tmp:
                 tmp_dir = Path(tmp)
