@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"built {len(manifest.outputs)} model files into {args.models_dir}")
         assert manifest is not None
         manifest.verify_outputs(args.models_dir)
-        print(f"verified {len(manifest.outputs)} model files against {manifest_path.name}")
+        manifest.verify_pinned(args.models_dir)
+        count = len(manifest.outputs) + len(manifest.pinned)
+        print(f"verified {count} model files against {manifest_path.name}")
         return 0
     except ModelError as exc:
         print(f"build_models: {exc.diagnostics()}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,8 @@ from engine.faces.embed import l2_distance
 from engine.faces.image_io import load_image
 from engine.faces.pipeline import MAX_UPSAMPLE, FaceEngine, largest_face
 from engine.faces.types import Face
-
-# dlib's own rule of thumb. Issue 3 replaces it with a calibrated operating point.
-DLIB_CONVENTIONAL_THRESHOLD = 0.6
+from engine.policy import load_default_policy
+from engine.scoring import INTELLIGENCE_LEAD, ScoreMeaning
 
 
 def register(sub: Any) -> None:
@@ -81,7 +81,11 @@ def _run_images(args: argparse.Namespace, embed: bool) -> int:
         lines.extend(_face_line(i, f) for i, f in enumerate(faces))
     payload = {"device": engine.device_used, "model": _model(engine), "images": images}
     emit(args, payload, "\n".join(lines))
-    return 1 if failed else 0
+    if failed:
+        first = next(img["error"] for img in images if "error" in img)
+        sys.stderr.write(f"rfr: {failed} of {len(images)} images could not be read; first: {first}\n")
+        return 1
+    return 0
 
 
 def _model(engine: FaceEngine) -> dict[str, str]:
@@ -98,6 +102,7 @@ def _compare(args: argparse.Namespace) -> int:
         chosen.append((path, face))
     (pa, fa), (pb, fb) = chosen
     assert fa.embedding is not None and fb.embedding is not None
+    meaning = ScoreMeaning.load(load_default_policy(), engine.model_id, engine.model_sha256)
     distance = float(l2_distance(fa.embedding, fb.embedding))
     payload = {
         "device": engine.device_used,
@@ -105,13 +110,15 @@ def _compare(args: argparse.Namespace) -> int:
         "a": {"path": str(pa), "face": fa.to_json()},
         "b": {"path": str(pb), "face": fb.to_json()},
         "distance": distance,
-        "conventional_threshold": DLIB_CONVENTIONAL_THRESHOLD,
-        "note": "uncalibrated distance; a score is an intelligence lead only, never an identification",
+        "score": meaning.to_json(distance),
+        "note": INTELLIGENCE_LEAD,
     }
-    side = "below" if distance < DLIB_CONVENTIONAL_THRESHOLD else "at or above"
+    side = "within" if meaning.within_threshold(distance) else "outside"
     text = (
-        f"distance {distance:.4f} between the largest faces ({side} dlib's conventional 0.6; uncalibrated).\n"
-        "A comparison score is an intelligence lead only: never an identification, never evidence."
+        f"distance {distance:.4f}: {meaning.describe(distance)}.\n"
+        f"{side} the policy's operating threshold {meaning.threshold:.3f} "
+        f"(target false-match rate {meaning.target_false_match_rate:g}; policy {meaning.policy_version}).\n"
+        f"{INTELLIGENCE_LEAD}"
     )
     emit(args, payload, text)
     return 0

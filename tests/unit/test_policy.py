@@ -60,7 +60,7 @@ def problems_of(data: Any) -> tuple[str, ...]:
 
 def test_default_policy_loads_with_version_and_hash() -> None:
     policy = load_default_policy()
-    assert policy.version == "2025.1"
+    assert policy.version == "2025.2"
     assert re.fullmatch(r"[0-9a-f]{64}", policy.sha256)
     assert load_default_policy().sha256 == policy.sha256
 
@@ -124,7 +124,8 @@ def test_settings_mirror_the_policy() -> None:
     assert policy.sessions.idle_timeout_minutes == 10
     point = policy.operating_point
     assert point.target_false_match_rate == 0.001
-    assert point.calibration_id is None and point.threshold is None and not point.is_calibrated
+    # Derived from models/calibration.yaml; test_calibration checks the two agree.
+    assert point.calibration_id == "lfw-2026-11.v1" and point.threshold == 0.542 and point.is_calibrated
 
 
 # Approval rules: every age band x disability x pre-reassignment combination
@@ -276,7 +277,7 @@ INVALID_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str, bool]] = [
     ),
     (
         "threshold without calibration",
-        setter("operating_point.threshold", 0.6),
+        setter("operating_point.calibration_id", None),
         "operating_point.threshold: set without operating_point.calibration_id; "
         "the threshold must be derived from a calibration, leave it null until one exists",
         False,
