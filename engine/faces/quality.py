@@ -67,6 +67,9 @@ UNDEREXPOSED_MAX_FRACTION = 0.10
 includes hair and background: at 5 % it flagged 5.5 % of Indian-labelled and 3.0 % of
 White-labelled LFW images, at 10 % between 0 and 2.5 % of each group."""
 
+ANGLE_DECIMALS = 3
+"""Pose angles are rounded to a thousandth of a degree, so float noise never decides a warning at the limit."""
+
 ROLL_MAX_DEG = 15.0
 """In-plane tilt of the eye line. Alignment removes roll, but strong tilt rarely comes alone."""
 
@@ -224,6 +227,7 @@ def _underexposed(fraction: float) -> QualityMeasure:
 
 
 def _roll(degrees: float) -> QualityMeasure:
+    degrees = round(degrees, ANGLE_DECIMALS)
     return _measure(
         "roll",
         degrees,
@@ -238,7 +242,7 @@ def _yaw(nose: np.ndarray, image_left_eye: np.ndarray, image_right_eye: np.ndarr
     eye_distance = max(ied, 1e-6)
     direction = (image_right_eye - image_left_eye) / eye_distance
     offset = float(np.dot(nose - (image_left_eye + image_right_eye) / 2.0, direction)) / eye_distance
-    degrees = math.degrees(math.atan(offset / NOSE_DEPTH_RATIO))
+    degrees = round(math.degrees(math.atan(offset / NOSE_DEPTH_RATIO)), ANGLE_DECIMALS)
     side = "right" if degrees > 0 else "left"
     return _measure(
         "yaw",

@@ -1,0 +1,1 @@
+"""rfr terminal user interface (Textual). Screens only; business rules live in engine/."""
