@@ -1,0 +1,518 @@
+"""The in-memory vector index over a library's templates, its encrypted snapshot, and search.
+
+One usearch HNSW index per library and face model, keyed by template row id. The metric is
+squared euclidean (L2sq) because the dlib descriptor is compared by euclidean distance and is
+not normalised, so cosine would not preserve its ranking. Vectors are stored as float32, so an
+index entry is a bit-exact copy of the database template.
+
+At first use a library's index is restored from its encrypted snapshot and checked against
+the database: the snapshot's entry count and digest (sha256 over sorted (template id,
+template sha256) pairs, see ``rows_digest``) must match the database rows it holds. Rows added
+since the snapshot (an enrolment killed before it saved) are added; anything else (damaged or
+tampered snapshot, another model, rows deleted) means a rebuild from the database. Either way
+the person is told and the event recorded, and a fresh snapshot is saved.
+
+Search asks the approximate index for more candidates than requested, re-ranks them exactly in
+float32, breaks ties by template id, and checks the final candidates against the database
+(same vector bytes, current model), so the approximate index never decides what the officer sees.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from engine.errors import LibraryError, SnapshotError
+from engine.library.snapshot import (
+    KEY_LABEL,
+    SnapshotInfo,
+    read_snapshot,
+    remove_snapshots,
+    snapshot_path,
+    sweep_stale_temp_files,
+    wipe,
+    write_snapshot,
+)
+from engine.library.store import Library, find_model, on_library_destroyed, record_event, require_usable
+from engine.workspace import Workspace
+
+NDIM = 128
+MAX_TOP_K = 1000
+_PAIR = np.dtype([("id", "<u8"), ("sha", "S32")])
+_DIGEST_DOMAIN = b"rfr/index-digest/v1\x00"
+_BATCH = 65536
+_SERIAL_START = 20_000
+
+_CANDIDATE_SQL = (
+    "SELECT t.id, t.vector, t.model_ref, t.library_id, t.image_id, s.id, s.reference FROM templates t"
+    " JOIN images i ON i.id = t.image_id JOIN subjects s ON s.id = i.subject_id"
+)
+
+Notify = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """HNSW parameters, chosen on rotated real templates at 1M (scripts/bench_library.py).
+
+    With connectivity 16 a few probes (about 1 in 200) missed even a clear mate at distance 0.3,
+    whatever the search expansion: the graph was too sparse for face templates. Connectivity 32
+    removed those misses; expansion 512 then found the nearest template for every probe.
+    """
+
+    connectivity: int = 32
+    expansion_add: int = 128
+    expansion_search: int = 512
+    oversample: float = 2.0  # ask the index for top_k * oversample, then re-rank exactly
+    min_extra: int = 32  # ... and at least top_k + min_extra
+    threads: int = 0  # for building; 0 = all cores
+
+
+def score_from_distance(distance: float) -> float:
+    """Uncalibrated similarity in [0, 1]: 1 at distance 0, 0.5 at the dlib threshold 0.6, 0 beyond 1.2.
+
+    A display aid only: it is not a probability and not a Viable Match decision. The calibrated
+    mapping to false-match rate (face engine issue) replaces it.
+    """
+    return max(0.0, 1.0 - distance / 1.2)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One Potential Match: a reference image whose template is near the Probe Image's."""
+
+    rank: int
+    score: float
+    distance: float
+    subject: str
+    subject_id: int
+    image_id: int
+    template_id: int
+    library: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rank": self.rank,
+            "score": round(self.score, 6),
+            "distance": round(self.distance, 6),
+            "subject": self.subject,
+            "image_id": str(self.image_id),
+            "library": self.library,
+        }
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """Template ids in final order with their exact squared distances, vectors and owning library ids."""
+
+    keys: NDArray[np.uint64]
+    d2: NDArray[np.float32]
+    vectors: NDArray[np.float32]
+    owner: NDArray[np.int64]
+
+
+def rows_digest(pairs: NDArray[Any]) -> bytes:
+    """sha256 over (template id, template sha256) pairs sorted by id: what an index snapshot was built from."""
+    ordered = (
+        pairs if pairs.size < 2 or bool(np.all(pairs["id"][1:] > pairs["id"][:-1])) else np.sort(pairs, order="id")
+    )
+    return hashlib.sha256(_DIGEST_DOMAIN + np.ascontiguousarray(ordered, dtype=_PAIR).tobytes()).digest()
+
+
+def _new_usearch(settings: IndexSettings) -> Any:
+    from usearch.index import Index
+
+    return Index(
+        ndim=NDIM,
+        metric="l2sq",
+        dtype="f32",
+        connectivity=settings.connectivity,
+        expansion_add=settings.expansion_add,
+        expansion_search=settings.expansion_search,
+    )
+
+
+class LibraryIndex:
+    """The usearch index of one library for one face model. Thread-safe through its lock."""
+
+    def __init__(self, library: Library, model_ref: int | None, index: Any) -> None:
+        self.library = library
+        self.model_ref = model_ref
+        self.index = index
+        self.lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def keys(self) -> NDArray[np.uint64]:
+        with self.lock:
+            n = len(self.index)
+            return np.sort(np.asarray(self.index.keys[0:n], dtype=np.uint64)) if n else np.zeros(0, np.uint64)
+
+
+class IndexSet:
+    """The indexes of a workspace's libraries for one face model, loaded on first use."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        model_id: str,
+        model_sha256: str,
+        *,
+        settings: IndexSettings | None = None,
+        notify: Notify | None = None,
+    ) -> None:
+        self.ws = ws
+        self.model_id = model_id
+        self.model_sha256 = model_sha256.lower()
+        self.settings = settings or IndexSettings()
+        self.notify: Notify = notify or (lambda _message: None)
+        self._loaded: dict[int, LibraryIndex] = {}
+        self._lock = threading.RLock()
+
+    # ---- loading, checking, repairing ---------------------------------------------------------
+
+    def model_ref(self) -> int | None:
+        return find_model(self.ws, self.model_sha256)
+
+    def get(self, library: Library) -> LibraryIndex:
+        """The library's index: restored from its snapshot, checked against the database, repaired if needed."""
+        with self._lock:
+            loaded = self._loaded.get(library.id)
+            if loaded is None:
+                loaded = self._load(library)
+                self._loaded[library.id] = loaded
+            return loaded
+
+    def drop(self, library_id: int) -> None:
+        with self._lock:
+            loaded = self._loaded.pop(library_id, None)
+        if loaded is not None:
+            with loaded.lock:
+                loaded.index.reset()
+
+    def close(self) -> None:
+        for library_id in list(self._loaded):
+            self.drop(library_id)
+
+    def _key_for(self, library: Library) -> Callable[[bytes], bytes]:
+        return lambda snapshot_id: self.ws.derive_key(KEY_LABEL, salt=library.index_salt, context=snapshot_id)
+
+    def db_pairs(self, library_id: int, model_ref: int | None) -> NDArray[Any]:
+        """(id, sha256) of the library's templates for this model, sorted by id, read through a covering index."""
+        if model_ref is None:
+            return np.zeros(0, _PAIR)
+        parts = []
+        with self.ws.cursor() as cur:
+            cur.execute(
+                "SELECT id, vector_sha256 FROM templates WHERE library_id = ? AND model_ref = ? ORDER BY id",
+                (library_id, model_ref),
+            )
+            while rows := cur.fetchmany(_BATCH * 4):
+                parts.append(np.fromiter(rows, dtype=_PAIR, count=len(rows)))
+        return np.concatenate(parts) if parts else np.zeros(0, _PAIR)
+
+    def _load(self, library: Library) -> LibraryIndex:
+        sweep_stale_temp_files(self.ws.index_dir)
+        model_ref = self.model_ref()
+        pairs = self.db_pairs(library.id, model_ref)
+        path = snapshot_path(self.ws.index_dir, library.id)
+        index: Any = None
+        reason: str | None = None
+        info: SnapshotInfo | None = None
+        try:
+            info, plain = read_snapshot(path, key_for=self._key_for(library), library_id=library.id)
+        except FileNotFoundError:
+            reason = "no index snapshot" if pairs.size else None
+        except SnapshotError as exc:
+            reason = f"index snapshot refused ({exc.diagnostics()})"
+        else:
+            try:
+                if info.model_sha256 != self.model_sha256:
+                    reason = "index snapshot was made for another face model"
+                else:
+                    index = _new_usearch(self.settings)
+                    index.load(plain)
+                    index.expansion_search = self.settings.expansion_search
+                    if len(index) != info.entries:
+                        index, reason = None, "index snapshot holds a different number of entries than it says"
+            except (RuntimeError, ValueError) as exc:
+                index, reason = None, f"index snapshot could not be restored ({exc})"
+            finally:
+                wipe(plain)
+        loaded = LibraryIndex(library, model_ref, index) if index is not None else None
+        if loaded is not None and info is not None:
+            reason = self._reconcile(loaded, info, pairs)
+            if reason is None:
+                return loaded
+            loaded.index.reset()
+        return self._rebuild(library, model_ref, reason)
+
+    def _reconcile(self, loaded: LibraryIndex, info: SnapshotInfo, pairs: NDArray[Any]) -> str | None:
+        """Bring a restored index level with the database, or say why it must be rebuilt instead."""
+        if info.entries == pairs.size and info.digest == rows_digest(pairs):
+            self._record_snapshot(loaded, info)
+            return None
+        keys = loaded.keys()
+        in_snapshot = np.isin(pairs["id"], keys)
+        if int(in_snapshot.sum()) != keys.size:
+            return "index holds templates that are no longer in the database"
+        if rows_digest(pairs[in_snapshot]) != info.digest:
+            return "index snapshot does not match the database templates"
+        missing = pairs["id"][~in_snapshot]
+        self._add_from_db(loaded, missing)
+        name = loaded.library.name
+        self.notify(f"index of library {name!r} was {missing.size} templates behind the database: brought up to date")
+        self._record(loaded.library, "index_caught_up", {"added": int(missing.size)})
+        self.save_loaded(loaded)
+        return None
+
+    def _rebuild(self, library: Library, model_ref: int | None, reason: str | None) -> LibraryIndex:
+        loaded = LibraryIndex(library, model_ref, _new_usearch(self.settings))
+        if model_ref is not None:
+            self._add_from_db(loaded, None)
+        if reason is not None:
+            self.notify(
+                f"index of library {library.name!r}: {reason}; rebuilt from the database ({len(loaded)} templates)"
+            )
+            self._record(library, "index_rebuilt", {"reason": reason, "templates": len(loaded)})
+        if model_ref is not None:
+            self.save_loaded(loaded)
+        return loaded
+
+    def _add_from_db(self, loaded: LibraryIndex, only: NDArray[np.uint64] | None) -> None:
+        """Stream template vectors from the database into the index (all, or the ids in ``only``)."""
+        if loaded.model_ref is None or (only is not None and only.size == 0):
+            return
+        sql = "SELECT id, vector FROM templates WHERE library_id = ? AND model_ref = ?"
+        params: tuple[Any, ...] = (loaded.library.id, loaded.model_ref)
+        if only is not None:
+            sql += " AND id >= ?"
+            params += (int(only.min()),)
+        with self.ws.cursor() as cur:
+            cur.execute(sql + " ORDER BY id", params)
+            while rows := cur.fetchmany(_BATCH):
+                ids = np.fromiter((r[0] for r in rows), dtype=np.uint64, count=len(rows))
+                vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(-1, NDIM)
+                if only is not None:
+                    keep = np.isin(ids, only)
+                    ids, vectors = ids[keep], vectors[keep]
+                if ids.size:
+                    with loaded.lock:
+                        _add_vectors(loaded.index, ids, vectors, self.settings.threads)
+
+    def _record(self, library: Library, action: str, detail: dict[str, Any]) -> None:
+        with self.ws.transaction() as conn:
+            record_event(conn, self.ws.now(), None, action, library.name, {**detail, "model_id": self.model_id})
+
+    # ---- changing and saving ------------------------------------------------------------------
+
+    def add(self, library: Library, template_ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
+        """Add committed template rows to the in-memory index (the snapshot is saved by ``save``)."""
+        loaded = self.get(library)
+        if loaded.model_ref is None:
+            loaded.model_ref = self.model_ref()
+        with loaded.lock:
+            loaded.index.add(np.asarray(template_ids, np.uint64), np.asarray(vectors, np.float32), threads=1)
+
+    def save(self, library: Library) -> SnapshotInfo:
+        return self.save_loaded(self.get(library))
+
+    def save_loaded(self, loaded: LibraryIndex) -> SnapshotInfo:
+        """Encrypt the index to its snapshot file and record count and digest in the database."""
+        library = loaded.library
+        with loaded.lock:
+            keys = loaded.keys()
+            pairs = self.db_pairs(library.id, loaded.model_ref)
+            held = pairs[np.isin(pairs["id"], keys)]
+            if held.size != keys.size:
+                raise SnapshotError(f"index of library {library.name!r} holds templates the database does not")
+            digest = rows_digest(held)
+            plain = loaded.index.save()
+            try:
+                info = write_snapshot(
+                    snapshot_path(self.ws.index_dir, library.id),
+                    plain,
+                    key_for=self._key_for(library),
+                    library_id=library.id,
+                    model_id=self.model_id,
+                    model_sha256=self.model_sha256,
+                    entries=int(keys.size),
+                    digest=digest,
+                    created_at=self.ws.now().isoformat(timespec="seconds"),
+                )
+            finally:
+                wipe(plain)
+        self._record_snapshot(loaded, info)
+        return info
+
+    def _record_snapshot(self, loaded: LibraryIndex, info: SnapshotInfo) -> None:
+        """Record the snapshot in use (a crash between rename and this record is corrected at the next load)."""
+        if loaded.model_ref is None:
+            return
+        key = (loaded.library.id, loaded.model_ref)
+        row = self.ws.query_one("SELECT snapshot_id FROM index_snapshots WHERE library_id = ? AND model_ref = ?", key)
+        if row is not None and bytes(row[0]) == info.snapshot_id:
+            return
+        with self.ws.transaction() as conn:
+            conn.execute(
+                "INSERT INTO index_snapshots (library_id, model_ref, snapshot_id, entries, digest, saved_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (library_id, model_ref) DO UPDATE SET"
+                " snapshot_id = excluded.snapshot_id, entries = excluded.entries, digest = excluded.digest,"
+                " saved_at = excluded.saved_at",
+                (*key, info.snapshot_id, info.entries, info.digest, info.created_at),
+            )
+
+    # ---- searching ------------------------------------------------------------------------------
+
+    def search(self, probe: NDArray[np.float32], libraries: Sequence[Library], top_k: int) -> list[Candidate]:
+        """The ``top_k`` nearest reference templates to ``probe`` over ``libraries``, exactly ranked."""
+        ranked = self.rank(probe, libraries, top_k)
+        return self._candidates(ranked, libraries)
+
+    def rank(self, probe: NDArray[np.float32], libraries: Sequence[Library], top_k: int) -> Ranked:
+        """The index part of ``search``: approximate candidates, re-ranked exactly (no database access)."""
+        query = _check_probe(probe)
+        if not 1 <= top_k <= MAX_TOP_K:
+            raise LibraryError(f"top K must be between 1 and {MAX_TOP_K}, not {top_k}")
+        if not libraries:
+            raise LibraryError("choose at least one library to search")
+        keys_parts: list[NDArray[np.uint64]] = []
+        vector_parts: list[NDArray[np.float32]] = []
+        d2_parts: list[NDArray[np.float32]] = []
+        owners: list[NDArray[np.int64]] = []
+        for library in libraries:
+            require_usable(self.ws, library)
+            loaded = self.get(library)
+            with loaded.lock:
+                size = len(loaded.index)
+                if size == 0:
+                    raise LibraryError(
+                        f"library {library.name!r} has no templates made with face model {self.model_id}: enrol first"
+                    )
+                wanted = min(size, max(int(top_k * self.settings.oversample), top_k + self.settings.min_extra))
+                found = loaded.index.search(query, wanted, threads=1)
+                keys = np.asarray(found.keys[: len(found)], dtype=np.uint64)
+                vectors = np.stack(loaded.index.get(keys)).astype(np.float32, copy=False)
+            keys_parts.append(keys)
+            vector_parts.append(vectors)
+            d2_parts.append(squared_distances(vectors, query))
+            owners.append(np.full(keys.size, library.id, dtype=np.int64))
+        keys = np.concatenate(keys_parts)
+        d2 = np.concatenate(d2_parts)
+        order = np.lexsort((keys, d2))[:top_k]
+        return Ranked(keys[order], d2[order], np.concatenate(vector_parts)[order], np.concatenate(owners)[order])
+
+    def _candidates(self, ranked: Ranked, libraries: Sequence[Library]) -> list[Candidate]:
+        """Attach subject, image and library to the ranked keys, checking each against its database row."""
+        keys, d2, vectors, owner = ranked.keys, ranked.d2, ranked.vectors, ranked.owner
+        model_ref = self.model_ref()
+        ids = [int(k) for k in keys]
+        marks = ",".join("?" * len(ids))
+        # Only "?" placeholders are interpolated into the statement.
+        sql = _CANDIDATE_SQL + f" WHERE t.id IN ({marks})"
+        rows = self.ws.query(sql, tuple(ids))
+        by_id = {int(r[0]): r for r in rows}
+        names = {lib.id: lib.name for lib in libraries}
+        out: list[Candidate] = []
+        for rank, key in enumerate(ids, start=1):
+            lib_id = int(owner[rank - 1])
+            row = by_id.get(key)
+            if (
+                row is None
+                or row[2] != model_ref
+                or row[3] != lib_id
+                or bytes(row[1]) != vectors[rank - 1].astype("<f4").tobytes()
+            ):
+                self._distrust(lib_id)
+                raise SnapshotError("the index disagreed with the database and has been discarded: search again")
+            distance = float(np.sqrt(d2[rank - 1]))
+            out.append(
+                Candidate(
+                    rank,
+                    score_from_distance(distance),
+                    distance,
+                    str(row[6]),
+                    int(row[5]),
+                    int(row[4]),
+                    key,
+                    names[lib_id],
+                )
+            )
+        return out
+
+    def _distrust(self, library_id: int) -> None:
+        self.drop(library_id)
+        remove_snapshots(self.ws.index_dir, library_id)
+
+
+def _add_vectors(index: Any, ids: NDArray[np.uint64], vectors: NDArray[np.float32], threads: int) -> None:
+    """Add to a usearch index; the first ``_SERIAL_START`` entries one thread at a time.
+
+    usearch's parallel insertion into a small graph loses links: with 2 threads, 2,000 clustered
+    vectors and expansion 512, a few true nearest neighbours were unreachable in most builds (none
+    with 1 thread). Once the graph is large, concurrent inserts rarely meet and parallel is safe
+    (no misses measured at 100k).
+    """
+    serial = max(0, min(ids.size, _SERIAL_START - len(index)))
+    if serial:
+        index.add(ids[:serial], vectors[:serial], threads=1)
+    if serial < ids.size:
+        index.add(ids[serial:], vectors[serial:], threads=threads)
+
+
+def squared_distances(vectors: NDArray[np.float32], query: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Exact squared euclidean distances in float32 (the one function every ranking uses)."""
+    diff = vectors.astype(np.float32, copy=False) - query.astype(np.float32, copy=False)
+    out: NDArray[np.float32] = np.einsum("ij,ij->i", diff, diff, dtype=np.float32)
+    return out
+
+
+def _check_probe(probe: NDArray[Any]) -> NDArray[np.float32]:
+    query = np.asarray(probe)
+    if query.shape != (NDIM,):
+        raise LibraryError(f"a probe template has {NDIM} values, not shape {query.shape}")
+    query = query.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(query)):
+        raise LibraryError("the probe template contains non-finite values")
+    return query
+
+
+_sets: weakref.WeakKeyDictionary[Workspace, dict[str, IndexSet]] = weakref.WeakKeyDictionary()
+_sets_lock = threading.Lock()
+
+
+def indexes_for(ws: Workspace, model_id: str, model_sha256: str, *, notify: Notify | None = None) -> IndexSet:
+    """The workspace's shared ``IndexSet`` for a face model (indexes are loaded once per open workspace)."""
+    with _sets_lock:
+        per_ws = _sets.get(ws)
+        if per_ws is None:
+            per_ws = _sets[ws] = {}
+            ws.on_close(lambda: _close_all(per_ws))
+        found = per_ws.get(model_sha256.lower())
+        if found is None:
+            found = per_ws[model_sha256.lower()] = IndexSet(ws, model_id, model_sha256, notify=notify)
+        elif notify is not None:
+            found.notify = notify
+        return found
+
+
+def _close_all(per_ws: dict[str, IndexSet]) -> None:
+    for index_set in per_ws.values():
+        index_set.close()
+    per_ws.clear()
+
+
+def _on_destroyed(ws: Workspace, library_id: int) -> None:
+    for index_set in (_sets.get(ws) or {}).values():
+        index_set.drop(library_id)
+
+
+on_library_destroyed(_on_destroyed)

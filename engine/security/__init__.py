@@ -1,0 +1,1 @@
+"""Keys, users, roles, password hashing and sessions."""

@@ -1,0 +1,378 @@
+"""Benchmark the encrypted library and its vector index at 100k, 1M and 10M templates.
+
+Each (population, size) runs in its own process, so peak memory is that run's alone, and goes
+through the product's own code: templates are written to an encrypted workspace (SQLCipher),
+the usearch index is built from the database and saved as an encrypted chunked snapshot, the
+workspace is reopened and the index restored and checked against the database, and searches
+go through ``IndexSet.search`` (approximate search, exact float32 re-ranking, database check).
+
+Populations:
+  rotated  real face templates (``--templates FILE.npy``, e.g. made with ``--make-templates``)
+           rotated about their mean by random orthogonal matrices: each rotation is a new
+           synthetic population with the same geometry as real templates. Queries are held-out
+           real templates (people with other images in the set), rotated like one population.
+  random   random unit vectors: a pathological worst case for graph indexes, reported for honesty.
+
+Baseline: numpy brute force (``np.linalg.norm(X - q, axis=1)`` then the top 50), what
+``face_recognition`` users do. Recall@K is measured against exact float32 search.
+
+Reproduce (figures in docs/benchmarks.md):
+  python scripts/bench_library.py --make-templates /tmp/lfw_templates.npy      # ~25 min, once
+  python scripts/bench_library.py --templates /tmp/lfw_templates.npy --sizes 100000 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+MODEL = ("bench-synthetic-population", hashlib.sha256(b"bench-synthetic-population").hexdigest())
+HELD_OUT = 1000
+
+
+def random_orthogonal(rng: np.random.Generator, n: int = 128) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(n, n)))
+    return (q * np.sign(np.diag(r))).astype(np.float32)
+
+
+def make_data(
+    kind: str, size: int, templates: Path | None, queries: int, seed: int, about: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    if kind == "random":
+        data = rng.normal(size=(size, 128)).astype(np.float32)
+        data /= np.linalg.norm(data, axis=1, keepdims=True)
+        probes = rng.normal(size=(queries, 128)).astype(np.float32)
+        return data, probes / np.linalg.norm(probes, axis=1, keepdims=True)
+    if templates is None:
+        raise SystemExit("--templates FILE.npy is needed for the rotated population (see --make-templates)")
+    real = np.load(templates).astype(np.float32)
+    names_file = templates.with_name(templates.stem + "_names.npy")
+    if names_file.exists():  # hold out images of people who have other images in the set
+        names = np.load(names_file)
+        _, inverse, counts = np.unique(names, return_inverse=True, return_counts=True)
+        eligible = np.flatnonzero(counts[inverse] >= 2)
+    else:
+        eligible = np.arange(len(real))
+    held = rng.choice(eligible, size=min(HELD_OUT, len(eligible) // 2), replace=False)
+    base = np.delete(real, held, axis=0)
+    # About the mean, every population overlaps the others like more people from the same distribution;
+    # about the origin (x @ Q), populations land far apart (mean norm 1.3 vs spread 0.58) and search is easier.
+    mean = base.mean(axis=0) if about == "mean" else np.zeros(128, dtype=np.float32)
+    populations = -(-size // len(base))
+    rotations = [random_orthogonal(rng) for _ in range(populations)]
+    data = np.empty((size, 128), dtype=np.float32)
+    for p, rotation in enumerate(rotations):
+        start = p * len(base)
+        end = min(size, start + len(base))
+        data[start:end] = (base[: end - start] - mean) @ rotation + mean
+    picks = rng.integers(0, len(held), size=queries)
+    which = rng.integers(0, populations, size=queries)
+    probes = np.stack([(real[held[i]] - mean) @ rotations[p] + mean for i, p in zip(picks, which, strict=True)])
+    return data, probes.astype(np.float32)
+
+
+def exact_top(data: np.ndarray, probes: np.ndarray, k: int) -> np.ndarray:
+    """Exact top-k row numbers by float32 squared euclidean distance (ties by row)."""
+    from engine.library.index import squared_distances
+
+    norms = np.einsum("ij,ij->i", data, data)
+    out = np.empty((len(probes), k), dtype=np.int64)
+    step = max(1, min(64, (1 << 28) // (4 * len(data))))  # keep the distance block near 256 MiB
+    for start in range(0, len(probes), step):
+        block = probes[start : start + step]
+        approx = norms[None, :] - 2.0 * (block @ data.T)
+        shortlist = np.argpartition(approx, k * 3, axis=1)[:, : k * 3]
+        for row, (probe, cand) in enumerate(zip(block, shortlist, strict=True)):
+            d2 = squared_distances(data[cand], probe)
+            out[start + row] = cand[np.lexsort((cand, d2))[:k]]
+    return out
+
+
+def insert_templates(ws: Any, library: Any, data: np.ndarray, batch: int = 20000) -> np.ndarray:
+    from engine.library.store import ensure_model
+
+    ids = np.empty(len(data), dtype=np.int64)
+    with ws.transaction() as conn:
+        model_ref = ensure_model(conn, *MODEL)
+    for start in range(0, len(data), batch):
+        chunk = np.ascontiguousarray(data[start : start + batch], dtype="<f4")
+        with ws.transaction() as conn:
+            for i, vector in enumerate(chunk):
+                n = start + i
+                subject = conn.execute(
+                    "INSERT INTO subjects (library_id, reference, created_at) VALUES (?, ?, 'bench')",
+                    (library.id, f"S{n:08d}"),
+                ).lastrowid
+                image = conn.execute(
+                    "INSERT INTO images (library_id, subject_id, sha256, media_type, byte_length, width, height,"
+                    " source, added_at) VALUES (?, ?, ?, 'image/jpeg', 0, 0, 0, 'bench', 'bench')",
+                    (library.id, subject, hashlib.sha256(n.to_bytes(8, "little")).digest()),
+                ).lastrowid
+                blob = vector.tobytes()
+                ids[n] = conn.execute(
+                    "INSERT INTO templates (image_id, library_id, model_ref, vector, vector_sha256, face_box,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, '[]', 'bench')",
+                    (image, library.id, model_ref, blob, hashlib.sha256(blob).digest()),
+                ).lastrowid
+    return ids
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    arr = np.array(values) * 1000.0
+    return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99))}
+
+
+def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    from engine.library.index import IndexSet, IndexSettings, LibraryIndex, _new_usearch
+    from engine.library.snapshot import snapshot_path
+    from engine.library.store import create_library
+    from engine.security.keys import WorkspaceKey
+    from engine.workspace import Workspace
+
+    kind, size = args.one[0], int(args.one[1])
+    result: dict[str, Any] = {"population": kind, "templates": size, "top_k": args.top}
+    data, probes = make_data(kind, size, args.templates, args.queries, args.seed, args.rotate_about)
+    if kind == "rotated":
+        result["population"] = f"rotated about {args.rotate_about}"
+    settings = IndexSettings(
+        expansion_search=args.expansions[0], connectivity=args.connectivity, oversample=args.oversample, threads=0
+    )
+    result["settings"] = {
+        "connectivity": settings.connectivity,
+        "expansion_add": settings.expansion_add,
+        "expansion_search": settings.expansion_search,
+        "oversample": settings.oversample,
+        "min_extra": settings.min_extra,
+    }
+
+    workdir = Path(args.workdir) / f"ws-{kind}-{size}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    key = WorkspaceKey.generate()
+    ws = Workspace.create(workdir, key)
+    library = create_library(ws, "bench", "substantive")
+    t = time.perf_counter()
+    ids = insert_templates(ws, library, data)
+    result["db_insert_s"] = time.perf_counter() - t
+
+    # Ground truth and the numpy baseline first, so the raw array can go before the index is built.
+    t = time.perf_counter()
+    exact = exact_top(data, probes, args.top)
+    result["exact_ground_truth_s"] = time.perf_counter() - t
+    brute = []
+    for probe in probes[: args.brute_queries]:
+        t = time.perf_counter()
+        distances = np.linalg.norm(data - probe, axis=1)
+        top = np.argpartition(distances, args.top)[: args.top]
+        _ = top[np.argsort(distances[top])]
+        brute.append(time.perf_counter() - t)
+        del distances
+    result["numpy_brute_force"] = percentiles(brute)
+    del data
+
+    indexes = IndexSet(ws, *MODEL, settings=settings)
+    loaded = LibraryIndex(library, indexes.model_ref(), _new_usearch(settings))
+    t = time.perf_counter()
+    indexes._add_from_db(loaded, None)
+    result["build_s"] = time.perf_counter() - t
+    result["index_memory_gib"] = loaded.index.memory_usage / 2**30
+    t = time.perf_counter()
+    indexes.save_loaded(loaded)
+    result["snapshot_save_s"] = time.perf_counter() - t
+    loaded.index.reset()
+    ws.close()
+    del loaded, indexes
+    result["snapshot_bytes"] = snapshot_path(workdir / "index", library.id).stat().st_size
+    result["db_bytes"] = sum(p.stat().st_size for p in workdir.glob("rfr.db*"))
+
+    t = time.perf_counter()
+    ws = Workspace.open(workdir, key)
+    result["workspace_open_s"] = time.perf_counter() - t
+    notices: list[str] = []
+    indexes = IndexSet(ws, *MODEL, settings=settings, notify=notices.append)
+    t = time.perf_counter()
+    loaded = indexes.get(library)
+    result["index_open_s"] = time.perf_counter() - t  # read, decrypt, restore, digest check against the database
+    if len(loaded) != size or notices:
+        raise SystemExit(f"the index did not restore cleanly: {notices}")
+
+    def measure(expansion: int) -> dict[str, Any]:
+        indexes.settings = replace(settings, expansion_search=expansion)
+        loaded.index.expansion_search = expansion
+        for probe in probes[:20]:  # warm up
+            indexes.search(probe, [library], args.top)
+        found_rows: list[np.ndarray] = []
+        latencies, rank_latencies, ann_latencies = [], [], []
+        # Separate passes, so no measurement runs on caches warmed by the same probe.
+        for probe in probes:
+            t = time.perf_counter()
+            loaded.index.search(probe, args.top, threads=1)
+            ann_latencies.append(time.perf_counter() - t)
+        for probe in probes:
+            t = time.perf_counter()
+            indexes.rank(probe, [library], args.top)
+            rank_latencies.append(time.perf_counter() - t)
+        for probe in probes:
+            t = time.perf_counter()
+            found = indexes.search(probe, [library], args.top)
+            latencies.append(time.perf_counter() - t)
+            found_rows.append(np.searchsorted(ids, np.array([c.template_id for c in found], dtype=np.int64)))
+        recalls = [len(set(f.tolist()) & set(e.tolist())) / args.top for f, e in zip(found_rows, exact, strict=True)]
+        same = [(f, e) for f, e in zip(found_rows, exact, strict=True) if set(f.tolist()) == set(e.tolist())]
+        return {
+            "expansion_search": expansion,
+            "ann_only": percentiles(ann_latencies),
+            "index_search": percentiles(rank_latencies),
+            "search_with_db": percentiles(latencies),
+            "recall": float(np.mean(recalls)),
+            "recall_min": float(np.min(recalls)),
+            "exact_order_when_same_set": all(np.array_equal(f, e) for f, e in same),
+        }
+
+    result.update(measure(args.expansions[0]))
+    result["sweep"] = [measure(e) for e in args.expansions[1:]]
+    result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    ws.close()
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return result
+
+
+def make_templates(out: Path, limit: int | None) -> None:
+    """Templates of LFW with the product's face engine (largest, most central face per image)."""
+    from engine.faces.image_io import load_image
+    from engine.faces.pipeline import FaceEngine
+
+    data = Path(os.environ.get("RFR_DATA", REPO.parent / "shared" / "data")) / "lfw" / "images"
+    paths = sorted(data.glob("*/*.jpg"))[:limit]
+    engine = FaceEngine.open(device="CPU")
+    vectors, names = [], []
+    started = time.monotonic()
+    for n, path in enumerate(paths):
+        faces = [f for f in engine.analyze(load_image(path).rgb, upsample=0, embed=True) if f.embedding is not None]
+        if faces:
+            face = min(faces, key=lambda f: (f.box.center[0] - 125) ** 2 + (f.box.center[1] - 125) ** 2)
+            vectors.append(np.asarray(face.embedding, dtype=np.float32))
+            names.append(path.parent.name)
+        if n % 500 == 0:
+            print(f"{n}/{len(paths)} images, {time.monotonic() - started:.0f} s", file=sys.stderr)
+    np.save(out, np.stack(vectors))
+    np.save(out.with_name(out.stem + "_names.npy"), np.array(names))
+    print(f"wrote {len(vectors)} templates to {out} (keep them out of the repository: biometric data)")
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    head = (
+        "| population | templates | expansion | build s | snapshot MiB | open s | index search p50/p99 ms "
+        "| with DB lookup p50/p99 ms | recall@50 (min) | numpy brute force p50/p99 ms | peak RSS GiB |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    rows = []
+    for r in results:
+        for m in [r, *r.get("sweep", [])]:
+            rows.append(
+                f"| {r['population']} | {r['templates']:,} | {m['expansion_search']} | {r['build_s']:.1f} "
+                f"| {r['snapshot_bytes'] / 2**20:,.0f} | {r['workspace_open_s'] + r['index_open_s']:.2f} "
+                f"| {m['index_search']['p50_ms']:.2f} / {m['index_search']['p99_ms']:.2f} "
+                f"| {m['search_with_db']['p50_ms']:.2f} / {m['search_with_db']['p99_ms']:.2f} "
+                f"| {m['recall']:.4f} ({m['recall_min']:.2f}) "
+                f"| {r['numpy_brute_force']['p50_ms']:.1f} / {r['numpy_brute_force']['p99_ms']:.1f} "
+                f"| {r['peak_rss_gib']:.1f} |"
+            )
+    return head + "\n".join(rows) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--templates", type=Path, help="real templates (.npy, N x 128 float32)")
+    parser.add_argument("--make-templates", type=Path, metavar="OUT", help="compute LFW templates and exit")
+    parser.add_argument("--limit", type=int, help="with --make-templates: only the first N images")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--populations", nargs="+", default=["rotated", "random"], choices=["rotated", "random"])
+    parser.add_argument("--random-max", type=int, default=1_000_000, help="largest size for the random worst case")
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--brute-queries", type=int, default=50)
+    parser.add_argument("--top", type=int, default=50)
+    parser.add_argument(
+        "--expansions", type=int, nargs="+", default=[512], help="usearch expansion_search (several: a sweep)"
+    )
+    parser.add_argument("--connectivity", type=int, default=32)
+    parser.add_argument("--oversample", type=float, default=2.0, help="ask the index for top * this, then re-rank")
+    parser.add_argument("--seed", type=int, default=2025)
+    parser.add_argument("--rotate-about", choices=["mean", "origin"], default="mean", help="see make_data")
+    parser.add_argument("--workdir", default=None, help="where the benchmark workspaces go (default: a temp folder)")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark workspaces")
+    parser.add_argument("--json", type=Path, help="also write all results here")
+    parser.add_argument("--markdown", type=Path, help="also write the table here")
+    parser.add_argument("--one", nargs=2, metavar=("POPULATION", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.make_templates:
+        make_templates(args.make_templates, args.limit)
+        return 0
+    if args.one:
+        print(json.dumps(run_one(args)))
+        return 0
+    workdir = args.workdir or tempfile.mkdtemp(prefix="rfr-bench-")
+    results = []
+    for population in args.populations:
+        for size in args.sizes:
+            if population == "random" and size > args.random_max:
+                continue
+            cmd = [sys.executable, __file__, "--one", population, str(size), "--workdir", workdir]
+            flags = (
+                "templates",
+                "queries",
+                "brute_queries",
+                "top",
+                "expansions",
+                "connectivity",
+                "oversample",
+                "seed",
+                "rotate_about",
+            )
+            for flag in flags:
+                value = getattr(args, flag)
+                if isinstance(value, list):
+                    cmd += [f"--{flag.replace('_', '-')}", *map(str, value)]
+                elif value is not None:
+                    cmd += [f"--{flag.replace('_', '-')}", str(value)]
+            if args.keep:
+                cmd.append("--keep")
+            print(f"running {population} {size:,} ...", file=sys.stderr, flush=True)
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                print(out.stderr, file=sys.stderr)
+                return out.returncode
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            results.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+    table = markdown(results)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.markdown:
+        args.markdown.write_text(table)
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""No plaintext at rest: nothing biometric or personal is readable in the workspace or the temp folder.
+
+Real LFW photographs are enrolled and searched with the real face engine through the real
+``rfr`` commands (separate processes with their own temporary folder), the workspace is
+closed, and every byte of every file in the workspace and in that temporary folder is scanned
+for JPEG and PNG markers, the stored templates (whole and in pieces), the probe templates,
+and the subjects' names. A positive control shows the scan finds all of these in plaintext.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.security.keys import read_key_file
+from engine.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[2]
+PEOPLE = 5
+IMAGES_EACH = 3
+
+pytestmark = pytest.mark.slow
+
+
+def rfr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    return result
+
+
+def needles_for(names: list[str], templates: list[bytes]) -> dict[str, bytes]:
+    needles: dict[str, bytes] = {"JPEG start-of-image marker": b"\xff\xd8\xff", "PNG signature": b"\x89PNG\r\n"}
+    for name in names:
+        needles[f"subject name {name}"] = name.encode()
+        needles[f"subject name {name} with spaces"] = name.replace("_", " ").encode()
+    for i, blob in enumerate(templates):
+        needles[f"template {i}"] = blob
+        for offset in (0, 200, 496):  # any 16 bytes of a template (4 floats) would be a leak too
+            needles[f"template {i} bytes {offset}..{offset + 16}"] = blob[offset : offset + 16]
+    return needles
+
+
+def scan(folders: list[Path], needles: dict[str, bytes]) -> list[str]:
+    found = []
+    for folder in folders:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                data = path.read_bytes()
+                found += [f"{what} in {path}" for what, needle in needles.items() if needle in data]
+    return found
+
+
+@pytest.fixture(scope="module")
+def people(data_root: Path) -> list[tuple[str, list[Path]]]:
+    lfw = data_root / "lfw" / "images"
+    chosen = []
+    for folder in sorted(lfw.iterdir()):
+        images = sorted(folder.glob("*.jpg"))
+        if len(images) >= IMAGES_EACH + 1:
+            chosen.append((folder.name, images[: IMAGES_EACH + 1]))
+        if len(chosen) == PEOPLE:
+            break
+    return chosen
+
+
+def test_nothing_readable_at_rest(tmp_path: Path, people: list[tuple[str, list[Path]]]) -> None:
+    source, temp, ws_dir, key_file = tmp_path / "source", tmp_path / "tmp", tmp_path / "ws", tmp_path / "key"
+    temp.mkdir()
+    probes = []
+    for name, images in people:
+        (source / name).mkdir(parents=True)
+        for image in images[:IMAGES_EACH]:
+            (source / name / image.name).write_bytes(image.read_bytes())
+        probes.append(images[IMAGES_EACH])  # held out: searched, never enrolled
+    env = {**os.environ, "TMPDIR": str(temp), "TMP": str(temp), "TEMP": str(temp), "RFR_WORKSPACE": str(ws_dir)}
+    env.pop("RFR_PASSPHRASE", None)
+    key = ("--key-file", str(key_file))
+
+    assert rfr(env, "workspace", "init", str(ws_dir), "--new-key-file", str(key_file)).returncode == 0
+    assert rfr(env, "library", "create", "custody", "--kind", "substantive", *key).returncode == 0
+    enrolled = rfr(env, "library", "enroll", "--library", "custody", str(source), *key, "--json")
+    assert enrolled.returncode == 0, enrolled.stderr
+    report = json.loads(enrolled.stdout)
+    assert report["enrolled"] >= PEOPLE * IMAGES_EACH - 3, report  # an LFW image may show a second face
+    searched = rfr(env, "library", "search", *map(str, probes), "--library", "custody", "--top", "5", *key, "--json")
+    assert searched.returncode == 0, searched.stderr
+    results = json.loads(searched.stdout)["probes"]
+    hits = sum(r["candidates"][0]["subject"] == name for r, (name, _) in zip(results, people, strict=True))
+    assert hits >= PEOPLE - 1  # the searches were real searches
+    assert rfr(env, "library", "stats", *key).returncode == 0
+
+    with Workspace.open(ws_dir, read_key_file(key_file)) as ws:
+        templates = [bytes(r[0]) for r in ws.query("SELECT vector FROM templates")]
+        names = [r[0] for r in ws.query("SELECT reference FROM subjects")]
+    assert len(templates) == report["enrolled"] and sorted(names) == sorted(n for n, _ in people)
+    probe_templates = _probe_templates(probes)
+
+    needles = needles_for(names + [p.name for p in probes], templates + probe_templates)
+    files = [p for folder in (ws_dir, temp) for p in folder.rglob("*") if p.is_file()]
+    assert any(p.name == "rfr.db" for p in files) and any(p.suffix == ".rfridx" for p in files)
+    assert scan([ws_dir, temp], needles) == []
+
+
+def _probe_templates(probes: list[Path]) -> list[bytes]:
+    from engine.faces.image_io import load_image
+    from engine.faces.pipeline import FaceEngine, largest_face
+
+    engine = FaceEngine.open(device="CPU")
+    out = []
+    for path in probes:
+        face = largest_face(engine.analyze(load_image(path).rgb, upsample=0, embed=True))
+        assert face is not None and face.embedding is not None
+        out.append(np.asarray(face.embedding, dtype="<f4").tobytes())
+    return out
+
+
+def test_the_scan_finds_plaintext(tmp_path: Path, people: list[tuple[str, list[Path]]]) -> None:
+    """Positive control: the same data in an unencrypted database and folder is found."""
+    name, images = people[0]
+    template = np.linspace(-0.2, 0.2, 128, dtype="<f4").tobytes()
+    db = sqlite3.connect(tmp_path / "plain.db")
+    db.execute("CREATE TABLE t (name TEXT, image BLOB, vector BLOB)")
+    db.execute("INSERT INTO t VALUES (?, ?, ?)", (name, images[0].read_bytes(), template))
+    db.commit()
+    db.close()
+    found = scan([tmp_path], needles_for([name], [template]))
+    assert any(f.startswith("JPEG start-of-image marker") for f in found)
+    assert any(f.startswith(f"subject name {name} in") for f in found)
+    assert any(f.startswith("template 0 in") for f in found)
+    assert any(f.startswith("template 0 bytes 200..216") for f in found)

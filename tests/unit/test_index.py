@@ -1,0 +1,377 @@
+"""The vector index: encrypted snapshot format and tampering, restore/repair at open, exact re-ranking."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import LibraryError, SnapshotError
+from engine.library import create_library, get_library, library_events
+from engine.library.index import IndexSet, indexes_for, rows_digest, squared_distances
+from engine.library.snapshot import MAGIC, read_snapshot, snapshot_path, sweep_stale_temp_files, write_snapshot
+from engine.library.store import Library, ensure_model
+from engine.security.keys import WorkspaceKey
+from engine.workspace import Workspace
+
+MODEL = ("test-model", hashlib.sha256(b"test-model").hexdigest())
+OTHER_MODEL = ("other-model", hashlib.sha256(b"other-model").hexdigest())
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    with Workspace.create(tmp_path / "ws", WorkspaceKey.generate()) as workspace:
+        yield workspace
+
+
+def insert_templates(ws: Workspace, lib: Library, vectors: np.ndarray, model: tuple[str, str] = MODEL) -> list[int]:
+    """Template rows (one subject and image each) written straight to the database, as enrolment would."""
+    ids = []
+    with ws.transaction() as conn:
+        model_ref = ensure_model(conn, *model)
+        base = conn.execute("SELECT count(*) FROM subjects").fetchone()[0]
+        for i, vector in enumerate(np.asarray(vectors, dtype="<f4")):
+            subject = conn.execute(
+                "INSERT INTO subjects (library_id, reference, created_at) VALUES (?, ?, 'now')",
+                (lib.id, f"S{base + i:05d}"),
+            ).lastrowid
+            image = conn.execute(
+                "INSERT INTO images (library_id, subject_id, sha256, media_type, byte_length, width, height, source,"
+                " added_at) VALUES (?, ?, ?, 'image/jpeg', 1, 1, 1, 'test', 'now')",
+                (lib.id, subject, os.urandom(32)),
+            ).lastrowid
+            blob = vector.tobytes()
+            ids.append(
+                conn.execute(
+                    "INSERT INTO templates (image_id, library_id, model_ref, vector, vector_sha256, face_box,"
+                    " created_at) VALUES (?, ?, ?, ?, ?, '[]', 'now')",
+                    (image, lib.id, model_ref, blob, hashlib.sha256(blob).digest()),
+                ).lastrowid
+            )
+    return ids
+
+
+def clustered(n: int, seed: int = 0) -> np.ndarray:
+    """Vectors with face-template-like structure: people (clusters) with several nearby images."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 0.09, size=(max(1, n // 4), 128))
+    return (centres[rng.integers(0, len(centres), n)] + rng.normal(0, 0.03, size=(n, 128))).astype(np.float32)
+
+
+def fresh_indexes(ws: Workspace, notes: list[str], model: tuple[str, str] = MODEL) -> IndexSet:
+    """A new IndexSet, as a freshly started process would have (nothing loaded in memory)."""
+    return IndexSet(ws, *model, notify=notes.append)
+
+
+# ---------------------------------------------------------------- snapshot format
+
+
+class TestSnapshotFormat:
+    KEY = os.urandom(32)
+
+    def key_for(self, snapshot_id: bytes) -> bytes:
+        return hashlib.sha256(self.KEY + snapshot_id).digest()
+
+    def write(self, path: Path, data: bytes, library_id: int = 1) -> None:
+        write_snapshot(
+            path,
+            data,
+            key_for=self.key_for,
+            library_id=library_id,
+            model_id="m",
+            model_sha256="0" * 64,
+            entries=3,
+            digest=b"d" * 32,
+            created_at="now",
+            chunk_size=1000,
+        )
+
+    def test_round_trip_in_chunks(self, tmp_path: Path) -> None:
+        data = os.urandom(4500)
+        self.write(tmp_path / "s", data)
+        info, plain = read_snapshot(tmp_path / "s", key_for=self.key_for, library_id=1)
+        assert bytes(plain) == data
+        assert info.chunks == 5 and info.entries == 3 and info.digest == b"d" * 32
+        raw = (tmp_path / "s").read_bytes()
+        assert data[:64] not in raw and b'"entries"' not in raw  # header and body encrypted
+        assert raw.startswith(MAGIC)
+
+    def test_empty_payload(self, tmp_path: Path) -> None:
+        self.write(tmp_path / "s", b"")
+        assert bytes(read_snapshot(tmp_path / "s", key_for=self.key_for, library_id=1)[1]) == b""
+
+    @staticmethod
+    def chunk_offsets(raw: bytes) -> list[int]:
+        header_len = struct.unpack(">I", raw[24:28])[0]
+        first = 28 + 12 + header_len
+        return [first + i * (12 + 1000 + 16) for i in range(5)]
+
+    def tamper_cases(self, tmp_path: Path) -> dict[str, tuple[bytes, str]]:
+        self.write(tmp_path / "a", os.urandom(4500))
+        self.write(tmp_path / "b", os.urandom(4500))
+        raw, other = (tmp_path / "a").read_bytes(), (tmp_path / "b").read_bytes()
+        offs = self.chunk_offsets(raw)
+        size = 12 + 1000 + 16
+
+        def flip(at: int) -> bytes:
+            return raw[:at] + bytes([raw[at] ^ 0x01]) + raw[at + 1 :]
+
+        swapped = raw[: offs[1]] + raw[offs[2] : offs[2] + size] + raw[offs[1] : offs[1] + size] + raw[offs[3] :]
+        spliced = raw[: offs[2]] + other[offs[2] : offs[2] + size] + raw[offs[3] :]
+        return {
+            "flip a byte in the body": (flip(offs[3] + 40), "chunk 4 of 5 fails authentication"),
+            "flip a byte in the header": (flip(50), "header fails authentication"),
+            "flip a byte of the snapshot id": (flip(10), "header fails authentication"),
+            "swap two chunks": (swapped, "chunk 2 of 5 fails authentication"),
+            "truncate": (raw[: offs[4]], "truncated or extended"),
+            "truncate mid-chunk": (raw[:-7], "truncated or extended"),
+            "append": (raw + b"\x00" * 20, "truncated or extended"),
+            "chunk from another snapshot": (spliced, "chunk 3 of 5 fails authentication"),
+            "bad magic": (b"NOTRFR!!" + raw[8:], "not an rfr index snapshot"),
+            "empty file": (b"", "not an rfr index snapshot"),
+        }
+
+    @pytest.mark.parametrize(
+        "case",
+        [
+            "flip a byte in the body",
+            "flip a byte in the header",
+            "flip a byte of the snapshot id",
+            "swap two chunks",
+            "truncate",
+            "truncate mid-chunk",
+            "append",
+            "chunk from another snapshot",
+            "bad magic",
+            "empty file",
+        ],
+    )
+    def test_tampering_is_refused(self, tmp_path: Path, case: str) -> None:
+        content, expected = self.tamper_cases(tmp_path)[case]
+        (tmp_path / "t").write_bytes(content)
+        with pytest.raises(SnapshotError, match=expected):
+            read_snapshot(tmp_path / "t", key_for=self.key_for, library_id=1)
+
+    def test_wrong_key_and_wrong_library(self, tmp_path: Path) -> None:
+        self.write(tmp_path / "s", os.urandom(100))
+        with pytest.raises(SnapshotError, match="header fails authentication"):
+            read_snapshot(tmp_path / "s", key_for=lambda sid: bytes(32), library_id=1)
+        with pytest.raises(SnapshotError, match="belongs to library #1, not #2"):
+            read_snapshot(tmp_path / "s", key_for=self.key_for, library_id=2)
+
+    def test_atomic_replace_leaves_no_temporary_files(self, tmp_path: Path) -> None:
+        self.write(tmp_path / "s", os.urandom(3000))
+        self.write(tmp_path / "s", os.urandom(3000))
+        assert [p.name for p in tmp_path.iterdir()] == ["s"]
+
+    def test_stale_temporary_files_are_swept(self, tmp_path: Path) -> None:
+        (tmp_path / "library-1.rfridx.tmp-abc").write_bytes(b"left by a crash")
+        assert sweep_stale_temp_files(tmp_path) == 0  # too recent: may belong to a save in progress
+        assert sweep_stale_temp_files(tmp_path, older_than=-1) == 1
+        assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- restore and repair at open
+
+
+class TestOpenAndRepair:
+    def test_restored_without_rebuild_when_snapshot_matches(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        insert_templates(ws, lib, clustered(300))
+        notes: list[str] = []
+        first = fresh_indexes(ws, notes)
+        assert len(first.get(lib)) == 300
+        assert notes == ["index of library 'custody': no index snapshot; rebuilt from the database (300 templates)"]
+        notes.clear()
+        again = fresh_indexes(ws, notes)
+        assert len(again.get(lib)) == 300
+        assert notes == []
+        assert [e["action"] for e in library_events(ws, "custody")].count("index_rebuilt") == 1
+
+    @pytest.mark.parametrize("damage", ["flip", "truncate", "swap", "garbage"])
+    def test_damaged_snapshot_is_refused_then_rebuilt(self, ws: Workspace, damage: str) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        vectors = clustered(200)
+        ids = insert_templates(ws, lib, vectors)
+        fresh_indexes(ws, []).get(lib)
+        path = snapshot_path(ws.index_dir, lib.id)
+        raw = bytearray(path.read_bytes())
+        if damage == "flip":
+            raw[len(raw) // 2] ^= 0x80
+        elif damage == "truncate":
+            raw = raw[: len(raw) - 100]
+        elif damage == "swap":
+            raw = raw[:28] + raw[-64:] + raw[28:-64]
+        else:
+            raw = bytearray(os.urandom(len(raw)))
+        path.write_bytes(bytes(raw))
+        notes: list[str] = []
+        indexes = fresh_indexes(ws, notes)
+        loaded = indexes.get(lib)
+        assert len(notes) == 1 and "refused" in notes[0] and "rebuilt from the database (200 templates)" in notes[0]
+        assert np.array_equal(loaded.keys(), np.array(sorted(ids), dtype=np.uint64))
+        assert indexes.search(vectors[17], [lib], 1)[0].template_id == ids[17]
+        read_snapshot(path, key_for=indexes._key_for(lib), library_id=lib.id)  # a good snapshot again
+
+    def test_snapshot_behind_the_database_is_caught_up(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        insert_templates(ws, lib, clustered(100, seed=1))
+        fresh_indexes(ws, []).get(lib)
+        newer = insert_templates(ws, lib, clustered(25, seed=2))  # e.g. an enrolment killed before it saved
+        notes: list[str] = []
+        indexes = fresh_indexes(ws, notes)
+        loaded = indexes.get(lib)
+        assert notes == ["index of library 'custody' was 25 templates behind the database: brought up to date"]
+        assert len(loaded) == 125 and set(newer) <= set(loaded.keys().tolist())
+        assert library_events(ws, "custody")[-1]["action"] == "index_caught_up"
+        notes.clear()
+        fresh_indexes(ws, notes).get(lib)
+        assert notes == []  # the caught-up snapshot was saved
+
+    def test_rows_gone_from_the_database_force_a_rebuild(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        ids = insert_templates(ws, lib, clustered(50))
+        fresh_indexes(ws, []).get(lib)
+        with ws.transaction() as conn:
+            conn.execute("DELETE FROM templates WHERE id = ?", (ids[3],))
+        notes: list[str] = []
+        loaded = fresh_indexes(ws, notes).get(lib)
+        assert "no longer in the database" in notes[0] and "rebuilt" in notes[0]
+        assert ids[3] not in loaded.keys().tolist() and len(loaded) == 49
+
+    def test_snapshot_of_another_model_is_not_used(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        insert_templates(ws, lib, clustered(40), model=OTHER_MODEL)
+        mine = insert_templates(ws, lib, clustered(10, seed=5), model=MODEL)
+        fresh_indexes(ws, [], OTHER_MODEL).get(lib)
+        notes: list[str] = []
+        loaded = fresh_indexes(ws, notes, MODEL).get(lib)
+        assert "another face model" in notes[0]
+        assert sorted(loaded.keys().tolist()) == sorted(mine)
+
+    def test_digest_is_over_sorted_id_sha_pairs(self) -> None:
+        pairs = np.array([(2, b"b" * 32), (1, b"a" * 32)], dtype=[("id", "<u8"), ("sha", "S32")])
+        expected = hashlib.sha256(
+            b"rfr/index-digest/v1\x00" + struct.pack("<Q", 1) + b"a" * 32 + struct.pack("<Q", 2) + b"b" * 32
+        ).digest()
+        assert rows_digest(pairs) == expected == rows_digest(np.sort(pairs, order="id"))
+
+
+# ---------------------------------------------------------------- search
+
+
+class TestSearch:
+    def test_exact_order_matches_brute_force(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        vectors = clustered(2000, seed=3)
+        ids = np.array(insert_templates(ws, lib, vectors), dtype=np.uint64)
+        indexes = indexes_for(ws, *MODEL)
+        rng = np.random.default_rng(9)
+        for probe in vectors[rng.integers(0, len(vectors), 20)] + rng.normal(0, 0.02, size=(20, 128)):
+            probe = probe.astype(np.float32)
+            found = indexes.search(probe, [lib], 10)
+            d2 = squared_distances(vectors, probe)
+            order = np.lexsort((ids, d2))[:10]
+            assert [c.template_id for c in found] == ids[order].tolist()
+            assert [c.distance for c in found] == [float(np.sqrt(d2[i])) for i in order]
+            assert [c.rank for c in found] == list(range(1, 11))
+
+    def test_final_order_is_exact_even_when_the_index_is_approximate(self, ws: Workspace) -> None:
+        # Stand in for an approximate index that returns the right candidates in a rough order
+        # (here: reversed) with rough distances: the officer must still see the exact order.
+        lib = create_library(ws, "custody", "substantive")
+        vectors = clustered(500, seed=4)
+        ids = np.array(insert_templates(ws, lib, vectors), dtype=np.uint64)
+        indexes = IndexSet(ws, *MODEL)
+        loaded = indexes.get(lib)
+        real = loaded.index
+
+        class Rough:
+            def __init__(self, keys: np.ndarray) -> None:
+                self.keys = keys[::-1].copy()
+                self.distances = np.linspace(0, 1, len(keys), dtype=np.float32)
+
+            def __len__(self) -> int:
+                return len(self.keys)
+
+        class RoughIndex:
+            def __len__(self) -> int:
+                return len(real)
+
+            def search(self, query: np.ndarray, count: int, threads: int = 0) -> Rough:
+                return Rough(np.asarray(real.search(query, count, threads=threads).keys, dtype=np.uint64))
+
+            def get(self, keys: np.ndarray) -> object:
+                return real.get(keys)
+
+        loaded.index = RoughIndex()
+        probe = (vectors[5] + np.float32(0.01)).astype(np.float32)
+        found = indexes.search(probe, [lib], 20)
+        d2 = squared_distances(vectors, probe)
+        order = np.lexsort((ids, d2))[:20]
+        assert [c.template_id for c in found] == ids[order].tolist()
+        assert [c.distance for c in found] == [float(np.sqrt(d2[i])) for i in order]
+        loaded.index = real
+
+    def test_ties_are_broken_by_template_id(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        same = np.tile(clustered(1, seed=6), (5, 1))
+        ids = insert_templates(ws, lib, np.vstack([clustered(50, seed=7), same]))
+        found = indexes_for(ws, *MODEL).search(same[0], [lib], 5)
+        assert [c.template_id for c in found] == ids[50:]
+        assert {c.distance for c in found} == {0.0}
+
+    def test_several_libraries_are_merged_by_distance(self, ws: Workspace) -> None:
+        a = create_library(ws, "a", "substantive")
+        b = create_library(ws, "b", "substantive")
+        va, vb = clustered(100, seed=10), clustered(100, seed=11)
+        insert_templates(ws, a, va)
+        insert_templates(ws, b, vb)
+        probe = vb[3]
+        found = indexes_for(ws, *MODEL).search(probe, [a, b], 20)
+        assert found[0].library == "b" and found[0].distance == 0.0
+        everything = np.vstack([va, vb])
+        best = np.sort(squared_distances(everything, probe))[:20]
+        assert np.allclose([c.distance**2 for c in found], best, rtol=1e-6)
+        assert {c.library for c in found} <= {"a", "b"}
+
+    def test_only_templates_of_the_current_model_are_searched(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        other = insert_templates(ws, lib, clustered(30, seed=12), model=OTHER_MODEL)
+        mine = insert_templates(ws, lib, clustered(30, seed=13), model=MODEL)
+        found = indexes_for(ws, *MODEL).search(clustered(30, seed=12)[0], [lib], 60)
+        assert len(found) == 30 and {c.template_id for c in found} == set(mine)
+        assert not set(other) & {c.template_id for c in found}
+
+    def test_refusals(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        empty = create_library(ws, "empty", "substantive")
+        insert_templates(ws, lib, clustered(10))
+        indexes = indexes_for(ws, *MODEL)
+        with pytest.raises(LibraryError, match="no templates made with face model test-model"):
+            indexes.search(np.zeros(128, np.float32), [empty], 5)
+        with pytest.raises(LibraryError, match="128 values"):
+            indexes.search(np.zeros(127, np.float32), [lib], 5)
+        with pytest.raises(LibraryError, match="non-finite"):
+            indexes.search(np.full(128, np.nan, np.float32), [lib], 5)
+        with pytest.raises(LibraryError, match="between 1 and"):
+            indexes.search(np.zeros(128, np.float32), [lib], 0)
+        with pytest.raises(LibraryError, match="at least one library"):
+            indexes.search(np.zeros(128, np.float32), [], 5)
+
+    def test_index_that_disagrees_with_the_database_is_discarded(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        vectors = clustered(20)
+        insert_templates(ws, lib, vectors)
+        indexes = indexes_for(ws, *MODEL)
+        loaded = indexes.get(lib)
+        loaded.index.remove(int(loaded.keys()[0]))
+        loaded.index.add(int(loaded.keys()[0]) + 10_000, vectors[0])  # a key the database does not have
+        with pytest.raises(SnapshotError, match="discarded"):
+            indexes.search(vectors[0], [lib], 3)
+        assert indexes.search(vectors[0], [get_library(ws, "custody")], 3)[0].distance == 0.0
