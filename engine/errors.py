@@ -102,3 +102,15 @@ class AuditError(RfrError):
 
 class CalibrationError(RfrError):
     """A score calibration is missing, malformed, for another model, or disagrees with the policy's threshold."""
+
+
+class FormError(RfrError):
+    """The RFR Submission Form is incomplete or invalid; the message names the field."""
+
+
+class CaseError(RfrError):
+    """A case does not exist, or the action is not possible in the case's state."""
+
+
+class MatchReportError(RfrError):
+    """A Match Report is incomplete or malformed; the message names the factor or key."""

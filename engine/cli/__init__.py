@@ -35,11 +35,11 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.cli import faces, library, workspace
+    from engine.cli import audit, case, faces, library, user, workspace
 
     parser = _Parser(prog="rfr", description="Retrospective facial recognition workstation (headless commands).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (faces, workspace, library):
+    for module in (faces, workspace, library, user, case, audit):
         module.register(sub)
     return parser
 

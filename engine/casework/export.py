@@ -1,0 +1,190 @@
+"""The Match Report as a printable, self-contained HTML document.
+
+Both images are embedded as data URIs, so the file needs nothing else to print. That also
+means the file is plaintext biometric and personal data by nature: it is written only where
+the officer says, never over an existing file, readable by its owner only (mode 0600), and
+the command warns. Every export is audited by ``Casework.report_material``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+
+from engine.casework.model import CaseCandidate
+from engine.casework.service import ReportMaterial
+from engine.errors import CalibrationError, CaseError
+from engine.policy import Policy
+
+PLAINTEXT_WARNING = (
+    "the Match Report file holds the Probe Image and reference images unencrypted: keep it on approved, "
+    "encrypted media and destroy it when no longer needed"
+)
+
+_STYLE = """
+body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 11pt; margin: 2em; color: #000; }
+h1 { font-size: 16pt; } h2 { font-size: 13pt; border-bottom: 1px solid #000; margin-top: 1.5em; }
+.lead { border: 3px solid #000; padding: 0.6em; font-weight: bold; margin: 1em 0; }
+table { border-collapse: collapse; width: 100%; } td, th { border: 1px solid #555; padding: 4px; vertical-align: top; }
+th { text-align: left; width: 28%; background: #eee; }
+.images { display: flex; gap: 2em; } figure { margin: 0; } img { max-width: 300px; max-height: 300px; }
+@media print { .match { page-break-before: always; } }
+"""
+
+
+def _data_uri(image: tuple[bytes, str] | None) -> str | None:
+    if image is None:
+        return None
+    data, media_type = image
+    return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _row(label: str, value: object) -> str:
+    return f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(value))}</td></tr>"
+
+
+def score_meaning(policy: Policy, distance: float | None, model_sha256: str | None) -> str:
+    """What the score means: the calibrated false-match rate when a calibration for this model exists."""
+    if distance is None:
+        return "not kept"
+    try:
+        from engine.evaluation.calibration import load_calibration
+
+        calibration = load_calibration(Path(__file__).resolve().parents[2] / "models" / "calibration.yaml")
+        if model_sha256 is not None and calibration.model_sha256 == model_sha256:
+            return calibration.describe_score(distance)
+    except CalibrationError:
+        pass
+    return (
+        f"distance {distance:.4f}; similarity is an uncalibrated display aid (1 at distance 0, 0.5 at 0.6): "
+        "not a probability and not a measure of viability"
+    )
+
+
+def render_match_report(material: ReportMaterial, policy: Policy) -> str:
+    """The HTML text of the Match Report for every Viable Match of the case."""
+    case = material.case
+    form = case.form
+    statement = policy.score_display.intelligence_lead_statement
+    probe_uri = _data_uri(
+        (material.probe_image, material.probe_media_type or "image/jpeg") if material.probe_image else None
+    )
+    use_case = next((u.title for u in policy.use_cases if u.key == form.use_case), form.use_case)
+    point = policy.operating_point
+    threshold = (
+        f"{point.threshold} (calibration {point.calibration_id}, "
+        f"target false-match rate {point.target_false_match_rate})"
+        if point.is_calibrated
+        else f"not yet derived (target false-match rate {point.target_false_match_rate}; no calibration in the policy)"
+    )
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>Match Report {html.escape(case.id)}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>RFR Match Report: case {html.escape(case.id)}</h1>",
+        f'<p class="lead">{html.escape(statement)}</p>',
+        "<h2>Case</h2><table>",
+        _row("Crime or occurrence reference", form.reference),
+        _row("Offence type", form.offence),
+        _row("Use case", use_case),
+        _row("Legitimate aim, necessity and proportionality", form.justification),
+        _row("Pre-RFR Checks (exhausted or unviable)", form.pre_checks_tried),
+        _row("Form completed by", f"{form.completed_by} ({form.completed_as.value.replace('_', ' ')})"),
+        _row("Probe Image source", form.probe_source.value.replace("_", " ")),
+        _row("Probe Image captured", form.probe_captured),
+        _row("Probe Image obtained", form.probe_obtained),
+        _row("Apparent age band", form.age_band),
+        _row("Relevant disability suspected", "yes" if form.relevant_disability else "no"),
+        _row("Pre-dates gender reassignment", "yes" if form.pre_dates_gender_reassignment else "no"),
+        _row("Head or face coverings", form.coverings or "none recorded"),
+        _row("Injuries", form.injuries or "none recorded"),
+        _row("Flags", ", ".join(case.flags) or "none"),
+        _row(
+            "Approved by", f"{case.decided_by} ({case.decided_rank}) at {case.decided_at}; needed {case.required_rank}"
+        ),
+        _row("Approval reason", next((r.reason for r in case.reviews if r.kind == "approval"), "")),
+        _row("Searched by", f"{case.searched_by} at {case.searched_at}"),
+        _row("Libraries searched", ", ".join(case.libraries_searched)),
+        _row("Face model", f"{case.model_id} (sha256 {case.model_sha256})"),
+        _row("Operating threshold", threshold),
+        _row("Policy", f"{policy.title} version {case.policy_version} (sha256 {case.policy_sha256})"),
+        _row("Case state", case.state.value),
+        "</table>",
+    ]
+    if case.probe_quality:
+        warnings = case.probe_quality.get("warnings") or []
+        parts.append(
+            "<h2>Measured Probe Image quality</h2><p>"
+            + (html.escape("; ".join(warnings)) if warnings else "no quality warnings")
+            + "</p>"
+        )
+    for candidate in case.viable:
+        parts.append(
+            _match_section(
+                candidate, probe_uri, _data_uri(material.references.get(candidate.rank)), case.model_sha256, policy
+            )
+        )
+    parts.append(f'<p class="lead">{html.escape(statement)}</p>')
+    parts.append(f"<p>{html.escape(policy.score_display.rank_caution)}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _match_section(
+    candidate: CaseCandidate, probe_uri: str | None, reference_uri: str | None, model_sha256: str | None, policy: Policy
+) -> str:
+    report = candidate.report
+    if report is None:
+        raise CaseError(f"Viable Match ranked {candidate.rank} has no Match Report")
+    score = "not kept" if candidate.score is None else f"{candidate.score:.{policy.score_display.decimals}f}"
+
+    def figure(uri: str | None, caption: str) -> str:
+        body = f'<img src="{uri}" alt="{html.escape(caption)}">' if uri else "<p>(image no longer held)</p>"
+        return f"<figure>{body}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+    rows = "".join(
+        f"<tr><th>{html.escape(f.title)}</th><td>{'relevant' if f.relevant else 'not relevant'}</td>"
+        f"<td>{html.escape(f.assessment)}</td></tr>"
+        for f in report.factors
+    )
+    return (
+        f'<div class="match"><h2>Viable Match: Potential Match ranked {candidate.rank}</h2>'
+        f'<div class="images">{figure(probe_uri, "Probe Image")}'
+        f"{figure(reference_uri, f'Reference image {candidate.image_id}, library {candidate.library}')}</div>"
+        "<table>"
+        + _row("Reference subject", candidate.subject)
+        + _row("Library", candidate.library)
+        + _row("Score", score)
+        + _row("What the score means", score_meaning(policy, candidate.distance, model_sha256))
+        + _row("Adjudicated by", f"{candidate.decided_by} at {candidate.decided_at}")
+        + "</table><h3>Subject, System and Environmental Factors</h3>"
+        f"<table><tr><th>Factor</th><th>Relevant</th><th>How it was evaluated</th></tr>{rows}</table>"
+        f"<h3>The RFR User's reasoning</h3><p>{html.escape(report.reasoning)}</p></div>"
+    )
+
+
+def write_report_file(path: Path, text: str) -> Path:
+    """Write the report to a new file, owner-readable only; never over an existing file."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except FileExistsError:
+        raise CaseError(
+            f"{path} already exists: choose a new file; a Match Report is never written over another file"
+        ) from None
+    except OSError as exc:
+        raise CaseError(f"cannot create {path}: {exc.strerror or exc}") from None
+    try:
+        data = text.encode("utf-8")
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return path

@@ -1,0 +1,283 @@
+"""Casework through the real ``rfr`` commands, on a real workspace, with the real face engine on LFW photographs.
+
+Two cases end to end: one adjudicated a Viable Match with a Match Report and exported; one
+adjudicated "no viable match", peer reviewed by someone else and closed, its probe template
+deleted. Along the way each refusal is checked to be one line naming the rule, the audit log
+verifies, and an edited or deleted event is reported by ``rfr audit verify``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine.cli import main
+from engine.security.keys import read_key_file
+from engine.security.users import ScryptParams
+from engine.workspace import Workspace
+
+pytestmark = pytest.mark.slow
+
+PEOPLE = 5
+PASSWORDS = {
+    "eve": "pw-1 correct horse battery",
+    "alice": "pw-2 correct horse battery",
+    "ivan": "pw-3 correct horse battery",
+    "sue": "pw-4 correct horse battery",
+    "pat": "pw-5 correct horse battery",
+}
+REPORT = """
+factors:
+  probe_image_quality: {relevant: true, assessment: "press photograph, face about 100 px wide, sharp"}
+  reference_image_quality: {relevant: false, assessment: "press photograph, frontal, even exposure"}
+  time_lapse: {relevant: true, assessment: "a few years apart; same hairline and ear shape"}
+  lighting: {relevant: false, assessment: "daylight in both"}
+  other: {relevant: false, assessment: "no coverings, no eyewear in either"}
+reasoning: "Eyebrows, nose, mouth and ears agree; no unexplained difference."
+"""
+
+
+class Cli:
+    def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, key: Path) -> None:
+        self.capsys, self.monkeypatch, self.key = capsys, monkeypatch, key
+
+    def __call__(self, *argv: str, user: str | None = None, new_password: str | None = None) -> tuple[int, Any, str]:
+        if user is None:
+            self.monkeypatch.delenv("RFR_PASSWORD", raising=False)
+        else:
+            self.monkeypatch.setenv("RFR_PASSWORD", PASSWORDS[user])
+        if new_password is None:
+            self.monkeypatch.delenv("RFR_NEW_PASSWORD", raising=False)
+        else:
+            self.monkeypatch.setenv("RFR_NEW_PASSWORD", new_password)
+        args = [*argv, "--key-file", str(self.key), "--json"]
+        if user is not None:
+            args += ["--as", user]
+        code = main(args)
+        out, err = self.capsys.readouterr()
+        return code, (json.loads(out) if out.strip() else None), err
+
+
+def refused(result: tuple[int, Any, str], rule: str) -> None:
+    code, out, err = result
+    assert code != 0 and out is None, err
+    assert err.count("\n") == 1 and err.startswith("rfr: ") and rule in err, err
+
+
+def without(argv: list[str], option: str) -> list[str]:
+    at = argv.index(option)
+    return argv[:at] + argv[at + 2 :]
+
+
+@pytest.fixture(scope="module")
+def people(data_root: Path) -> list[tuple[str, list[Path]]]:
+    lfw = data_root / "lfw" / "images"
+    chosen = []
+    for name in ("Colin_Powell", "Tony_Blair", "Donald_Rumsfeld", "Gerhard_Schroeder", "Ariel_Sharon")[:PEOPLE]:
+        chosen.append((name, sorted((lfw / name).glob("*.jpg"))[:3]))
+    return chosen
+
+
+def test_two_cases_end_to_end(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    people: list[tuple[str, list[Path]]],
+) -> None:
+    monkeypatch.setattr("engine.cli.user.SCRYPT", ScryptParams(n=2**10))  # the terminal's cost is a second a hash
+    monkeypatch.delenv("RFR_PASSPHRASE", raising=False)
+    monkeypatch.setenv("RFR_WORKSPACE", str(tmp_path / "ws"))
+    key = tmp_path / "key"
+    assert main(["workspace", "init", str(tmp_path / "ws"), "--new-key-file", str(key), "--json"]) == 0
+    capsys.readouterr()
+    rfr = Cli(capsys, monkeypatch, key)
+
+    # Users: the key holder adds the first engineer; after that only a named engineer may.
+    code, out, err = rfr("user", "add", "eve", "--role", "engineer", new_password=PASSWORDS["eve"])
+    assert code == 0 and out["roles"] == ["engineer"], err
+    refused(rfr("user", "add", "alice", "--role", "rfr_user", new_password=PASSWORDS["alice"]), "--as ENGINEER")
+    for name, roles, rank in (
+        ("alice", ["rfr_user"], "Constable"),
+        ("ivan", ["approver"], "Inspector"),
+        ("sue", ["approver"], "Superintendent"),
+        ("pat", ["peer_reviewer"], None),
+    ):
+        argv = ["user", "add", name, *[x for r in roles for x in ("--role", r)]] + (["--rank", rank] if rank else [])
+        code, out, err = rfr(*argv, user="eve", new_password=PASSWORDS[name])
+        assert code == 0, err
+    code, out, _ = rfr("user", "list")
+    assert [u["username"] for u in out["users"]] == ["alice", "eve", "ivan", "pat", "sue"]
+
+    # A library of real photographs, enrolled with the real face engine.
+    source = tmp_path / "source"
+    for name, images in people:
+        (source / name).mkdir(parents=True)
+        for image in images[:2]:
+            shutil.copy(image, source / name / image.name)
+    assert rfr("library", "create", "custody", "--kind", "substantive")[0] == 0
+    code, out, err = rfr("library", "enroll", str(source), "--library", "custody")
+    assert code == 0 and out["enrolled"] == 2 * PEOPLE, err
+
+    form = [
+        "--use-case", "identify_unknown_subject", "--reference", "OCC/2025/0001", "--offence", "robbery",
+        "--justification", "Identify the robber of a post office; every other line of enquiry is exhausted.",
+        "--pre-checks", "CCTV trawl, PNC, local intelligence", "--library", "custody",
+    ]  # fmt: skip
+
+    # Refusals, each one line naming the rule.
+    refused(
+        rfr("case", "new", *without(form, "--justification"), "--age-band", "adult",
+            "--probe", str(people[0][1][2]), user="alice"),
+        "submission form: justification is missing",
+    )  # fmt: skip
+    refused(
+        rfr("case", "new", *form, "--age-band", "adult", "--probe", str(people[0][1][2]), user="ivan"),
+        "needs the RFR User or Tasking officer / SPOC role",
+    )
+    code, young, err = rfr("case", "new", *form, "--age-band", "under13", "--probe", str(people[2][1][2]), user="alice")
+    assert code == 0 and young["required_rank"] == "Superintendent" and young["flags"] == ["under_18", "under_16"]
+    assert rfr("case", "submit", young["case"], user="alice")[0] == 0
+    code, _, err = rfr("case", "approve", young["case"], "--reason", "child at risk", user="ivan")
+    assert code == 1 and err == "rfr: approval refused: case needs Superintendent, you are Inspector\n"
+    refused(rfr("case", "search", young["case"], user="alice"), "no search runs without a recorded approval")
+
+    # Case 1: a Viable Match, with its Match Report, exported.
+    probe_name, probe_images = people[0]
+    code, case, err = rfr("case", "new", *form, "--age-band", "adult", "--probe", str(probe_images[2]), user="alice")
+    assert code == 0, err
+    assert case == {"case": case["case"], "state": "draft", "required_rank": "Inspector", "flags": []}
+    case_id = case["case"]
+    assert rfr("case", "submit", case_id, user="alice")[1]["state"] == "submitted"
+    refused(rfr("case", "approve", case_id, user="ivan"), "give the reason")
+    code, out, err = rfr("case", "approve", case_id, "--reason", "proportionate", user="ivan")
+    assert code == 0 and out["state"] == "approved", err
+    code, result, err = rfr("case", "search", case_id, user="alice")
+    assert code == 0, err
+    candidates = result["probes"][0]["candidates"]
+    assert result["top_k"] == 20 and len(candidates) == 2 * PEOPLE and result["libraries"] == ["custody"]
+    assert candidates[0]["subject"] == probe_name and candidates[1]["subject"] == probe_name
+    assert "intelligence leads only" in result["notice"]
+    refused(
+        rfr("case", "adjudicate", case_id, "--candidate", "1", "--decision", "viable", user="alice"),
+        "a Viable Match needs a Match Report covering factors (i) to (v)",
+    )
+    report = tmp_path / "report.yaml"
+    report.write_text(REPORT)
+    code, out, err = rfr(
+        "case", "adjudicate", case_id, "--candidate", "1", "--decision", "viable", "--report", str(report), user="alice"
+    )
+    assert code == 0 and out["state"] == "searched", err
+    for rank in range(2, len(candidates) + 1):
+        code, out, err = rfr(
+            "case", "adjudicate", case_id, "--candidate", str(rank), "--decision", "not-viable", user="alice"
+        )
+        assert code == 0, err
+    assert out["state"] == "adjudicated"
+    html_path = tmp_path / "out" / "match-report.html"
+    html_path.parent.mkdir()
+    code, out, err = rfr("case", "report", case_id, "--out", str(html_path), user="alice")
+    assert code == 0 and "unencrypted" in err, err
+    assert stat.S_IMODE(html_path.stat().st_mode) == 0o600
+    text = html_path.read_text()
+    assert text.count("data:image/jpeg;base64,") == 2
+    assert "A Viable Match is an intelligence lead only. It is not an identification and it is not evidence." in text
+    assert "(iii) the time lapse between the two images" in text and "Eyebrows, nose, mouth and ears agree" in text
+    assert "dlib_face_recognition_resnet_model_v1" in text
+    refused(rfr("case", "report", case_id, "--out", str(html_path), user="alice"), "already exists")
+    code, out, err = rfr("case", "close", case_id, user="alice")
+    assert code == 0 and out["outcome"] == "viable_match" and out["probe_template_deleted"], err
+
+    # Case 2: no viable match, peer reviewed by someone else, closed: the probe template goes at once.
+    code, case2, err = rfr("case", "new", *form, "--age-band", "16-17", "--probe", str(people[1][1][2]), user="alice")
+    assert code == 0 and case2["flags"] == ["under_18"], err
+    second = case2["case"]
+    rfr("case", "submit", second, user="alice")
+    rfr("case", "approve", second, "--reason", "proportionate", user="sue")
+    code, result, err = rfr("case", "search", second, user="alice")
+    assert code == 0, err
+    for c in result["probes"][0]["candidates"]:
+        code, out, err = rfr(
+            "case", "adjudicate", second, "--candidate", str(c["rank"]), "--decision", "not-viable", user="alice"
+        )
+        assert code == 0, err
+    assert out["state"] == "peer_review"
+    refused(rfr("case", "close", second, user="alice"), "is peer_review, not adjudicated")
+    refused(
+        rfr("case", "peer-review", second, "--agree", "--reason", "fine", user="alice"), "needs the Peer reviewer role"
+    )
+    code, out, err = rfr("case", "peer-review", second, "--agree", "--reason", "none is viable", user="pat")
+    assert code == 0 and out["state"] == "adjudicated", err
+    code, out, err = rfr("case", "close", second, user="alice")
+    assert code == 0 and out["outcome"] == "no_viable_match", err
+    assert out["probe_template_deleted"] and out["probe_image_deleted"]
+    code, shown, err = rfr("case", "show", second, user="pat")
+    assert code == 0 and shown["state"] == "closed" and shown["probe"]["template_held"] is False
+    with Workspace.open(tmp_path / "ws", read_key_file(key)) as ws:
+        assert ws.query("SELECT image, template, quality FROM case_probes WHERE case_id = ?", (second,)) == [
+            (None, None, None)
+        ]
+        actions = [r[0] for r in ws.query("SELECT action FROM audit_events WHERE subjects LIKE ?", (f'%"{second}"%',))]
+    assert actions[-3:] == ["case.close", "case.probe_deleted", "case.view"]
+
+    # The audit log verifies, and an edited or deleted event is named.
+    code, out, err = rfr("audit", "verify")
+    assert code == 0 and out["ok"] is True and out["events"] > 40 and out["problems"] == [], err
+    with Workspace.open(tmp_path / "ws", read_key_file(key)) as ws, ws.transaction() as conn:
+        conn.execute("DROP TRIGGER audit_events_no_update")
+        conn.execute("DROP TRIGGER audit_events_no_delete")
+        conn.execute("UPDATE audit_events SET actor = 'sue' WHERE action = 'case.approve' AND actor = 'ivan'")
+        edited = conn.execute(
+            "SELECT seq FROM audit_events WHERE action = 'case.approve' AND actor = 'sue'"
+        ).fetchone()[0]
+        conn.execute("DELETE FROM audit_events WHERE seq = 5")
+    code, out, _ = rfr("audit", "verify")
+    assert code == 1 and out["ok"] is False
+    problems = " | ".join(out["problems"])
+    assert f"seq {edited}: hash mismatch (event edited)" in problems
+    assert "events deleted: seq 5 missing" in problems
+    assert "append-only protection removed" in problems
+
+
+def test_secrets_never_come_from_argv(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["case", "approve", "RFR-000001", "--as", "ivan", "--password", "hunter2hunter2"]) == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_user_password_lock_and_unlock(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("engine.cli.user.SCRYPT", ScryptParams(n=2**10))
+    monkeypatch.delenv("RFR_PASSPHRASE", raising=False)
+    monkeypatch.setenv("RFR_WORKSPACE", str(tmp_path / "ws"))
+    key = tmp_path / "key"
+    assert main(["workspace", "init", str(tmp_path / "ws"), "--new-key-file", str(key), "--json"]) == 0
+    capsys.readouterr()
+    rfr = Cli(capsys, monkeypatch, key)
+    assert rfr("user", "add", "eve", "--role", "engineer", new_password=PASSWORDS["eve"])[0] == 0
+    refused(
+        rfr("user", "add", "ivan", "--role", "approver", "--rank", "Sergeant", user="eve", new_password="x" * 14),
+        "role approver needs the rank of Inspector or above",
+    )
+    assert rfr("user", "add", "alice", "--role", "rfr_user", user="eve", new_password=PASSWORDS["alice"])[0] == 0
+    refused(rfr("user", "add", "bob", "--role", "rfr_user", user="alice", new_password="y" * 14), "Engineer role")
+
+    # Alice changes her own password: the current one from RFR_PASSWORD, the new one from RFR_NEW_PASSWORD.
+    new = "pw-9 a brand new passphrase"
+    code, out, err = rfr("user", "passwd", "alice", user="alice", new_password=new)
+    assert code == 0 and out["username"] == "alice", err
+    refused(rfr("case", "show", "RFR-000001", user="alice"), "wrong username or password")
+    monkeypatch.setitem(PASSWORDS, "alice", new)
+    refused(rfr("case", "show", "RFR-000001", user="alice"), "no case 'RFR-000001'")
+
+    code, out, _ = rfr("user", "lock", "alice", "--reason", "left the unit", user="eve")
+    assert code == 0 and out["locked"] and out["locked_by_engineer"]
+    refused(rfr("case", "show", "RFR-000001", user="alice"), "is locked; ask an engineer")
+    code, out, _ = rfr("user", "unlock", "alice")  # the workspace key holder may always unlock
+    assert code == 0 and not out["locked"]
+    code, out, _ = rfr("audit", "verify")
+    assert code == 0 and out["ok"], out
