@@ -70,14 +70,68 @@ class ScoreMeaning:
             "policy_sha256": self.policy_sha256,
         }
 
-    def to_json(self, distance: float) -> dict[str, Any]:
-        """The fields every exported score carries."""
+    def meaning_fields(self, distance: float) -> dict[str, Any]:
+        """What one distance means: the fields each listed candidate carries beside its score."""
         estimate = self.calibration.false_match_rate(distance)
         return {
-            "distance": round(float(distance), 6),
             "estimated_false_match_rate": estimate.rate,
             "false_match_rate_upper_bound": estimate.upper_bound,
             "meaning": self.describe(distance),
             "within_operating_threshold": self.within_threshold(distance),
-            **self.versions(),
         }
+
+    def to_json(self, distance: float) -> dict[str, Any]:
+        """The fields every exported score carries."""
+        return {"distance": round(float(distance), 6), **self.meaning_fields(distance), **self.versions()}
+
+
+UNCALIBRATED = (
+    "uncalibrated: no calibration was measured for this face model, so the distance has no stated "
+    "false-match rate; compare candidates by eye only"
+)
+
+
+def meaning_for_model(
+    policy: Policy, model_id: str, model_sha256: str, models_dir: Path | None = None
+) -> ScoreMeaning | None:
+    """The score meaning for a model, or None when the installed calibration measured another model.
+
+    None is for engines nobody calibrated (the test engine; a model not yet evaluated): their
+    scores are shown as uncalibrated, never with another model's rates. A calibration that fails
+    its hash, or a policy threshold that disagrees with it, is still refused.
+    """
+    calibration = load_verified_calibration(models_dir)
+    if (calibration.model_id, calibration.model_sha256) != (model_id, model_sha256):
+        return None
+    return ScoreMeaning.load(policy, model_id, model_sha256, models_dir)
+
+
+def scoring_json(meaning: ScoreMeaning | None, model_id: str, model_sha256: str) -> dict[str, Any]:
+    """The versions a list of scores was made under, so every result can be reproduced."""
+    if meaning is None:
+        return {"calibrated": False, "model_id": model_id, "model_sha256": model_sha256, "meaning": UNCALIBRATED}
+    return {"calibrated": True, **meaning.versions()}
+
+
+def scoring_text(scoring: dict[str, Any]) -> str:
+    """One line naming the versions a list of scores was made under (from ``scoring_json``)."""
+    if not scoring["calibrated"]:
+        return f"Scores from face model {scoring['model_id']}: {scoring['meaning']}."
+    return (
+        f"Scores from face model {scoring['model_id']} ({scoring['model_sha256'][:12]}), calibration "
+        f"{scoring['calibration']}, operating threshold "
+        f"{scoring['threshold']} (target false-match rate {scoring['target_false_match_rate']}), "
+        f"policy {scoring['policy_version']}."
+    )
+
+
+def candidate_meaning(meaning: ScoreMeaning | None, distance: float) -> dict[str, Any]:
+    """The meaning fields of one candidate's distance, calibrated or plainly marked as not."""
+    if meaning is None:
+        return {
+            "estimated_false_match_rate": None,
+            "false_match_rate_upper_bound": None,
+            "meaning": UNCALIBRATED,
+            "within_operating_threshold": None,
+        }
+    return meaning.meaning_fields(distance)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from engine.casework.model import CaseCandidate
 from engine.casework.service import ReportMaterial
-from engine.errors import CalibrationError, CaseError
+from engine.errors import CaseError
 from engine.policy import Policy
+from engine.scoring import UNCALIBRATED, meaning_for_model
 
 PLAINTEXT_WARNING = (
     "the Match Report file holds the Probe Image and reference images unencrypted: keep it on approved, "
@@ -45,21 +46,20 @@ def _row(label: str, value: object) -> str:
     return f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(value))}</td></tr>"
 
 
-def score_meaning(policy: Policy, distance: float | None, model_sha256: str | None) -> str:
-    """What the score means: the calibrated false-match rate when a calibration for this model exists."""
+def score_meaning(policy: Policy, distance: float | None, model_id: str | None, model_sha256: str | None) -> str:
+    """What the score means: the calibrated false-match rate and versions, or plainly "uncalibrated"."""
     if distance is None:
         return "not kept"
-    try:
-        from engine.evaluation.calibration import load_calibration
-
-        calibration = load_calibration(Path(__file__).resolve().parents[2] / "models" / "calibration.yaml")
-        if model_sha256 is not None and calibration.model_sha256 == model_sha256:
-            return calibration.describe_score(distance)
-    except CalibrationError:
-        pass
+    meaning = None if model_id is None or model_sha256 is None else meaning_for_model(policy, model_id, model_sha256)
+    if meaning is None:
+        return f"distance {distance:.4f}; {UNCALIBRATED}"
+    versions = meaning.versions()
     return (
-        f"distance {distance:.4f}; similarity is an uncalibrated display aid (1 at distance 0, 0.5 at 0.6): "
-        "not a probability and not a measure of viability"
+        f"{meaning.describe(distance)}; "
+        + ("within" if meaning.within_threshold(distance) else "outside")
+        + f" the operating threshold {versions['threshold']} (target false-match rate "
+        f"{versions['target_false_match_rate']}); face model {versions['model_id']} "
+        f"({versions['model_sha256'][:12]}); policy {versions['policy_version']}"
     )
 
 
@@ -123,7 +123,11 @@ def render_match_report(material: ReportMaterial, policy: Policy) -> str:
     for candidate in case.viable:
         parts.append(
             _match_section(
-                candidate, probe_uri, _data_uri(material.references.get(candidate.rank)), case.model_sha256, policy
+                candidate,
+                probe_uri,
+                _data_uri(material.references.get(candidate.rank)),
+                score_meaning(policy, candidate.distance, case.model_id, case.model_sha256),
+                policy,
             )
         )
     parts.append(f'<p class="lead">{html.escape(statement)}</p>')
@@ -133,7 +137,7 @@ def render_match_report(material: ReportMaterial, policy: Policy) -> str:
 
 
 def _match_section(
-    candidate: CaseCandidate, probe_uri: str | None, reference_uri: str | None, model_sha256: str | None, policy: Policy
+    candidate: CaseCandidate, probe_uri: str | None, reference_uri: str | None, meaning: str, policy: Policy
 ) -> str:
     report = candidate.report
     if report is None:
@@ -157,7 +161,7 @@ def _match_section(
         + _row("Reference subject", candidate.subject)
         + _row("Library", candidate.library)
         + _row("Score", score)
-        + _row("What the score means", score_meaning(policy, candidate.distance, model_sha256))
+        + _row("What the score means", meaning)
         + _row("Adjudicated by", f"{candidate.decided_by} at {candidate.decided_at}")
         + "</table><h3>Subject, System and Environmental Factors</h3>"
         f"<table><tr><th>Factor</th><th>Relevant</th><th>How it was evaluated</th></tr>{rows}</table>"

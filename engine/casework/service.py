@@ -42,6 +42,7 @@ from engine.library.index import Candidate, indexes_for
 from engine.library.store import Library, get_library, require_usable
 from engine.policy import Policy
 from engine.policy.store import record_policy
+from engine.scoring import ScoreMeaning, meaning_for_model
 from engine.security.users import WORKSPACE_ADMIN, Accounts, ReauthPurpose, Role, Session, User
 from engine.workspace import Workspace
 
@@ -80,6 +81,9 @@ class SearchResult:
     libraries: tuple[str, ...]
     model_id: str
     quality_warnings: tuple[str, ...]
+    meaning: ScoreMeaning | None
+    """What the scores mean (calibration, threshold, versions); None for a model nobody calibrated."""
+    model_sha256: str
 
 
 @dataclass(frozen=True)
@@ -414,6 +418,7 @@ class Casework:
             quality = face.quality.to_json() if face.quality is not None else None
             warnings = tuple(face.quality.warnings) if face.quality is not None else ()
             top_k = self._policy.search.candidate_list_size
+            meaning = meaning_for_model(self._policy, engine.model_id, engine.model_sha256)
             indexes = indexes_for(self._ws, engine.model_id, engine.model_sha256)
             candidates = tuple(indexes.search(template, libraries, top_k))
             with self._ws.transaction() as conn:
@@ -460,12 +465,21 @@ class Casework:
                     candidates=len(candidates),
                     model_id=engine.model_id,
                     model_sha256=engine.model_sha256,
+                    calibration=None if meaning is None else meaning.calibration.reference,
+                    threshold=None if meaning is None else meaning.threshold,
                     probe_quality_warnings=list(warnings),
                 )
                 if not candidates:
                     self._settle(conn, user.username, case_id)
             return SearchResult(
-                self._read(case_id), candidates, top_k, tuple(lib.name for lib in libraries), engine.model_id, warnings
+                self._read(case_id),
+                candidates,
+                top_k,
+                tuple(lib.name for lib in libraries),
+                engine.model_id,
+                warnings,
+                meaning,
+                engine.model_sha256,
             )
 
     # ---- adjudication -------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from engine.cli.workspace import open_workspace, workspace_options
 from engine.errors import ImageError, UsageError
 from engine.library.enrol import MAX_IMAGE_BYTES
 from engine.library.store import purge_expired
+from engine.scoring import scoring_json, scoring_text
 from engine.security.users import Accounts, Session
 from engine.workspace import Workspace
 
@@ -241,13 +242,14 @@ def _search_json(result: SearchResult, caution: str) -> dict[str, Any]:
         "probes": [
             {
                 "path": f"Probe Image of case {result.case.id}",
-                "candidates": [c.to_json() for c in result.candidates],
+                "candidates": [c.to_json(result.meaning) for c in result.candidates],
                 "quality_warnings": list(result.quality_warnings),
             }
         ],
         "libraries": list(result.libraries),
         "top_k": result.top_k,
         "model_id": result.model_id,
+        "scoring": scoring_json(result.meaning, result.model_id, result.model_sha256),
         "notice": library_cli.CAVEAT,
         "caution": caution,
     }
@@ -258,12 +260,15 @@ def _search_text(payload: dict[str, Any]) -> str:
     lines = [
         payload["notice"],
         payload["caution"],
+        scoring_text(payload["scoring"]),
         f"\nCase {payload['case']}: {len(probe['candidates'])} Potential Matches",
     ]
     lines += [f"  quality warning: {w}" for w in probe["quality_warnings"]]
     lines.append(f"  {'RANK':>4} {'SCORE':>6}  {'SUBJECT':28} {'LIBRARY':16} IMAGE")
     for c in probe["candidates"]:
         lines.append(f"  {c['rank']:>4} {c['score']:>6.3f}  {c['subject']:28} {c['library']:16} {c['image_id']}")
+        if payload["scoring"]["calibrated"]:
+            lines.append(f"       {c['meaning']}")
     return "\n".join(lines)
 
 

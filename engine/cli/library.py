@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from engine.cli import emit
+from engine.cli.user import cli_policy
 from engine.cli.workspace import open_workspace, workspace_options
 from engine.errors import ImageError, LibraryError, UsageError
 from engine.library.enrol import MAX_IMAGE_BYTES, EnrolProgress, FaceAnalyzer, ImageLoader, enroll_directory, load_rgb
@@ -37,6 +38,7 @@ from engine.library.store import (
     purge_expired,
     require_usable,
 )
+from engine.scoring import meaning_for_model, scoring_json, scoring_text
 from engine.workspace import Workspace
 
 CAVEAT = (
@@ -256,6 +258,7 @@ def _search(args: argparse.Namespace) -> int:
             if not libraries:
                 raise LibraryError("there is no library with images to search: create one and enrol images first")
         engine, loader = face_tools(args.device)
+        meaning = meaning_for_model(cli_policy(), engine.model_id, engine.model_sha256)
         indexes = indexes_for(ws, engine.model_id, engine.model_sha256, notify=_notify)
         for lib in libraries:
             if len(indexes.get(lib)) == 0:
@@ -268,7 +271,7 @@ def _search(args: argparse.Namespace) -> int:
             entry: dict[str, Any] = {"path": str(path), "candidates": []}
             try:
                 embedding = _probe_template(path, engine, loader, args.upsample)
-                entry["candidates"] = [c.to_json() for c in indexes.search(embedding, libraries, args.top)]
+                entry["candidates"] = [c.to_json(meaning) for c in indexes.search(embedding, libraries, args.top)]
             except ImageError as exc:
                 entry["error"] = exc.diagnostics()
                 failed += 1
@@ -279,9 +282,10 @@ def _search(args: argparse.Namespace) -> int:
         "libraries": [lib.name for lib in libraries],
         "top_k": args.top,
         "model_id": engine.model_id,
+        "scoring": scoring_json(meaning, engine.model_id, engine.model_sha256),
         "notice": CAVEAT,
     }
-    emit(args, payload, _search_text(probes))
+    emit(args, payload, _search_text(probes, payload["scoring"]))
     return 1 if failed else 0
 
 
@@ -300,8 +304,8 @@ def _probe_template(path: Path, engine: FaceAnalyzer, loader: ImageLoader, upsam
     return np.asarray(largest.embedding, dtype=np.float32)
 
 
-def _search_text(probes: list[dict[str, Any]]) -> str:
-    lines = [CAVEAT]
+def _search_text(probes: list[dict[str, Any]], scoring: dict[str, Any]) -> str:
+    lines = [CAVEAT, scoring_text(scoring)]
     for probe in probes:
         lines.append(f"\nProbe Image {probe['path']}")
         if "error" in probe:
@@ -313,6 +317,8 @@ def _search_text(probes: list[dict[str, Any]]) -> str:
                 f"  {c['rank']:>4} {c['score']:>6.3f} {c['distance']:>8.4f}  {c['subject']:28} {c['library']:16} "
                 f"{c['image_id']}"
             )
+            if scoring["calibrated"]:
+                lines.append(f"       {c['meaning']}")
     return "\n".join(lines)
 
 

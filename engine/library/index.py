@@ -41,6 +41,7 @@ from engine.library.snapshot import (
     write_snapshot,
 )
 from engine.library.store import Library, find_model, on_library_destroyed, record_event, require_usable
+from engine.scoring import ScoreMeaning, candidate_meaning
 from engine.workspace import Workspace
 
 NDIM = 128
@@ -78,8 +79,9 @@ class IndexSettings:
 def score_from_distance(distance: float) -> float:
     """Uncalibrated similarity in [0, 1]: 1 at distance 0, 0.5 at the dlib threshold 0.6, 0 beyond 1.2.
 
-    A display aid only: it is not a probability and not a Viable Match decision. The calibrated
-    mapping to false-match rate (face engine issue) replaces it.
+    A display aid for ordering only: it is not a probability and not a Viable Match decision.
+    What a distance means is stated beside it by ``engine.scoring`` (the calibrated estimated
+    false-match rate and the model, calibration, threshold and policy versions).
     """
     return max(0.0, 1.0 - distance / 1.2)
 
@@ -97,7 +99,8 @@ class Candidate:
     template_id: int
     library: str
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, meaning: ScoreMeaning | None = None) -> dict[str, Any]:
+        """The search contract's fields, with the distance's calibrated meaning (or "uncalibrated")."""
         return {
             "rank": self.rank,
             "score": round(self.score, 6),
@@ -105,6 +108,7 @@ class Candidate:
             "subject": self.subject,
             "image_id": str(self.image_id),
             "library": self.library,
+            **candidate_meaning(meaning, self.distance),
         }
 
 
@@ -238,9 +242,7 @@ class IndexSet:
                 if info.model_sha256 != self.model_sha256:
                     reason = "index snapshot was made for another face model"
                 else:
-                    index = _new_usearch(self.settings)
-                    index.load(plain)
-                    index.expansion_search = self.settings.expansion_search
+                    index = restore_usearch(plain, self.settings)
                     if len(index) != info.entries:
                         index, reason = None, "index snapshot holds a different number of entries than it says"
             except (RuntimeError, ValueError) as exc:
@@ -466,6 +468,14 @@ def _add_vectors(index: Any, ids: NDArray[np.uint64], vectors: NDArray[np.float3
         index.add(ids[:serial], vectors[:serial], threads=1)
     if serial < ids.size:
         index.add(ids[serial:], vectors[serial:], threads=threads)
+
+
+def restore_usearch(plain: bytearray, settings: IndexSettings) -> Any:
+    """A usearch index from a decrypted snapshot, copied into the index's own memory so ``plain`` can be wiped."""
+    index = _new_usearch(settings)
+    index.load(plain)
+    index.expansion_search = settings.expansion_search
+    return index
 
 
 def squared_distances(vectors: NDArray[np.float32], query: NDArray[np.float32]) -> NDArray[np.float32]:

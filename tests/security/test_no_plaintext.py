@@ -92,9 +92,17 @@ def test_nothing_readable_at_rest(tmp_path: Path, people: list[tuple[str, list[P
     assert report["enrolled"] >= PEOPLE * IMAGES_EACH - 3, report  # an LFW image may show a second face
     searched = rfr(env, "library", "search", *map(str, probes), "--library", "custody", "--top", "5", *key, "--json")
     assert searched.returncode == 0, searched.stderr
-    results = json.loads(searched.stdout)["probes"]
+    payload = json.loads(searched.stdout)
+    results = payload["probes"]
     hits = sum(r["candidates"][0]["subject"] == name for r, (name, _) in zip(results, people, strict=True))
     assert hits >= PEOPLE - 1  # the searches were real searches
+    # ... and every score carries its calibrated meaning and the versions that reproduce it.
+    assert payload["scoring"]["calibrated"] is True and payload["scoring"]["calibration"] == "lfw-2026-11.v1"
+    assert payload["scoring"]["threshold"] == 0.542
+    for result in results:
+        for c in result["candidates"]:
+            assert c["meaning"].startswith("estimated false-match rate")
+            assert c["within_operating_threshold"] is (c["distance"] <= 0.542)
     assert rfr(env, "library", "stats", *key).returncode == 0
 
     with Workspace.open(ws_dir, read_key_file(key_file)) as ws:

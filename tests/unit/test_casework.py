@@ -449,7 +449,7 @@ def test_match_report_export(world: World, tmp_path: Path) -> None:
         "Ear shape, nose",
         "OCC/2025/0042",
         world.policy.sha256,
-        "not a probability",
+        "uncalibrated: no calibration was measured for this face model",
     ):
         assert needle in text
     with pytest.raises(CaseError, match="already exists"):

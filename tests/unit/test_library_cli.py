@@ -145,7 +145,21 @@ def test_library_lifecycle(workspace: list[str], tmp_path: Path, capsys: pytest.
     candidates = result["probes"][0]["candidates"]
     assert result["probes"][0]["path"] == str(probe)
     assert [c["rank"] for c in candidates] == [1, 2, 3]
-    assert set(candidates[0]) == {"rank", "score", "distance", "subject", "image_id", "library"}
+    assert set(candidates[0]) == {
+        "rank",
+        "score",
+        "distance",
+        "subject",
+        "image_id",
+        "library",
+        "estimated_false_match_rate",
+        "false_match_rate_upper_bound",
+        "meaning",
+        "within_operating_threshold",
+    }
+    # The synthetic engine has no calibration: said so, never another model's rates.
+    assert result["scoring"]["calibrated"] is False
+    assert candidates[0]["meaning"].startswith("uncalibrated") and candidates[0]["estimated_false_match_rate"] is None
     assert candidates[0]["subject"] == "alice" and candidates[0]["library"] == "custody"
     assert isinstance(candidates[0]["image_id"], str)
     assert candidates[0]["distance"] <= candidates[1]["distance"] <= candidates[2]["distance"]

@@ -8,11 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from engine.casework.export import score_meaning
 from engine.errors import CalibrationError, ModelError
 from engine.faces.models import CALIBRATION_FILE, Manifest, models_dir
 from engine.faces.pipeline import MODEL_ID
 from engine.policy import load_default_policy
-from engine.scoring import ScoreMeaning
+from engine.scoring import (
+    UNCALIBRATED,
+    ScoreMeaning,
+    candidate_meaning,
+    meaning_for_model,
+    scoring_json,
+    scoring_text,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +64,32 @@ def test_an_edited_calibration_file_is_refused(tmp_path: Path, resnet_sha: str) 
     (tmp_path / CALIBRATION_FILE).write_text(text)
     with pytest.raises(ModelError, match=r"calibration\.yaml does not match models/manifest\.yaml"):
         ScoreMeaning.load(load_default_policy(), MODEL_ID, resnet_sha, tmp_path)
+
+
+def test_a_model_nobody_calibrated_is_marked_uncalibrated_never_given_another_models_rates() -> None:
+    assert meaning_for_model(load_default_policy(), "synthetic-test-engine-v1", "1" * 64) is None
+    fields = candidate_meaning(None, 0.1)
+    assert fields["meaning"] == UNCALIBRATED and fields["estimated_false_match_rate"] is None
+    assert fields["within_operating_threshold"] is None
+    assert scoring_json(None, "m", "1" * 64)["calibrated"] is False
+
+
+def test_the_engines_model_gets_the_calibrated_meaning(resnet_sha: str) -> None:
+    meaning = meaning_for_model(load_default_policy(), MODEL_ID, resnet_sha)
+    assert meaning is not None
+    near, far = candidate_meaning(meaning, 0.40), candidate_meaning(meaning, 0.75)
+    assert near["within_operating_threshold"] is True and far["within_operating_threshold"] is False
+    assert near["false_match_rate_upper_bound"] < far["false_match_rate_upper_bound"]
+    scoring = scoring_json(meaning, MODEL_ID, resnet_sha)
+    assert scoring["calibrated"] is True and scoring["calibration"] == "lfw-2026-11.v1"
+    assert "calibration lfw-2026-11.v1, operating threshold 0.542" in scoring_text(scoring)
+
+
+def test_the_match_report_states_what_the_score_means(resnet_sha: str) -> None:
+    policy = load_default_policy()
+    text = score_meaning(policy, 0.40, MODEL_ID, resnet_sha)
+    assert text.startswith("estimated false-match rate") and "within the operating threshold 0.542" in text
+    assert resnet_sha[:12] in text and policy.version in text
+    assert "outside the operating threshold" in score_meaning(policy, 0.70, MODEL_ID, resnet_sha)
+    assert UNCALIBRATED in score_meaning(policy, 0.40, "synthetic-test-engine-v1", "1" * 64)
+    assert score_meaning(policy, None, MODEL_ID, resnet_sha) == "not kept"
