@@ -687,7 +687,7 @@ class Casework:
 
     # ---- reading --------------------------------------------------------------------------------
 
-    def _reader(self, session: Session | None, action: str, case_id: str) -> str:
+    def _reader(self, session: Session | None, action: str, case_id: str | None) -> str:
         if session is None:
             return WORKSPACE_ADMIN.name
         user = self._user(session)
@@ -740,6 +740,15 @@ class Casework:
             str(probe[1]) if probe and probe[1] else None,
             references,
         )
+
+    def list_cases(self, session: Session | None, state: CaseState | None = None) -> list[Case]:
+        """Cases in number order, optionally in one state (a queue: drafts, awaiting approval...). Audited."""
+        actor = self._reader(session, "list", None)
+        cases = [self._read(case_id) for case_id in self.case_ids()]
+        chosen = [c for c in cases if state is None or c.state is state]
+        with self._ws.transaction() as conn:
+            self._audit(conn, actor, "case.list", None, state=None if state is None else state.value, cases=len(chosen))
+        return chosen
 
     def case_ids(self) -> list[str]:
         return [str(r[0]) for r in self._ws.query("SELECT id FROM cases ORDER BY number")]

@@ -21,6 +21,7 @@ from typing import Any
 from engine.casework import (
     PLAINTEXT_WARNING,
     Case,
+    CaseState,
     Casework,
     MatchReport,
     SearchResult,
@@ -147,6 +148,11 @@ def register(sub: Any) -> None:
     report.add_argument("--out", required=True, type=Path, metavar="FILE", help="new file to write (mode 0600)")
     actor_option(report, required=False, help_text="who is exporting (default: the workspace key holder)")
     report.set_defaults(handler=_report)
+
+    listing = commands.add_parser("list", help="list cases (a queue with --state)", parents=[common])
+    listing.add_argument("--state", choices=[s.value for s in CaseState], help="only cases in this state")
+    actor_option(listing, required=False, help_text="who is reading (default: the workspace key holder)")
+    listing.set_defaults(handler=_list)
 
     show = commands.add_parser("show", help="show a case", parents=[common])
     show.add_argument("case", metavar="CASE")
@@ -316,6 +322,30 @@ def _report(args: argparse.Namespace) -> int:
         {"case": material.case.id, "report": str(out.absolute()), "viable_matches": len(material.case.viable)},
         f"Match Report for case {material.case.id} written to {out.absolute()} (mode 0600).",
     )
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with _casework(args) as ctx:
+        cases = ctx.cases.list_cases(_session(ctx, args), None if args.state is None else CaseState(args.state))
+    rows = [
+        {
+            **_summary(c),
+            "reference": c.form.reference,
+            "use_case": c.form.use_case,
+            "created_by": c.created_by,
+            "created_at": c.created_at,
+            "updated_at": c.updated_at,
+            "outcome": None if c.outcome is None else c.outcome.value,
+        }
+        for c in cases
+    ]
+    lines = [
+        f"{r['case']:12} {r['state']:12} {r['reference']:20} needs {r['required_rank']:16} by {r['created_by']:12} "
+        f"{r['updated_at']}" + (f"  flags {', '.join(r['flags'])}" if r["flags"] else "")
+        for r in rows
+    ]
+    emit(args, {"cases": rows}, "\n".join(lines) if lines else "No cases.")
     return 0
 
 

@@ -162,6 +162,9 @@ def test_two_cases_end_to_end(
     assert result["top_k"] == 20 and len(candidates) == 2 * PEOPLE and result["libraries"] == ["custody"]
     assert candidates[0]["subject"] == probe_name and candidates[1]["subject"] == probe_name
     assert "intelligence leads only" in result["notice"]
+    assert result["scoring"]["calibrated"] is True and result["scoring"]["calibration"] == "lfw-2026-11.v1"
+    assert candidates[0]["within_operating_threshold"] is True
+    assert candidates[0]["meaning"].startswith("estimated false-match rate")
     refused(
         rfr("case", "adjudicate", case_id, "--candidate", "1", "--decision", "viable", user="alice"),
         "a Viable Match needs a Match Report covering factors (i) to (v)",
@@ -188,6 +191,7 @@ def test_two_cases_end_to_end(
     assert "A Viable Match is an intelligence lead only. It is not an identification and it is not evidence." in text
     assert "(iii) the time lapse between the two images" in text and "Eyebrows, nose, mouth and ears agree" in text
     assert "dlib_face_recognition_resnet_model_v1" in text
+    assert "within the operating threshold 0.542" in text and "calibration lfw-2026-11 v1" in text
     refused(rfr("case", "report", case_id, "--out", str(html_path), user="alice"), "already exists")
     code, out, err = rfr("case", "close", case_id, user="alice")
     assert code == 0 and out["outcome"] == "viable_match" and out["probe_template_deleted"], err
@@ -223,6 +227,15 @@ def test_two_cases_end_to_end(
         ]
         actions = [r[0] for r in ws.query("SELECT action FROM audit_events WHERE subjects LIKE ?", (f'%"{second}"%',))]
     assert actions[-3:] == ["case.close", "case.probe_deleted", "case.view"]
+
+    # The queues: every case, or those in one state; the listing is audited like any view.
+    code, out, err = rfr("case", "list", user="pat")
+    assert code == 0 and [c["case"] for c in out["cases"]] == [young["case"], case_id, second], err
+    code, out, err = rfr("case", "list", "--state", "submitted", user="sue")
+    assert code == 0 and [(c["case"], c["required_rank"]) for c in out["cases"]] == [
+        (young["case"], "Superintendent")
+    ], err
+    refused(rfr("case", "list", user="eve"), "list refused: casework is seen only by")
 
     # The audit log verifies, and an edited or deleted event is named.
     code, out, err = rfr("audit", "verify")
