@@ -36,6 +36,7 @@ from engine.casework.model import (
     Outcome,
     case_from_rows,
 )
+from engine.casework.monitoring import OutcomeReport, outcome_report
 from engine.errors import CaseError, ImageError, MatchReportError, PermissionRefused, RfrError
 from engine.library.enrol import MAX_IMAGE_BYTES, FaceAnalyzer, ImageLoader, load_rgb
 from engine.library.index import Candidate, indexes_for
@@ -749,6 +750,16 @@ class Casework:
         with self._ws.transaction() as conn:
             self._audit(conn, actor, "case.list", None, state=None if state is None else state.value, cases=len(chosen))
         return chosen
+
+    def outcome_report(self, session: Session | None, since: str, until: str) -> OutcomeReport:
+        """Outcomes by the recorded demographic fields for ``[since, until)`` (the quarterly review). Audited."""
+        actor = self._reader(session, "outcome report", None)
+        report = outcome_report(self._ws, since, until)
+        with self._ws.transaction() as conn:
+            self._audit(
+                conn, actor, "casework.outcome_report", None, since=since, until=until, closed_cases=report.cases
+            )
+        return report
 
     def case_ids(self) -> list[str]:
         return [str(r[0]) for r in self._ws.query("SELECT id FROM cases ORDER BY number")]

@@ -62,6 +62,13 @@ def _casework(args: argparse.Namespace) -> Iterator[_Context]:
         yield _Context(ws, accounts, Casework(ws, accounts, policy))
 
 
+@contextmanager
+def casework_session(args: argparse.Namespace) -> Iterator[tuple[Casework, Session | None]]:
+    """Casework and the reader's session (None: the workspace key holder), for read-only commands."""
+    with _casework(args) as ctx:
+        yield ctx.cases, _session(ctx, args)
+
+
 def _session(ctx: _Context, args: argparse.Namespace) -> Session | None:
     return sign_in(ctx.accounts, args.actor) if getattr(args, "actor", None) else None
 

@@ -237,6 +237,13 @@ def test_two_cases_end_to_end(
     ], err
     refused(rfr("case", "list", user="eve"), "list refused: casework is seen only by")
 
+    # The quarterly figures: outcomes by the recorded demographic fields, this quarter by default.
+    code, out, err = rfr("audit", "outcomes", user="pat")
+    assert code == 0 and (out["closed_cases"], out["viable_match_cases"]) == (2, 1), err
+    assert out["adjudicated_potential_matches"] == len(candidates) + len(result["probes"][0]["candidates"])
+    assert {b["field"] for b in out["by_potential_match"]} == {"sex", "ic_code", "age_range", "library"}
+    refused(rfr("audit", "outcomes", "--since", "2026-02-01", "--until", "2026-01-01"), "is not before --until")
+
     # The audit log verifies, and an edited or deleted event is named.
     code, out, err = rfr("audit", "verify")
     assert code == 0 and out["ok"] is True and out["events"] > 40 and out["problems"] == [], err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -483,3 +484,59 @@ def test_no_biometric_bytes_reach_the_workspace_files_unencrypted(world: World) 
             assert blob[:16] not in data and b"\xff\xd8\xff" not in data, path
     with pytest.raises(FormError):
         world.form(justification="")
+
+
+# ---- monitoring: outcomes by the recorded demographic fields ------------------------------------
+
+
+def test_outcome_report_counts_decisions_by_recorded_demographics(world: World) -> None:
+    viable = adjudicate_all(world, world.searched(), "viable")
+    world.cases.close(world.login("alice"), viable.id)
+    young = world.approved(age_band="16-17")
+    young = world.cases.search(world.login("alice"), young.id, world.engine, loader=load_rgb_with_opencv).case
+    adjudicate_all(world, young, "not_viable")
+    world.cases.peer_review(world.login("pat"), young.id, True, "none is viable")
+    world.cases.close(world.login("alice"), young.id)
+    open_case = adjudicate_all(world, world.searched(), "not_viable")  # not closed: no case outcome yet
+    man = viable.candidates[0].subject_id
+    with world.ws.transaction() as conn:  # the library's recorded fields for its subjects
+        conn.execute("UPDATE subjects SET sex = 'female', ic_code = 'IC3'")
+        conn.execute("UPDATE subjects SET sex = 'male', ic_code = 'IC1' WHERE id = ?", (man,))
+
+    report = world.cases.outcome_report(world.login("ann"), "2000-01-01", "2100-01-01")
+    assert (report.cases, report.viable_match_cases) == (2, 1)
+    assert report.potential_matches == 3 * CANDIDATES and report.viable_potential_matches == 1
+    by_case = {b.field_name: {r.value: r for r in b.rows} for b in report.by_case}
+    assert by_case["age_band"]["adult"].outcomes == {"viable_match": 1}
+    assert by_case["age_band"]["16-17"].outcomes == {"no_viable_match": 1}
+    assert by_case["under_18"]["yes"].records == 1 and by_case["under_16"]["no"].records == 2
+    assert all(r.too_small and r.positive is None for r in by_case["age_band"].values())  # 1 case is no rate
+    by_match = {b.field_name: {r.value: r for r in b.rows} for b in report.by_potential_match}
+    candidates = [c for case in (viable, young, open_case) for c in world.cases.case(case.id).candidates]
+    males = sum(c.subject_id == man for c in candidates)
+    assert males >= 1 and by_match["sex"]["male"].records == males and by_match["ic_code"]["IC1"].records == males
+    assert by_match["sex"]["male"].outcomes.get("viable") == 1 and "viable" not in by_match["sex"]["female"].outcomes
+    assert sum(r.records for r in by_match["sex"].values()) == 3 * CANDIDATES
+    assert sum(r.outcomes.get("viable", 0) for r in by_match["library"].values()) == 1
+    payload = report.to_json()
+    assert payload["closed_cases"] == 2 and payload["min_records"] == 30
+    assert world.events("casework.outcome_report")[-1].actor == "ann"
+    # An empty period is empty, not an error; somebody without casework access is refused.
+    assert world.cases.outcome_report(None, "1990-01-01", "1991-01-01").cases == 0
+    with pytest.raises(PermissionRefused, match="outcome report refused"):
+        world.cases.outcome_report(world.login("eve"), "2000-01-01", "2100-01-01")
+
+
+@pytest.mark.parametrize(
+    ("day", "start", "end"),
+    [
+        ("2026-01-01", "2026-01-01", "2026-04-01"),
+        ("2026-03-31", "2026-01-01", "2026-04-01"),
+        ("2026-08-15", "2026-07-01", "2026-10-01"),
+        ("2026-12-31", "2026-10-01", "2027-01-01"),
+    ],
+)
+def test_the_default_period_is_the_calendar_quarter(day: str, start: str, end: str) -> None:
+    from engine.cli.audit import quarter_of
+
+    assert quarter_of(date.fromisoformat(day)) == (date.fromisoformat(start), date.fromisoformat(end))
