@@ -89,20 +89,30 @@ def make_data(
 
 
 def exact_top(data: np.ndarray, probes: np.ndarray, k: int) -> np.ndarray:
-    """Exact top-k row numbers by float32 squared euclidean distance (ties by row)."""
+    """Exact top-k row numbers by float32 squared euclidean distance (ties by row), in data chunks.
+
+    Each chunk of the data is shortlisted for all probes at once with ``|x|^2 - 2 x.q`` (a matrix
+    product), the shortlist re-scored with the product's exact ``squared_distances`` and merged
+    into the running top k, so 10M rows never need more than one chunk of distances in memory.
+    """
     from engine.library.index import squared_distances
 
-    norms = np.einsum("ij,ij->i", data, data)
-    out = np.empty((len(probes), k), dtype=np.int64)
-    step = max(1, min(64, (1 << 28) // (4 * len(data))))  # keep the distance block near 256 MiB
-    for start in range(0, len(probes), step):
-        block = probes[start : start + step]
-        approx = norms[None, :] - 2.0 * (block @ data.T)
-        shortlist = np.argpartition(approx, k * 3, axis=1)[:, : k * 3]
-        for row, (probe, cand) in enumerate(zip(block, shortlist, strict=True)):
-            d2 = squared_distances(data[cand], probe)
-            out[start + row] = cand[np.lexsort((cand, d2))[:k]]
-    return out
+    best_d = np.full((len(probes), k), np.inf, dtype=np.float32)
+    best_i = np.full((len(probes), k), -1, dtype=np.int64)
+    step = max(4 * k, (1 << 28) // (4 * len(probes)))  # a distance block near 256 MiB
+    for start in range(0, len(data), step):
+        block = data[start : start + step]
+        short = min(len(block), 3 * k)
+        approx = np.einsum("ij,ij->i", block, block)[None, :] - 2.0 * (probes @ block.T)
+        cand = np.argpartition(approx, short - 1, axis=1)[:, :short] if short < len(block) else None
+        del approx
+        for row, probe in enumerate(probes):
+            rows = cand[row] if cand is not None else np.arange(len(block))
+            d2 = np.concatenate([best_d[row], squared_distances(block[rows], probe)])
+            idx = np.concatenate([best_i[row], rows + start])
+            order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), d2))[:k]
+            best_d[row], best_i[row] = d2[order], idx[order]
+    return best_i
 
 
 def insert_templates(ws: Any, library: Any, data: np.ndarray, batch: int = 20000) -> np.ndarray:
@@ -139,20 +149,52 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99))}
 
 
+def pairs_of(keys: np.ndarray, data: np.ndarray) -> np.ndarray:
+    """(template id, sha256 of the vector bytes) pairs, as the database's covering index would give them."""
+    from engine.library.index import _PAIR
+
+    pairs = np.empty(len(keys), dtype=_PAIR)
+    pairs["id"] = keys
+    blobs = np.ascontiguousarray(data, dtype="<f4")
+    pairs["sha"] = [hashlib.sha256(row.tobytes()).digest() for row in blobs]
+    return pairs
+
+
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
-    from engine.library.index import IndexSet, IndexSettings, LibraryIndex, _new_usearch
-    from engine.library.snapshot import snapshot_path
-    from engine.library.store import create_library
+    from engine.library.index import (
+        _BATCH,
+        IndexSet,
+        IndexSettings,
+        LibraryIndex,
+        _add_vectors,
+        _new_usearch,
+        restore_usearch,
+        rows_digest,
+    )
+    from engine.library.snapshot import read_snapshot, snapshot_path, wipe, write_snapshot
+    from engine.library.store import create_library, ensure_model
     from engine.security.keys import WorkspaceKey
     from engine.workspace import Workspace
 
     kind, size = args.one[0], int(args.one[1])
-    result: dict[str, Any] = {"population": kind, "templates": size, "top_k": args.top}
+    result: dict[str, Any] = {"population": kind, "templates": size, "top_k": args.top, "load_start": load()}
+    t = time.perf_counter()
     data, probes = make_data(kind, size, args.templates, args.queries, args.seed, args.rotate_about)
+    result["make_data_s"] = time.perf_counter() - t
     if kind == "rotated":
         result["population"] = f"rotated about {args.rotate_about}"
+    base = IndexSettings()
     settings = IndexSettings(
-        expansion_search=args.expansions[0], connectivity=args.connectivity, oversample=args.oversample, threads=0
+        connectivity=args.connectivity or base.connectivity,
+        expansion_add=args.expansion_add or base.expansion_add,
+        expansion_search=args.expansions[0],
+        oversample=base.oversample if args.oversample is None else args.oversample,
+        min_extra=base.min_extra if args.min_extra is None else args.min_extra,
+        threads=args.threads,
     )
     result["settings"] = {
         "connectivity": settings.connectivity,
@@ -160,16 +202,23 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "expansion_search": settings.expansion_search,
         "oversample": settings.oversample,
         "min_extra": settings.min_extra,
+        "threads": settings.threads,
     }
+    result["path"] = "index and snapshot only (no template rows)" if args.index_only else "product (SQLCipher + index)"
 
     workdir = Path(args.workdir) / f"ws-{kind}-{size}"
     shutil.rmtree(workdir, ignore_errors=True)
     key = WorkspaceKey.generate()
     ws = Workspace.create(workdir, key)
     library = create_library(ws, "bench", "substantive")
-    t = time.perf_counter()
-    ids = insert_templates(ws, library, data)
-    result["db_insert_s"] = time.perf_counter() - t
+    if args.index_only:
+        with ws.transaction() as conn:
+            ensure_model(conn, *MODEL)
+        ids = np.arange(1, size + 1, dtype=np.int64)
+    else:
+        t = time.perf_counter()
+        ids = insert_templates(ws, library, data)
+        result["db_insert_s"] = time.perf_counter() - t
 
     # Ground truth and the numpy baseline first, so the raw array can go before the index is built.
     t = time.perf_counter()
@@ -184,17 +233,44 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         brute.append(time.perf_counter() - t)
         del distances
     result["numpy_brute_force"] = percentiles(brute)
-    del data
+    result["load_build"] = load()
 
     indexes = IndexSet(ws, *MODEL, settings=settings)
     loaded = LibraryIndex(library, indexes.model_ref(), _new_usearch(settings))
-    t = time.perf_counter()
-    indexes._add_from_db(loaded, None)
-    result["build_s"] = time.perf_counter() - t
-    result["index_memory_gib"] = loaded.index.memory_usage / 2**30
-    t = time.perf_counter()
-    indexes.save_loaded(loaded)
-    result["snapshot_save_s"] = time.perf_counter() - t
+    if args.index_only:
+        keys = ids.astype(np.uint64)
+        pairs = pairs_of(keys, data)
+        t = time.perf_counter()
+        for start in range(0, size, _BATCH):
+            _add_vectors(loaded.index, keys[start : start + _BATCH], data[start : start + _BATCH], settings.threads)
+        result["build_s"] = time.perf_counter() - t
+        del data
+        result["index_memory_gib"] = loaded.index.memory_usage / 2**30
+        t = time.perf_counter()
+        plain = loaded.index.save()
+        info = write_snapshot(
+            snapshot_path(ws.index_dir, library.id),
+            plain,
+            key_for=indexes._key_for(library),
+            library_id=library.id,
+            model_id=MODEL[0],
+            model_sha256=MODEL[1],
+            entries=size,
+            digest=rows_digest(pairs),
+            created_at="bench",
+        )
+        result["snapshot_save_s"] = time.perf_counter() - t
+        del plain
+    else:
+        del data
+        t = time.perf_counter()
+        indexes._add_from_db(loaded, None)
+        result["build_s"] = time.perf_counter() - t
+        result["index_memory_gib"] = loaded.index.memory_usage / 2**30
+        t = time.perf_counter()
+        indexes.save_loaded(loaded)
+        result["snapshot_save_s"] = time.perf_counter() - t
+    result["load_after_build"] = load()
     loaded.index.reset()
     ws.close()
     del loaded, indexes
@@ -206,17 +282,36 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     result["workspace_open_s"] = time.perf_counter() - t
     notices: list[str] = []
     indexes = IndexSet(ws, *MODEL, settings=settings, notify=notices.append)
-    t = time.perf_counter()
-    loaded = indexes.get(library)
-    result["index_open_s"] = time.perf_counter() - t  # read, decrypt, restore, digest check against the database
+    if args.index_only:
+        # What IndexSet._load does, minus reading (id, sha256) pairs from the database (there are no rows).
+        t = time.perf_counter()
+        info, plain = read_snapshot(
+            snapshot_path(ws.index_dir, library.id), key_for=indexes._key_for(library), library_id=library.id
+        )
+        result["decrypt_s"] = time.perf_counter() - t
+        t2 = time.perf_counter()
+        restored = restore_usearch(plain, settings)
+        wipe(plain)
+        del plain
+        result["restore_s"] = time.perf_counter() - t2
+        if len(restored) != info.entries or rows_digest(pairs) != info.digest:
+            raise SystemExit("the index did not restore cleanly")
+        result["index_open_s"] = time.perf_counter() - t
+        loaded = LibraryIndex(library, indexes.model_ref(), restored)
+        indexes._loaded[library.id] = loaded
+    else:
+        t = time.perf_counter()
+        loaded = indexes.get(library)
+        result["index_open_s"] = time.perf_counter() - t  # read, decrypt, restore, digest check against the database
     if len(loaded) != size or notices:
         raise SystemExit(f"the index did not restore cleanly: {notices}")
+    result["load_search"] = load()
 
     def measure(expansion: int) -> dict[str, Any]:
         indexes.settings = replace(settings, expansion_search=expansion)
         loaded.index.expansion_search = expansion
         for probe in probes[:20]:  # warm up
-            indexes.search(probe, [library], args.top)
+            indexes.rank(probe, [library], args.top)
         found_rows: list[np.ndarray] = []
         latencies, rank_latencies, ann_latencies = [], [], []
         # Separate passes, so no measurement runs on caches warmed by the same probe.
@@ -226,24 +321,31 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             ann_latencies.append(time.perf_counter() - t)
         for probe in probes:
             t = time.perf_counter()
-            indexes.rank(probe, [library], args.top)
+            ranked = indexes.rank(probe, [library], args.top)
             rank_latencies.append(time.perf_counter() - t)
-        for probe in probes:
-            t = time.perf_counter()
-            found = indexes.search(probe, [library], args.top)
-            latencies.append(time.perf_counter() - t)
-            found_rows.append(np.searchsorted(ids, np.array([c.template_id for c in found], dtype=np.int64)))
+            if args.index_only:
+                found_rows.append(np.searchsorted(ids, ranked.keys.astype(np.int64)))
+        if not args.index_only:
+            for probe in probes:
+                t = time.perf_counter()
+                found = indexes.search(probe, [library], args.top)
+                latencies.append(time.perf_counter() - t)
+                found_rows.append(np.searchsorted(ids, np.array([c.template_id for c in found], dtype=np.int64)))
         recalls = [len(set(f.tolist()) & set(e.tolist())) / args.top for f, e in zip(found_rows, exact, strict=True)]
         same = [(f, e) for f, e in zip(found_rows, exact, strict=True) if set(f.tolist()) == set(e.tolist())]
-        return {
+        out = {
             "expansion_search": expansion,
             "ann_only": percentiles(ann_latencies),
             "index_search": percentiles(rank_latencies),
-            "search_with_db": percentiles(latencies),
             "recall": float(np.mean(recalls)),
             "recall_min": float(np.min(recalls)),
+            "nearest_found": float(np.mean([f[0] == e[0] for f, e in zip(found_rows, exact, strict=True)])),
             "exact_order_when_same_set": all(np.array_equal(f, e) for f, e in same),
+            "load": load(),
         }
+        if latencies:
+            out["search_with_db"] = percentiles(latencies)
+        return out
 
     result.update(measure(args.expansions[0]))
     result["sweep"] = [measure(e) for e in args.expansions[1:]]
@@ -279,21 +381,26 @@ def make_templates(out: Path, limit: int | None) -> None:
 
 def markdown(results: list[dict[str, Any]]) -> str:
     head = (
-        "| population | templates | expansion | build s | snapshot MiB | open s | index search p50/p99 ms "
-        "| with DB lookup p50/p99 ms | recall@50 (min) | numpy brute force p50/p99 ms | peak RSS GiB |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "| population | templates | path | M / ef_add / ef | build s | on disk MiB (DB + snapshot) | open s "
+        "| index search p50/p99 ms | with DB check p50/p99 ms | recall@50 (min) | numpy brute force p50 ms "
+        "| peak RSS GiB | load (build / search) |\n"
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
     )
     rows = []
     for r in results:
+        st = r["settings"]
         for m in [r, *r.get("sweep", [])]:
+            with_db = m.get("search_with_db")
             rows.append(
-                f"| {r['population']} | {r['templates']:,} | {m['expansion_search']} | {r['build_s']:.1f} "
-                f"| {r['snapshot_bytes'] / 2**20:,.0f} | {r['workspace_open_s'] + r['index_open_s']:.2f} "
+                f"| {r['population']} | {r['templates']:,} | {'index only' if 'decrypt_s' in r else 'product'} "
+                f"| {st['connectivity']} / {st['expansion_add']} / {m['expansion_search']} | {r['build_s']:.1f} "
+                f"| {r['db_bytes'] / 2**20:,.0f} + {r['snapshot_bytes'] / 2**20:,.0f} "
+                f"| {r['workspace_open_s'] + r['index_open_s']:.2f} "
                 f"| {m['index_search']['p50_ms']:.2f} / {m['index_search']['p99_ms']:.2f} "
-                f"| {m['search_with_db']['p50_ms']:.2f} / {m['search_with_db']['p99_ms']:.2f} "
-                f"| {m['recall']:.4f} ({m['recall_min']:.2f}) "
-                f"| {r['numpy_brute_force']['p50_ms']:.1f} / {r['numpy_brute_force']['p99_ms']:.1f} "
-                f"| {r['peak_rss_gib']:.1f} |"
+                + (f"| {with_db['p50_ms']:.2f} / {with_db['p99_ms']:.2f} " if with_db else "| n/a ")
+                + f"| {m['recall']:.4f} ({m['recall_min']:.2f}) "
+                f"| {r['numpy_brute_force']['p50_ms']:.1f} "
+                f"| {r['peak_rss_gib']:.1f} | {r['load_build'].split('/')[0]} / {m['load'].split('/')[0]} |"
             )
     return head + "\n".join(rows) + "\n"
 
@@ -312,8 +419,16 @@ def main() -> int:
     parser.add_argument(
         "--expansions", type=int, nargs="+", default=[512], help="usearch expansion_search (several: a sweep)"
     )
-    parser.add_argument("--connectivity", type=int, default=32)
-    parser.add_argument("--oversample", type=float, default=2.0, help="ask the index for top * this, then re-rank")
+    parser.add_argument("--connectivity", type=int, help="HNSW connectivity (default: IndexSettings)")
+    parser.add_argument("--expansion-add", type=int, help="HNSW expansion on insertion (default: IndexSettings)")
+    parser.add_argument("--oversample", type=float, help="ask the index for top * this, then re-rank")
+    parser.add_argument("--min-extra", type=int, help="... and at least top + this (default: IndexSettings)")
+    parser.add_argument("--threads", type=int, default=0, help="build threads after the serial start (0: all)")
+    parser.add_argument(
+        "--index-only",
+        action="store_true",
+        help="skip the database: build from the array, snapshot, decrypt and restore, search via IndexSet.rank",
+    )
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--rotate-about", choices=["mean", "origin"], default="mean", help="see make_data")
     parser.add_argument("--workdir", default=None, help="where the benchmark workspaces go (default: a temp folder)")
@@ -343,7 +458,10 @@ def main() -> int:
                 "top",
                 "expansions",
                 "connectivity",
+                "expansion_add",
                 "oversample",
+                "min_extra",
+                "threads",
                 "seed",
                 "rotate_about",
             )
@@ -355,6 +473,8 @@ def main() -> int:
                     cmd += [f"--{flag.replace('_', '-')}", str(value)]
             if args.keep:
                 cmd.append("--keep")
+            if args.index_only:
+                cmd.append("--index-only")
             print(f"running {population} {size:,} ...", file=sys.stderr, flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode != 0:

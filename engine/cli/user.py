@@ -17,6 +17,8 @@ import argparse
 import getpass
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from engine.cli import emit
@@ -48,6 +50,13 @@ def cli_policy() -> Policy:
 
 def accounts_for(ws: Workspace, policy: Policy) -> Accounts:
     return Accounts(ws._require_open(), policy, clock=ws.now, scrypt=SCRYPT, transaction=ws.transaction)
+
+
+@contextmanager
+def _accounts(args: argparse.Namespace) -> Iterator[tuple[Workspace, Accounts]]:
+    """The open workspace and its accounts under the policy in force."""
+    with open_workspace(args) as ws:
+        yield ws, accounts_for(ws, cli_policy())
 
 
 def read_secret(env_name: str, prompt: str, *, confirm: bool = False) -> str:
@@ -145,9 +154,7 @@ def register(sub: Any) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
-    policy = cli_policy()
-    with open_workspace(args) as ws:
-        accounts = accounts_for(ws, policy)
+    with _accounts(args) as (ws, accounts):
         by = _admin(accounts, args)
         password = read_secret(NEW_PASSWORD_ENV, f"New password for {args.username}: ", confirm=True)
         user = accounts.add_user(
@@ -159,9 +166,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _passwd(args: argparse.Namespace) -> int:
-    policy = cli_policy()
-    with open_workspace(args) as ws:
-        accounts = accounts_for(ws, policy)
+    with _accounts(args) as (ws, accounts):
         if args.reset:
             by = _admin(accounts, args)
             new = read_secret(NEW_PASSWORD_ENV, f"New password for {args.username}: ", confirm=True)
@@ -178,9 +183,7 @@ def _passwd(args: argparse.Namespace) -> int:
 
 
 def _lock(args: argparse.Namespace) -> int:
-    policy = cli_policy()
-    with open_workspace(args) as ws:
-        accounts = accounts_for(ws, policy)
+    with _accounts(args) as (ws, accounts):
         user = accounts.lock_user(args.username, by=_admin(accounts, args), reason=args.reason)
         payload = user.as_dict(ws.now())
     emit(args, payload, f"Locked {user.username}.")
@@ -188,9 +191,7 @@ def _lock(args: argparse.Namespace) -> int:
 
 
 def _unlock(args: argparse.Namespace) -> int:
-    policy = cli_policy()
-    with open_workspace(args) as ws:
-        accounts = accounts_for(ws, policy)
+    with _accounts(args) as (ws, accounts):
         user = accounts.unlock_user(args.username, by=_admin(accounts, args, key_holder_always=True))
         payload = user.as_dict(ws.now())
     emit(args, payload, f"Unlocked {user.username}.")
@@ -198,9 +199,7 @@ def _unlock(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    policy = cli_policy()
-    with open_workspace(args) as ws:
-        accounts = accounts_for(ws, policy)
+    with _accounts(args) as (ws, accounts):
         now = ws.now()
         users = [u.as_dict(now) for u in accounts.list_users()]
     lines = [f"{'USER':20} {'RANK':22} {'LOCKED':7} ROLES"]

@@ -13,8 +13,24 @@ import pytest
 
 from engine.errors import LibraryError, SnapshotError
 from engine.library import create_library, get_library, library_events
-from engine.library.index import IndexSet, indexes_for, rows_digest, squared_distances
-from engine.library.snapshot import MAGIC, read_snapshot, snapshot_path, sweep_stale_temp_files, write_snapshot
+from engine.library.index import (
+    IndexSet,
+    IndexSettings,
+    _add_vectors,
+    _new_usearch,
+    indexes_for,
+    restore_usearch,
+    rows_digest,
+    squared_distances,
+)
+from engine.library.snapshot import (
+    MAGIC,
+    read_snapshot,
+    snapshot_path,
+    sweep_stale_temp_files,
+    wipe,
+    write_snapshot,
+)
 from engine.library.store import Library, ensure_model
 from engine.security.keys import WorkspaceKey
 from engine.workspace import Workspace
@@ -253,6 +269,22 @@ class TestOpenAndRepair:
         loaded = fresh_indexes(ws, notes, MODEL).get(lib)
         assert "another face model" in notes[0]
         assert sorted(loaded.keys().tolist()) == sorted(mine)
+
+    def test_restored_index_does_not_borrow_the_decrypted_buffer(self) -> None:
+        # The decrypted snapshot is wiped straight after restoring: an index that kept pointing
+        # into it (a usearch "view") would then hold zeros instead of templates.
+        vectors = clustered(3000, seed=6)
+        keys = np.arange(1, len(vectors) + 1, dtype=np.uint64)
+        built = _new_usearch(IndexSettings())
+        _add_vectors(built, keys, vectors, threads=0)
+        plain = bytearray(built.save())
+        restored = restore_usearch(plain, IndexSettings(expansion_search=77))
+        wipe(plain)
+        assert len(restored) == len(vectors) and restored.expansion_search == 77
+        assert np.array_equal(np.stack(restored.get(keys[:5])), vectors[:5])
+        assert int(restored.search(vectors[1234], 1, threads=1).keys[0]) == 1235
+        restored.add(np.uint64(len(vectors) + 1), vectors[0] + 0.5)  # still an index one can enrol into
+        assert len(restored) == len(vectors) + 1
 
     def test_digest_is_over_sorted_id_sha_pairs(self) -> None:
         pairs = np.array([(2, b"b" * 32), (1, b"a" * 32)], dtype=[("id", "<u8"), ("sha", "S32")])
