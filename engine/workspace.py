@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from engine.errors import WorkspaceError, WrongKeyError
+from engine.files import fsync_dir
 from engine.security.keys import KdfSpec, WorkspaceKey, obtain_key
 
 HEADER_NAME = "workspace.json"
@@ -160,11 +161,11 @@ class Workspace:
             finally:
                 conn.close()
             _write_atomic(staging / HEADER_NAME, json.dumps(header.to_json(), indent=2).encode() + b"\n")
-            _fsync_dir(staging)
+            fsync_dir(staging)
             if directory.exists():
                 directory.rmdir()  # empty, checked above; rename cannot replace it portably
             os.replace(staging, directory)
-            _fsync_dir(directory.parent)
+            fsync_dir(directory.parent)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -361,12 +362,4 @@ def _write_atomic(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -172,6 +174,20 @@ class TestSnapshotFormat:
         (tmp_path / "t").write_bytes(content)
         with pytest.raises(SnapshotError, match=expected):
             read_snapshot(tmp_path / "t", key_for=self.key_for, library_id=1)
+
+    def test_many_chunks_round_trip_and_the_first_bad_chunk_is_named(self, tmp_path: Path) -> None:
+        # Chunks are sealed and opened on several threads: order and error reporting must not depend on it.
+        data = os.urandom(40 * 1000 + 7)
+        self.write(tmp_path / "s", data)
+        info, plain = read_snapshot(tmp_path / "s", key_for=self.key_for, library_id=1)
+        assert bytes(plain) == data and info.chunks == 41
+        raw = bytearray((tmp_path / "s").read_bytes())
+        first = 28 + 12 + struct.unpack(">I", raw[24:28])[0]
+        for chunk in (33, 9):
+            raw[first + chunk * (12 + 1000 + 16) + 100] ^= 0x01
+        (tmp_path / "s").write_bytes(bytes(raw))
+        with pytest.raises(SnapshotError, match="chunk 10 of 41 fails authentication"):
+            read_snapshot(tmp_path / "s", key_for=self.key_for, library_id=1)
 
     def test_wrong_key_and_wrong_library(self, tmp_path: Path) -> None:
         self.write(tmp_path / "s", os.urandom(100))
@@ -407,3 +423,19 @@ class TestSearch:
         with pytest.raises(SnapshotError, match="discarded"):
             indexes.search(vectors[0], [lib], 3)
         assert indexes.search(vectors[0], [get_library(ws, "custody")], 3)[0].distance == 0.0
+
+
+def test_a_library_opened_before_the_face_engine_leaves_it_able_to_load_models() -> None:
+    # Regression: with usearch's native library loaded before OpenVINO's, every later read_model in
+    # the process failed. A fresh interpreter, because this test's own process already has both loaded.
+    script = (
+        "from engine.library.index import IndexSettings, _new_usearch\n"
+        "_new_usearch(IndexSettings())\n"
+        "from engine.faces.pipeline import FaceEngine\n"
+        "print(FaceEngine.open(device='CPU').device_used)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[2]
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "CPU"
