@@ -12,7 +12,7 @@ rows: the index is built from the array with the product's ``_add_vectors``, sav
 ``IndexSet.rank``; the database read and the final-candidate check are then not measured.
 
 Populations:
-  rotated  real face templates (``--templates FILE.npy``, e.g. made with ``--make-templates``)
+  rotated  real face templates (``--templates FILE``, encrypted, made with ``--make-templates``)
            rotated by random orthogonal matrices (``--rotate-about origin``, as the issue
            prescribes, or ``mean``, harder: see ``make_data``): each rotation is a new
            synthetic population with the same geometry as real templates. Queries are held-out
@@ -23,10 +23,10 @@ Baseline: numpy brute force (``np.linalg.norm(X - q, axis=1)`` then the top 50),
 ``face_recognition`` users do. Recall@K is measured against exact float32 search.
 
 Reproduce (figures in docs/benchmarks.md; templates are biometric data: keep them in /tmp, delete after):
-  python scripts/bench_library.py --make-templates /tmp/rfr_bench/lfw_templates.npy      # ~15 min, once
-  python scripts/bench_library.py --templates /tmp/rfr_bench/lfw_templates.npy --rotate-about origin \
+  python scripts/bench_library.py --make-templates /tmp/rfr_bench/lfw_templates.sealed      # ~15 min, once
+  python scripts/bench_library.py --templates /tmp/rfr_bench/lfw_templates.sealed --rotate-about origin \
       --sizes 100000 1000000 --search-nice -10
-  python scripts/bench_library.py --templates /tmp/rfr_bench/lfw_templates.npy --rotate-about origin \
+  python scripts/bench_library.py --templates /tmp/rfr_bench/lfw_templates.sealed --rotate-about origin \
       --populations rotated --sizes 10000000 --index-only --brute-queries 5
 """
 
@@ -34,10 +34,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import resource
+import secrets
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
@@ -53,6 +56,8 @@ sys.path.insert(0, str(REPO))
 
 MODEL = ("bench-synthetic-population", hashlib.sha256(b"bench-synthetic-population").hexdigest())
 HELD_OUT = 1000
+TEMPLATES_MAGIC = b"RFR-BENCH-TEMPLATES-1\n"
+TEMPLATES_LABEL = "bench-templates"
 
 
 def random_orthogonal(rng: np.random.Generator, n: int = 128) -> np.ndarray:
@@ -70,15 +75,11 @@ def make_data(
         probes = rng.normal(size=(queries, 128)).astype(np.float32)
         return data, probes / np.linalg.norm(probes, axis=1, keepdims=True)
     if templates is None:
-        raise SystemExit("--templates FILE.npy is needed for the rotated population (see --make-templates)")
-    real = np.load(templates).astype(np.float32)
-    names_file = templates.with_name(templates.stem + "_names.npy")
-    if names_file.exists():  # hold out images of people who have other images in the set
-        names = np.load(names_file)
-        _, inverse, counts = np.unique(names, return_inverse=True, return_counts=True)
-        eligible = np.flatnonzero(counts[inverse] >= 2)
-    else:
-        eligible = np.arange(len(real))
+        raise SystemExit("--templates FILE is needed for the rotated population (see --make-templates)")
+    real, names = open_templates(templates)
+    # hold out images of people who have other images in the set
+    _, inverse, counts = np.unique(names, return_inverse=True, return_counts=True)
+    eligible = np.flatnonzero(counts[inverse] >= 2)
     held = rng.choice(eligible, size=min(HELD_OUT, len(eligible) // 2), replace=False)
     base = np.delete(real, held, axis=0)
     # About the mean, every population overlaps the others like more people from the same distribution;
@@ -369,6 +370,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
 
 def make_templates(out: Path, limit: int | None) -> None:
     """Templates of LFW with the product's face engine (largest, most central face per image)."""
+    if out.exists() or not out.parent.is_dir():
+        raise SystemExit(f"{out}: give a new file in an existing folder (templates are never written over a file)")
     from engine.faces.image_io import load_image
     from engine.faces.pipeline import FaceEngine
 
@@ -385,9 +388,51 @@ def make_templates(out: Path, limit: int | None) -> None:
             names.append(path.parent.name)
         if n % 500 == 0:
             print(f"{n}/{len(paths)} images, {time.monotonic() - started:.0f} s", file=sys.stderr)
-    np.save(out, np.stack(vectors))
-    np.save(out.with_name(out.stem + "_names.npy"), np.array(names))
-    print(f"wrote {len(vectors)} templates to {out} (keep them out of the repository: biometric data)")
+    seal_templates(out, np.stack(vectors), np.array(names))
+    print(f"wrote {len(vectors)} templates to {out}, encrypted under RFR_PASSPHRASE")
+
+
+def seal_templates(out: Path, vectors: np.ndarray, names: np.ndarray) -> None:
+    """Templates are biometric data even in a benchmark: AES-256-GCM under a key from the passphrase."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from engine.security.keys import KdfSpec, WorkspaceKey, read_passphrase
+
+    kdf = KdfSpec.new_scrypt()
+    key = WorkspaceKey.from_passphrase(read_passphrase(confirm=True), kdf)
+    header = json.dumps(kdf.to_json()).encode("ascii")
+    plain = io.BytesIO()
+    np.savez(plain, vectors=vectors.astype(np.float32), names=names.astype(str))
+    nonce = secrets.token_bytes(12)
+    sealed = AESGCM(key.derive(TEMPLATES_LABEL)).encrypt(nonce, plain.getvalue(), TEMPLATES_MAGIC + header)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "wb") as sink:
+        sink.write(TEMPLATES_MAGIC + struct.pack(">I", len(header)) + header + nonce + sealed)
+
+
+def open_templates(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The (vectors, names) written by ``seal_templates``; the passphrase from RFR_PASSPHRASE or a prompt."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from engine.security.keys import KdfSpec, WorkspaceKey, read_passphrase
+
+    raw = path.read_bytes()
+    if not raw.startswith(TEMPLATES_MAGIC):
+        raise SystemExit(f"{path} is not a template file written by --make-templates: make one with it")
+    start = len(TEMPLATES_MAGIC) + 4
+    (length,) = struct.unpack(">I", raw[len(TEMPLATES_MAGIC) : start])
+    header = raw[start : start + length]
+    key = WorkspaceKey.from_passphrase(read_passphrase(), KdfSpec.from_json(json.loads(header)))
+    nonce, sealed = raw[start + length : start + length + 12], raw[start + length + 12 :]
+    try:
+        plain = AESGCM(key.derive(TEMPLATES_LABEL)).decrypt(nonce, sealed, TEMPLATES_MAGIC + header)
+    except InvalidTag:
+        raise SystemExit(
+            f"{path}: wrong passphrase or a damaged file: set RFR_PASSPHRASE to the one it was made with"
+        ) from None
+    with np.load(io.BytesIO(plain), allow_pickle=False) as arrays:
+        return arrays["vectors"], arrays["names"]
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
@@ -418,8 +463,13 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--templates", type=Path, help="real templates (.npy, N x 128 float32)")
-    parser.add_argument("--make-templates", type=Path, metavar="OUT", help="compute LFW templates and exit")
+    parser.add_argument("--templates", type=Path, help="real templates, made with --make-templates (encrypted)")
+    parser.add_argument(
+        "--make-templates",
+        type=Path,
+        metavar="OUT",
+        help="compute LFW templates, write them encrypted (RFR_PASSPHRASE), exit",
+    )
     parser.add_argument("--limit", type=int, help="with --make-templates: only the first N images")
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--populations", nargs="+", default=["rotated", "random"], choices=["rotated", "random"])
