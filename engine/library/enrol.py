@@ -32,6 +32,7 @@ from engine.workspace import Workspace
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 DUPLICATE = "the same image (identical bytes) is already in this library"
 _NEW_SUBJECT, _ENROLLED, _RETEMPLATED = "new subject", "enrolled", "retemplated"
+_INDEX_BATCH = 65536  # templates held before they are added to the index
 MAX_IMAGE_BYTES = 32 << 20
 _MEDIA_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
 
@@ -176,6 +177,7 @@ def enroll_directory(
     report.skipped.extend(stray)
     source_default = f"enrolment from folder {directory.name}"
     done = 0
+    pending: list[tuple[int, NDArray[np.float32]]] = []
     try:
         for reference, paths in folders.items():
             for path in paths:
@@ -195,8 +197,10 @@ def enroll_directory(
                     source_default,
                     added_by,
                     package_id,
-                    indexes,
+                    pending,
                 )
+                if len(pending) >= _INDEX_BATCH:
+                    _flush(indexes, library, pending)
                 if isinstance(outcome, Skipped):
                     report.skipped.append(outcome)
                 elif outcome == _RETEMPLATED:
@@ -210,6 +214,7 @@ def enroll_directory(
             if report.cancelled:
                 break
     finally:
+        _flush(indexes, library, pending)
         if report.enrolled or report.retemplated:
             indexes.save(library)
             with ws.transaction() as conn:
@@ -270,7 +275,7 @@ def _enrol_one(
     source_default: str,
     added_by: str | None,
     package_id: str | None,
-    indexes: IndexSet,
+    pending: list[tuple[int, NDArray[np.float32]]],
 ) -> Skipped | str:
     """Enrol one image: ``_NEW_SUBJECT``, ``_ENROLLED``, ``_RETEMPLATED``, or why it was skipped.
 
@@ -323,8 +328,21 @@ def _enrol_one(
             image_id, created = _insert_image(conn, library, new, meta, source_default, added_by, package_id, now)
             template_id = _insert_template(conn, image_id, library, model_ref, blob, face.box.as_list(), now)
             outcome = _NEW_SUBJECT if created else _ENROLLED
-    indexes.add(library, np.array([template_id], dtype=np.uint64), vector.reshape(1, NDIM))
+    pending.append((template_id, vector))
     return outcome
+
+
+def _flush(indexes: IndexSet, library: Library, pending: list[tuple[int, NDArray[np.float32]]]) -> None:
+    """Add committed templates to the index in one batch, which ``IndexSet.add`` inserts shuffled.
+
+    One at a time they would go in a subject's images in a row, the order that cost the graph
+    recall (see ``engine.library.index._add_vectors``). Rows committed but not yet added when the
+    process dies are in the database and not the snapshot: the next open rebuilds.
+    """
+    if pending:
+        ids = np.array([template_id for template_id, _ in pending], dtype=np.uint64)
+        indexes.add(library, ids, np.stack([vector for _, vector in pending]).astype(np.float32))
+        pending.clear()
 
 
 @dataclass(frozen=True)

@@ -339,12 +339,20 @@ class IndexSet:
     # ---- changing and saving ------------------------------------------------------------------
 
     def add(self, library: Library, template_ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
-        """Add committed template rows to the in-memory index (the snapshot is saved by ``save``)."""
+        """Add committed template rows to the in-memory index (the snapshot is saved by ``save``).
+
+        Shuffled like a rebuild (``_add_vectors``): an enrolment batch holds each subject's images in a row.
+        """
         loaded = self.get(library)
         if loaded.model_ref is None:
             loaded.model_ref = self.model_ref()
         with loaded.lock:
-            loaded.index.add(np.asarray(template_ids, np.uint64), np.asarray(vectors, np.float32), threads=1)
+            _add_vectors(
+                loaded.index,
+                np.asarray(template_ids, np.uint64),
+                np.asarray(vectors, np.float32),
+                self.settings.threads,
+            )
 
     def save(self, library: Library) -> SnapshotInfo:
         return self.save_loaded(self.get(library))
