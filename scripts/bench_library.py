@@ -7,8 +7,8 @@ workspace is reopened and the index restored and checked against the database, a
 go through ``IndexSet.search`` (approximate search, exact float32 re-ranking, database check).
 
 ``--index-only`` (for 10M, where 10M SQLCipher rows would not fit the time) skips the template
-rows: the index is built from the array with the product's ``_add_vectors``, saved with
-``write_snapshot``, opened with ``read_snapshot`` + ``restore_usearch`` and searched with
+rows: the index is built from the array with the product's ``LibraryIndex.add``, saved with
+``write_snapshot``, opened with ``read_snapshot`` + ``restore_index`` and searched with
 ``IndexSet.rank``; the database read and the final-candidate check are then not measured.
 
 Populations:
@@ -179,9 +179,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         IndexSet,
         IndexSettings,
         LibraryIndex,
-        _add_vectors,
         _new_usearch,
-        restore_usearch,
+        restore_index,
         rows_digest,
     )
     from engine.library.snapshot import read_snapshot, snapshot_path, wipe, write_snapshot
@@ -204,8 +203,10 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         oversample=base.oversample if args.oversample is None else args.oversample,
         min_extra=base.min_extra if args.min_extra is None else args.min_extra,
         threads=args.threads,
+        dtype=args.dtype or base.dtype,
     )
     result["settings"] = {
+        "dtype": settings.dtype,
         "connectivity": settings.connectivity,
         "expansion_add": settings.expansion_add,
         "expansion_search": settings.expansion_search,
@@ -250,15 +251,15 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         keys = ids.astype(np.uint64)
         pairs = pairs_of(keys, data)
         t = time.perf_counter()
-        _add_vectors(loaded.index, keys, data, settings.threads)  # as IndexSet._add_from_db does with all rows
+        loaded.add(keys, data, settings.threads)  # as IndexSet._add_from_db does with all rows
         result["build_s"] = time.perf_counter() - t
         del data
         result["index_memory_gib"] = loaded.index.memory_usage / 2**30
         t = time.perf_counter()
-        plain = loaded.index.save()
+        parts, graph = loaded.snapshot_parts()
         info = write_snapshot(
             snapshot_path(ws.index_dir, library.id),
-            plain,
+            parts,
             key_for=indexes._key_for(library),
             library_id=library.id,
             model_id=MODEL[0],
@@ -268,7 +269,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             created_at="bench",
         )
         result["snapshot_save_s"] = time.perf_counter() - t
-        del plain
+        wipe(graph)
+        del parts, graph
     else:
         del data
         t = time.perf_counter()
@@ -279,7 +281,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         indexes.save_loaded(loaded)
         result["snapshot_save_s"] = time.perf_counter() - t
     result["load_after_build"] = load()
-    loaded.index.reset()
+    loaded.reset()
     ws.close()
     del loaded, indexes
     result["snapshot_bytes"] = snapshot_path(workdir / "index", library.id).stat().st_size
@@ -298,14 +300,13 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         )
         result["decrypt_s"] = time.perf_counter() - t
         t2 = time.perf_counter()
-        restored = restore_usearch(plain, settings)
-        wipe(plain)
+        restored, exact = restore_index(plain, settings)
         del plain
         result["restore_s"] = time.perf_counter() - t2
         if len(restored) != info.entries or rows_digest(pairs) != info.digest:
             raise SystemExit("the index did not restore cleanly")
         result["index_open_s"] = time.perf_counter() - t
-        loaded = LibraryIndex(library, indexes.model_ref(), restored)
+        loaded = LibraryIndex(library, indexes.model_ref(), restored, exact)
         indexes._loaded[library.id] = loaded
     else:
         t = time.perf_counter()
@@ -325,11 +326,16 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             indexes.rank(probe, [library], args.top)
         found_rows: list[np.ndarray] = []
         latencies, rank_latencies, ann_latencies = [], [], []
+        graph_nearest = []
         # Separate passes, so no measurement runs on caches warmed by the same probe.
         for probe in probes:
             t = time.perf_counter()
-            loaded.index.search(probe, args.top, threads=1)
+            found = loaded.index.search(probe, args.top, threads=1)
             ann_latencies.append(time.perf_counter() - t)
+            graph_nearest.append(found.keys[0])
+        nearest_vectors = loaded.exact.take(np.asarray(graph_nearest, dtype=np.uint64))
+        assert nearest_vectors is not None
+        graph_d = np.sqrt(np.einsum("ij,ij->i", nearest_vectors - probes, nearest_vectors - probes))
         for probe in probes:
             t = time.perf_counter()
             ranked = indexes.rank(probe, [library], args.top)
@@ -351,6 +357,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             "recall": float(np.mean(recalls)),
             "recall_min": float(np.min(recalls)),
             "queries_below_half": int(np.sum(np.array(recalls) < 0.5)),
+            # queries whose graph answer was implausibly far, so IndexSet.rank compared every template
+            "exhaustive_checks": int(np.sum(graph_d > indexes.settings.verify_beyond)),
             "nearest_found": float(np.mean([f[0] == e[0] for f, e in zip(found_rows, exact, strict=True)])),
             "exact_order_when_same_set": all(np.array_equal(f, e) for f, e in same),
             "load": load(),
@@ -436,29 +444,50 @@ def open_templates(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
-    head = (
-        "| population | templates | path | M / ef_add / ef | build s | on disk MiB (DB + snapshot) | open s "
-        "| index search p50/p99 ms | with DB check p50/p99 ms | recall@50 (min) | numpy brute force p50 ms "
-        "| peak RSS GiB | load (build / search) |\n"
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+    columns = (
+        "population",
+        "templates",
+        "path",
+        "graph dtype, M / ef_add / ef",
+        "build s",
+        "on disk MiB (DB + snapshot)",
+        "open s",
+        "ANN only p50/p99 ms",
+        "index search p50/p99 ms",
+        "with DB check p50/p99 ms",
+        "recall@50 (min, <1/2)",
+        "exhaustive checks",
+        "numpy brute force p50 ms",
+        "peak RSS GiB",
+        "load (build / search)",
     )
-    rows = []
+    rows = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+    def p(t: dict[str, float] | None) -> str:
+        return f"{t['p50_ms']:.2f} / {t['p99_ms']:.2f}" if t else "n/a"
+
     for r in results:
         st = r["settings"]
         for m in [r, *r.get("sweep", [])]:
-            with_db = m.get("search_with_db")
-            rows.append(
-                f"| {r['population']} | {r['templates']:,} | {'index only' if 'decrypt_s' in r else 'product'} "
-                f"| {st['connectivity']} / {st['expansion_add']} / {m['expansion_search']} | {r['build_s']:.1f} "
-                f"| {r['db_bytes'] / 2**20:,.0f} + {r['snapshot_bytes'] / 2**20:,.0f} "
-                f"| {r['workspace_open_s'] + r['index_open_s']:.2f} "
-                f"| {m['index_search']['p50_ms']:.2f} / {m['index_search']['p99_ms']:.2f} "
-                + (f"| {with_db['p50_ms']:.2f} / {with_db['p99_ms']:.2f} " if with_db else "| n/a ")
-                + f"| {m['recall']:.4f} ({m['recall_min']:.2f}) "
-                f"| {r['numpy_brute_force']['p50_ms']:.1f} "
-                f"| {r['peak_rss_gib']:.1f} | {r['load_build'].split('/')[0]} / {m['load'].split('/')[0]} |"
+            cells = (
+                r["population"],
+                f"{r['templates']:,}",
+                "index only" if "decrypt_s" in r else "product",
+                f"{st.get('dtype', 'f32')}, {st['connectivity']} / {st['expansion_add']} / {m['expansion_search']}",
+                f"{r['build_s']:.1f}",
+                f"{r['db_bytes'] / 2**20:,.0f} + {r['snapshot_bytes'] / 2**20:,.0f}",
+                f"{r['workspace_open_s'] + r['index_open_s']:.2f}",
+                p(m.get("ann_only")),
+                p(m["index_search"]),
+                p(m.get("search_with_db")),
+                f"{m['recall']:.4f} ({m['recall_min']:.2f}, {m.get('queries_below_half', '?')})",
+                str(m.get("exhaustive_checks", "n/a")),
+                f"{r['numpy_brute_force']['p50_ms']:.1f}",
+                f"{r['peak_rss_gib']:.1f}",
+                f"{r['load_build'].split('/')[0]} / {m['load'].split('/')[0]}",
             )
-    return head + "\n".join(rows) + "\n"
+            rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
 
 
 def main() -> int:
@@ -481,6 +510,7 @@ def main() -> int:
         "--expansions", type=int, nargs="+", default=[512], help="usearch expansion_search (several: a sweep)"
     )
     parser.add_argument("--connectivity", type=int, help="HNSW connectivity (default: IndexSettings)")
+    parser.add_argument("--dtype", choices=["bf16", "f16", "f32", "i8"], help="graph storage (default: IndexSettings)")
     parser.add_argument("--expansion-add", type=int, help="HNSW expansion on insertion (default: IndexSettings)")
     parser.add_argument("--oversample", type=float, help="ask the index for top * this, then re-rank")
     parser.add_argument("--min-extra", type=int, help="... and at least top + this (default: IndexSettings)")
@@ -509,6 +539,7 @@ def main() -> int:
         print(json.dumps(run_one(args)))
         return 0
     workdir = args.workdir or tempfile.mkdtemp(prefix="rfr-bench-")
+    Path(workdir).mkdir(mode=0o700, parents=True, exist_ok=True)
     results = []
     for population in args.populations:
         for size in args.sizes:
@@ -522,6 +553,7 @@ def main() -> int:
                 "top",
                 "expansions",
                 "connectivity",
+                "dtype",
                 "expansion_add",
                 "oversample",
                 "min_extra",

@@ -25,7 +25,7 @@ import secrets
 import struct
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -53,6 +53,7 @@ _STALE_TMP_SECONDS = 600
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 KeyFor = Callable[[bytes], bytes]
+Buffer = bytes | bytearray | memoryview
 T = TypeVar("T")
 
 
@@ -116,7 +117,7 @@ def snapshot_path(index_dir: Path, library_id: int) -> Path:
 
 def write_snapshot(
     path: Path,
-    data: bytes | bytearray | memoryview,
+    data: Buffer | Sequence[Buffer],
     *,
     key_for: KeyFor,
     library_id: int,
@@ -127,8 +128,11 @@ def write_snapshot(
     created_at: str,
     chunk_size: int = CHUNK_SIZE,
 ) -> SnapshotInfo:
-    """Encrypt ``data`` chunk by chunk into ``path``, atomically replacing any previous snapshot."""
-    view = memoryview(data).cast("B")
+    """Encrypt ``data`` chunk by chunk into ``path``, atomically replacing any previous snapshot.
+
+    ``data`` may be several buffers, written as if joined (without joining them in memory).
+    """
+    view = _Joined([data] if isinstance(data, Buffer) else list(data))
     snapshot_id = secrets.token_bytes(_ID_BYTES)
     info = SnapshotInfo(
         snapshot_id,
@@ -153,7 +157,7 @@ def write_snapshot(
 
             def seal(i: int) -> tuple[bytes, bytes]:
                 nonce = secrets.token_bytes(_NONCE)
-                piece = view[i * chunk_size : (i + 1) * chunk_size]
+                piece = view.piece(i * chunk_size, (i + 1) * chunk_size)
                 return nonce, aead.encrypt(nonce, piece, _chunk_ad(snapshot_id, i, info.chunks, info.length))
 
             for nonce, sealed in _in_order(partial(seal, i) for i in range(info.chunks)):
@@ -167,6 +171,28 @@ def write_snapshot(
         raise
     fsync_dir(path.parent)
     return info
+
+
+class _Joined:
+    """Several buffers read as one, so a large snapshot is sealed without first being copied whole."""
+
+    def __init__(self, parts: list[Buffer]) -> None:
+        self.parts = [memoryview(p).cast("B") for p in parts]
+        self.starts = [0]
+        for part in self.parts:
+            self.starts.append(self.starts[-1] + len(part))
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def piece(self, start: int, end: int) -> bytes | memoryview:
+        end = min(end, len(self))
+        pieces = []
+        for part, at in zip(self.parts, self.starts, strict=False):
+            lo, hi = max(start, at), min(end, at + len(part))
+            if lo < hi:
+                pieces.append(part[lo - at : hi - at])
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def read_snapshot(path: Path, *, key_for: KeyFor, library_id: int) -> tuple[SnapshotInfo, bytearray]:
@@ -247,8 +273,8 @@ def _in_order(jobs: Iterator[Callable[[], T]]) -> Iterator[T]:
                 future.cancel()
 
 
-def wipe(buffer: bytearray) -> None:
-    """Overwrite a plaintext buffer in place before letting it go."""
+def wipe(buffer: bytearray | memoryview) -> None:
+    """Overwrite a plaintext buffer (or a writable view of part of one) in place before letting it go."""
     view = memoryview(buffer)
     zeros = bytes(min(len(buffer), CHUNK_SIZE))
     for start in range(0, len(buffer), len(zeros) or 1):

@@ -16,12 +16,13 @@ import pytest
 from engine.errors import LibraryError, SnapshotError
 from engine.library import create_library, get_library, library_events
 from engine.library.index import (
+    ExactVectors,
     IndexSet,
     IndexSettings,
-    _add_vectors,
+    LibraryIndex,
     _new_usearch,
     indexes_for,
-    restore_usearch,
+    restore_index,
     rows_digest,
     squared_distances,
 )
@@ -30,7 +31,6 @@ from engine.library.snapshot import (
     read_snapshot,
     snapshot_path,
     sweep_stale_temp_files,
-    wipe,
     write_snapshot,
 )
 from engine.library.store import Library, ensure_model
@@ -286,21 +286,61 @@ class TestOpenAndRepair:
         assert "another face model" in notes[0]
         assert sorted(loaded.keys().tolist()) == sorted(mine)
 
-    def test_restored_index_does_not_borrow_the_decrypted_buffer(self) -> None:
-        # The decrypted snapshot is wiped straight after restoring: an index that kept pointing
-        # into it (a usearch "view") would then hold zeros instead of templates.
+    def test_restored_graph_does_not_borrow_the_decrypted_buffer(self, ws: Workspace) -> None:
+        # The graph's part of the decrypted snapshot is wiped straight after restoring: a graph that
+        # kept pointing into it (a usearch "view") would then hold zeros instead of templates.
+        lib = create_library(ws, "custody", "substantive")
         vectors = clustered(3000, seed=6)
         keys = np.arange(1, len(vectors) + 1, dtype=np.uint64)
-        built = _new_usearch(IndexSettings())
-        _add_vectors(built, keys, vectors, threads=0)
-        plain = bytearray(built.save())
-        restored = restore_usearch(plain, IndexSettings(expansion_search=77))
-        wipe(plain)
+        built = LibraryIndex(lib, None, _new_usearch(IndexSettings()))
+        built.add(keys[::-1].copy(), vectors[::-1].copy(), threads=0)
+        parts, graph = built.snapshot_parts()
+        plain = bytearray(b"".join(parts))
+        restored, exact = restore_index(plain, IndexSettings(expansion_search=77))
+        graph_at = len(plain) - len(graph)
+        assert not any(plain[graph_at:])  # wiped
         assert len(restored) == len(vectors) and restored.expansion_search == 77
-        assert np.array_equal(np.stack(restored.get(keys[:5])), vectors[:5])
+        assert np.array_equal(exact.keys, keys) and np.array_equal(
+            exact.take(keys[[4, 0, 2999]]), vectors[[4, 0, 2999]]
+        )
         assert int(restored.search(vectors[1234], 1, threads=1).keys[0]) == 1235
         restored.add(np.uint64(len(vectors) + 1), vectors[0] + 0.5)  # still an index one can enrol into
         assert len(restored) == len(vectors) + 1
+
+    def test_snapshot_whose_graph_and_templates_disagree_is_refused(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        loaded = LibraryIndex(lib, None, _new_usearch(IndexSettings()))
+        loaded.add(np.arange(1, 101, dtype=np.uint64), clustered(100), threads=0)
+        loaded.exact.keys = loaded.exact.keys.copy()
+        loaded.exact.keys[-1] = 500
+        parts, _ = loaded.snapshot_parts()
+        with pytest.raises(ValueError, match="different template ids"):
+            restore_index(bytearray(b"".join(parts)), IndexSettings())
+        with pytest.raises(ValueError, match="older snapshot layout"):
+            restore_index(bytearray(_new_usearch(IndexSettings()).save()), IndexSettings())
+
+    def test_snapshot_of_an_older_layout_is_rebuilt_with_a_message(self, ws: Workspace) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        insert_templates(ws, lib, clustered(50))
+        fresh_indexes(ws, []).get(lib)
+        graph_only = _new_usearch(IndexSettings()).save()  # what snapshots held before ExactVectors
+        info, _ = read_snapshot(
+            snapshot_path(ws.index_dir, lib.id), key_for=fresh_indexes(ws, [])._key_for(lib), library_id=lib.id
+        )
+        write_snapshot(
+            snapshot_path(ws.index_dir, lib.id),
+            graph_only,
+            key_for=fresh_indexes(ws, [])._key_for(lib),
+            library_id=lib.id,
+            model_id=info.model_id,
+            model_sha256=info.model_sha256,
+            entries=info.entries,
+            digest=info.digest,
+            created_at=info.created_at,
+        )
+        notes: list[str] = []
+        assert len(fresh_indexes(ws, notes).get(lib)) == 50
+        assert "older snapshot layout" in notes[0] and "rebuilt" in notes[0]
 
     def test_digest_is_over_sorted_id_sha_pairs(self) -> None:
         pairs = np.array([(2, b"b" * 32), (1, b"a" * 32)], dtype=[("id", "<u8"), ("sha", "S32")])
@@ -439,3 +479,69 @@ def test_a_library_opened_before_the_face_engine_leaves_it_able_to_load_models()
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "CPU"
+
+
+class TestExactVectors:
+    def test_take_returns_templates_in_the_order_asked_and_none_for_unknown_ids(self) -> None:
+        exact = ExactVectors()
+        vectors = clustered(10, seed=2)
+        exact.add(np.array([9, 3, 7], np.uint64), vectors[:3])
+        exact.add(np.array([20, 11], np.uint64), vectors[3:5])  # after every held id: appended
+        exact.add(np.array([5], np.uint64), vectors[5:6])  # among them: merged
+        assert exact.keys.tolist() == [3, 5, 7, 9, 11, 20]
+        got = exact.take(np.array([20, 3, 9, 5], np.uint64))
+        assert got is not None and np.array_equal(got, vectors[[3, 1, 0, 5]])
+        assert exact.take(np.array([3, 4], np.uint64)) is None
+        assert exact.take(np.array([21], np.uint64)) is None
+
+    def test_a_template_cannot_be_held_twice(self) -> None:
+        exact = ExactVectors()
+        exact.add(np.array([1, 2], np.uint64), clustered(2))
+        with pytest.raises(LibraryError, match="already in the index"):
+            exact.add(np.array([2], np.uint64), clustered(1))
+        assert exact.keys.tolist() == [1, 2]
+
+    def test_nearest_compares_every_template_exactly_with_ties_by_id(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr("engine.library.index._BATCH", 7)  # many blocks, ties across their edges
+        vectors = np.vstack([clustered(40, seed=8), np.tile(clustered(1, seed=9), (6, 1))])
+        exact = ExactVectors()
+        ids = np.arange(100, 100 + len(vectors), dtype=np.uint64)
+        exact.add(ids[::-1].copy(), vectors[::-1].copy())
+        query = vectors[-1]
+        keys, got, d2 = exact.nearest(query, 10)
+        expected_d2 = squared_distances(vectors, query)
+        order = np.lexsort((ids, expected_d2))[:10]
+        assert keys.tolist() == ids[order].tolist() and keys[:6].tolist() == ids[40:].tolist()
+        assert np.array_equal(d2, expected_d2[order]) and np.array_equal(got, vectors[order])
+
+
+def test_a_graph_answer_no_face_could_give_is_checked_against_every_template(ws: Workspace) -> None:
+    # Stand in for a graph whose greedy descent ended among the wrong people: it offers only the
+    # templates farthest from the probe. Beyond IndexSettings.verify_beyond the search compares the
+    # probe with every template, so the officer still sees the true nearest.
+    lib = create_library(ws, "custody", "substantive")
+    vectors = clustered(300, seed=14)
+    ids = np.array(insert_templates(ws, lib, vectors), dtype=np.uint64)
+    indexes = IndexSet(ws, *MODEL)
+    loaded = indexes.get(lib)
+    probe = (vectors[17] + np.float32(0.005)).astype(np.float32)
+    far = ids[np.argsort(squared_distances(vectors, probe))[::-1]]
+
+    class Lost:
+        def __len__(self) -> int:
+            return len(ids)
+
+        def search(self, query: np.ndarray, count: int, threads: int = 0) -> object:
+            class Found:
+                keys = far[:count]
+
+                def __len__(self) -> int:
+                    return count
+
+            return Found()
+
+    loaded.index = Lost()
+    found = indexes.search(probe, [lib], 5)
+    d2 = squared_distances(vectors, probe)
+    assert [c.template_id for c in found] == ids[np.lexsort((ids, d2))[:5]].tolist()
+    assert found[0].template_id == int(ids[17])
