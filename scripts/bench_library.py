@@ -232,7 +232,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
 
     # Ground truth and the numpy baseline first, so the raw array can go before the index is built.
     t = time.perf_counter()
-    exact = exact_top(data, probes, args.top)
+    truth = exact_top(data, probes, args.top)
     result["exact_ground_truth_s"] = time.perf_counter() - t
     brute = []
     for probe in probes[: args.brute_queries]:
@@ -348,8 +348,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
                 found = indexes.search(probe, [library], args.top)
                 latencies.append(time.perf_counter() - t)
                 found_rows.append(np.searchsorted(ids, np.array([c.template_id for c in found], dtype=np.int64)))
-        recalls = [len(set(f.tolist()) & set(e.tolist())) / args.top for f, e in zip(found_rows, exact, strict=True)]
-        same = [(f, e) for f, e in zip(found_rows, exact, strict=True) if set(f.tolist()) == set(e.tolist())]
+        recalls = [len(set(f.tolist()) & set(e.tolist())) / args.top for f, e in zip(found_rows, truth, strict=True)]
+        same = [(f, e) for f, e in zip(found_rows, truth, strict=True) if set(f.tolist()) == set(e.tolist())]
         out = {
             "expansion_search": expansion,
             "ann_only": percentiles(ann_latencies),
@@ -359,7 +359,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             "queries_below_half": int(np.sum(np.array(recalls) < 0.5)),
             # queries whose graph answer was implausibly far, so IndexSet.rank compared every template
             "exhaustive_checks": int(np.sum(graph_d > indexes.settings.verify_beyond)),
-            "nearest_found": float(np.mean([f[0] == e[0] for f, e in zip(found_rows, exact, strict=True)])),
+            "nearest_found": float(np.mean([f[0] == e[0] for f, e in zip(found_rows, truth, strict=True)])),
             "exact_order_when_same_set": all(np.array_equal(f, e) for f, e in same),
             "load": load(),
         }
