@@ -105,7 +105,7 @@ def exact_top(data: np.ndarray, probes: np.ndarray, k: int) -> np.ndarray:
     product), the shortlist re-scored with the product's exact ``squared_distances`` and merged
     into the running top k, so 10M rows never need more than one chunk of distances in memory.
     """
-    from engine.library.index import squared_distances
+    from engine.library.exact import squared_distances
 
     best_d = np.full((len(probes), k), np.inf, dtype=np.float32)
     best_i = np.full((len(probes), k), -1, dtype=np.int64)
@@ -170,11 +170,19 @@ def pairs_of(keys: np.ndarray, data: np.ndarray) -> np.ndarray:
     return pairs
 
 
+def default_setting(field: str) -> Any:
+    """An IndexSettings default (imported here: the parent process never loads the engine)."""
+    from engine.library.index import IndexSettings
+
+    return getattr(IndexSettings(), field)
+
+
 def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    from engine.library.exact import ExactVectors
     from engine.library.index import (
         IndexSet,
         IndexSettings,
@@ -204,6 +212,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         min_extra=base.min_extra if args.min_extra is None else args.min_extra,
         threads=args.threads,
         dtype=args.dtype or base.dtype,
+        cell_size=base.cell_size if args.cell_size is None else args.cell_size,
+        cells_probed=args.cells_probed[0],
     )
     result["settings"] = {
         "dtype": settings.dtype,
@@ -213,6 +223,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         "oversample": settings.oversample,
         "min_extra": settings.min_extra,
         "threads": settings.threads,
+        "cell_size": settings.cell_size,
+        "cells_probed": settings.cells_probed,
     }
     result["path"] = "index and snapshot only (no template rows)" if args.index_only else "product (SQLCipher + index)"
 
@@ -246,13 +258,14 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     result["load_build"] = load()
 
     indexes = IndexSet(ws, *MODEL, settings=settings)
-    loaded = LibraryIndex(library, indexes.model_ref(), _new_usearch(settings))
+    loaded = LibraryIndex(library, indexes.model_ref(), _new_usearch(settings), ExactVectors(settings.cell_size))
     if args.index_only:
         keys = ids.astype(np.uint64)
         pairs = pairs_of(keys, data)
         t = time.perf_counter()
         loaded.add(keys, data, settings.threads)  # as IndexSet._add_from_db does with all rows
         result["build_s"] = time.perf_counter() - t
+        result["cells"] = len(loaded.exact.centroids)
         del data
         result["index_memory_gib"] = loaded.index.memory_usage / 2**30
         t = time.perf_counter()
@@ -276,6 +289,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         t = time.perf_counter()
         indexes._add_from_db(loaded, None)
         result["build_s"] = time.perf_counter() - t
+        result["cells"] = len(loaded.exact.centroids)
         result["index_memory_gib"] = loaded.index.memory_usage / 2**30
         t = time.perf_counter()
         indexes.save_loaded(loaded)
@@ -319,8 +333,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     result["search_nice"] = os.nice(0)
     result["load_search"] = load()
 
-    def measure(expansion: int) -> dict[str, Any]:
-        indexes.settings = replace(settings, expansion_search=expansion)
+    def measure(expansion: int, probed: int) -> dict[str, Any]:
+        indexes.settings = replace(settings, expansion_search=expansion, cells_probed=probed)
         loaded.index.expansion_search = expansion
         for probe in probes[:20]:  # warm up
             indexes.rank(probe, [library], args.top)
@@ -352,6 +366,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         same = [(f, e) for f, e in zip(found_rows, truth, strict=True) if set(f.tolist()) == set(e.tolist())]
         out = {
             "expansion_search": expansion,
+            "cells_probed": probed,
             "ann_only": percentiles(ann_latencies),
             "index_search": percentiles(rank_latencies),
             "recall": float(np.mean(recalls)),
@@ -367,8 +382,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             out["search_with_db"] = percentiles(latencies)
         return out
 
-    result.update(measure(args.expansions[0]))
-    result["sweep"] = [measure(e) for e in args.expansions[1:]]
+    sweep = [(e, c) for e in args.expansions for c in args.cells_probed]
+    result.update(measure(*sweep[0]))
+    result["sweep"] = [measure(*point) for point in sweep[1:]]
     result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     ws.close()
     if not args.keep:
@@ -449,6 +465,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "templates",
         "path",
         "graph dtype, M / ef_add / ef",
+        "cells (probed)",
         "build s",
         "on disk MiB (DB + snapshot)",
         "open s",
@@ -474,6 +491,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 f"{r['templates']:,}",
                 "index only" if "decrypt_s" in r else "product",
                 f"{st.get('dtype', 'f32')}, {st['connectivity']} / {st['expansion_add']} / {m['expansion_search']}",
+                f"{r.get('cells', 0):,} ({m.get('cells_probed', 0)})",
                 f"{r['build_s']:.1f}",
                 f"{r['db_bytes'] / 2**20:,.0f} + {r['snapshot_bytes'] / 2**20:,.0f}",
                 f"{r['workspace_open_s'] + r['index_open_s']:.2f}",
@@ -514,6 +532,14 @@ def main() -> int:
     parser.add_argument("--expansion-add", type=int, help="HNSW expansion on insertion (default: IndexSettings)")
     parser.add_argument("--oversample", type=float, help="ask the index for top * this, then re-rank")
     parser.add_argument("--min-extra", type=int, help="... and at least top + this (default: IndexSettings)")
+    parser.add_argument("--cell-size", type=int, help="templates per cell; 0: no cells (default: IndexSettings)")
+    parser.add_argument(
+        "--cells-probed",
+        type=int,
+        nargs="+",
+        default=[default_setting("cells_probed")],
+        help="nearest cells scanned beside the graph (several: a sweep, with each expansion)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="build threads after the serial start (0: all)")
     parser.add_argument(
         "--search-nice", type=int, default=0, help="change the process's niceness before timing searches (e.g. -10)"
@@ -557,6 +583,8 @@ def main() -> int:
                 "expansion_add",
                 "oversample",
                 "min_extra",
+                "cell_size",
+                "cells_probed",
                 "threads",
                 "search_nice",
                 "seed",

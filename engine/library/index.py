@@ -33,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import LibraryError, SnapshotError
+from engine.library.exact import ExactVectors
 from engine.library.snapshot import (
     KEY_LABEL,
     SnapshotInfo,
@@ -53,10 +54,11 @@ _PAIR = np.dtype([("id", "<u8"), ("sha", "S32")])
 _DIGEST_DOMAIN = b"rfr/index-digest/v1\x00"
 _BATCH = 65536
 _SERIAL_START = 20_000
-# Snapshot plaintext: this mark, the entry count, the sorted template ids, their float32
-# templates, then usearch's own serialisation of the graph.
-_PLAIN_MARK = b"rfr-idx2"
-_PLAIN_HEAD = struct.Struct("<8sQ")
+# Snapshot plaintext: this mark, the entry count and cell count, the template ids and their
+# float32 templates cell by cell, the cell centroids (float32) and row bounds (uint64), then
+# usearch's own serialisation of the graph.
+_PLAIN_MARK = b"rfr-idx3"
+_PLAIN_HEAD = struct.Struct("<8sQQ")
 
 _CANDIDATE_SQL = (
     "SELECT t.id, t.vector, t.model_ref, t.library_id, t.image_id, s.id, s.reference FROM templates t"
@@ -91,6 +93,10 @@ class IndexSettings:
     # probe is unlike any face, and then the exhaustive answer is the one to give. (A distance on
     # the dlib ResNet's scale: a face model with another scale needs its own figure.)
     verify_beyond: float = 1.0
+    # Beside the graph's candidates every search compares the probe with all templates in its
+    # ``cells_probed`` nearest cells of about ``cell_size`` (``ExactVectors.local``); 0 turns it off.
+    cell_size: int = 1024
+    cells_probed: int = 4
     oversample: float = 2.0  # ask the index for top_k * oversample, then re-rank exactly
     min_extra: int = 32  # ... and at least top_k + min_extra
     threads: int = 0  # for building; 0 = all cores
@@ -167,69 +173,6 @@ def _new_usearch(settings: IndexSettings) -> Any:
     )
 
 
-class ExactVectors:
-    """The float32 templates an index holds, sorted by template id: what search ranks with.
-
-    The graph's bfloat16 copies only choose candidates; the distances and the order the
-    officer sees come from these, and each final candidate is checked byte for byte against
-    its database row.
-    """
-
-    def __init__(self, keys: NDArray[np.uint64] | None = None, vectors: NDArray[np.float32] | None = None) -> None:
-        self.keys: NDArray[np.uint64] = np.zeros(0, np.uint64) if keys is None else keys
-        self.vectors: NDArray[np.float32] = np.zeros((0, NDIM), np.float32) if vectors is None else vectors
-
-    def __len__(self) -> int:
-        return int(self.keys.size)
-
-    def add(self, ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
-        """Hold ``vectors`` (rows of ``ids``); the arrays may be kept as they are, not copied."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if ids.size > 1 and not bool(np.all(ids[1:] > ids[:-1])):  # rows from the database come sorted
-            order = np.argsort(ids, kind="stable")
-            ids, vectors = ids[order], vectors[order]
-        if not self.keys.size:  # a rebuild: no second copy of up to 5 GiB
-            keys, stacked = ids, vectors
-        else:
-            keys, stacked = np.concatenate([self.keys, ids]), np.concatenate([self.vectors, vectors])
-        if self.keys.size and ids.size and ids.min() <= self.keys[-1]:  # not after every held id: merge
-            merged = np.argsort(keys, kind="stable")
-            keys, stacked = keys[merged], stacked[merged]
-        if keys.size > 1 and bool(np.any(keys[1:] == keys[:-1])):
-            raise LibraryError("a template is already in the index: rebuild the index from the database")
-        self.keys, self.vectors = keys, stacked
-
-    def take(self, keys: NDArray[np.uint64]) -> NDArray[np.float32] | None:
-        """The templates of ``keys`` in that order, or None if any is not held."""
-        at = np.searchsorted(self.keys, keys)
-        if bool(np.any(at >= self.keys.size)) or not np.array_equal(
-            self.keys[np.minimum(at, self.keys.size - 1)], keys
-        ):
-            return None
-        return self.vectors[at]
-
-    def clear(self) -> None:
-        self.keys, self.vectors = np.zeros(0, np.uint64), np.zeros((0, NDIM), np.float32)
-
-    def nearest(
-        self, query: NDArray[np.float32], count: int
-    ) -> tuple[NDArray[np.uint64], NDArray[np.float32], NDArray[np.float32]]:
-        """Every held template compared with ``query``: the ``count`` nearest (keys, vectors, squared distances)."""
-        best_rows = np.zeros(0, np.int64)
-        best_d2 = np.zeros(0, np.float32)
-        for start in range(0, len(self), _BATCH):
-            d2 = squared_distances(self.vectors[start : start + _BATCH], query)
-            rows = np.arange(start, start + d2.size)
-            if d2.size > count:
-                keep = np.argpartition(d2, count - 1)[:count]
-                rows, d2 = rows[keep], d2[keep]
-            best_rows, best_d2 = np.concatenate([best_rows, rows]), np.concatenate([best_d2, d2])
-            if best_d2.size > count:
-                keep = np.lexsort((best_rows, best_d2))[:count]
-                best_rows, best_d2 = best_rows[keep], best_d2[keep]
-        return self.keys[best_rows], self.vectors[best_rows], best_d2
-
-
 class LibraryIndex:
     """The usearch index of one library for one face model, with its exact templates. Thread-safe through its lock."""
 
@@ -244,11 +187,12 @@ class LibraryIndex:
         return len(self.index)
 
     def keys(self) -> NDArray[np.uint64]:
+        """The template ids held, ascending."""
         with self.lock:
-            return self.exact.keys.copy()
+            return self.exact.sorted_keys.copy()
 
     def add(self, ids: NDArray[np.uint64], vectors: NDArray[np.float32], threads: int) -> None:
-        """Add templates to the exact store and to the graph (shuffled, see ``_add_vectors``)."""
+        """Add templates to the exact store (which may regroup its cells), then to the graph (see ``_add_vectors``)."""
         with self.lock:
             self.exact.add(ids, vectors)
             _add_vectors(self.index, ids, vectors, threads)
@@ -261,11 +205,18 @@ class LibraryIndex:
     def snapshot_parts(self) -> tuple[list[memoryview], bytearray]:
         """The snapshot plaintext as parts written one after another (see ``_PLAIN_MARK``), and the
         serialised graph among them, a copy the caller wipes. Call with the lock held."""
+        exact = self.exact
+        if exact.tail_cells.size and len(exact.centroids):
+            exact.regroup()
         graph = self.index.save()
-        head = _PLAIN_HEAD.pack(_PLAIN_MARK, len(self.exact))
-        keys = np.ascontiguousarray(self.exact.keys, dtype="<u8")
-        vectors = np.ascontiguousarray(self.exact.vectors, dtype="<f4")
-        as_bytes = [a.view(np.uint8).reshape(-1).data for a in (keys, vectors)]
+        head = _PLAIN_HEAD.pack(_PLAIN_MARK, len(exact), len(exact.centroids))
+        arrays = [
+            np.ascontiguousarray(exact.keys, dtype="<u8"),
+            np.ascontiguousarray(exact.vectors, dtype="<f4"),
+            np.ascontiguousarray(exact.centroids, dtype="<f4"),
+            np.ascontiguousarray(exact.bounds if len(exact.centroids) else exact.bounds[:0], dtype="<u8"),
+        ]
+        as_bytes = [a.view(np.uint8).reshape(-1).data for a in arrays]
         return [memoryview(head), *as_bytes, memoryview(graph)], graph
 
 
@@ -385,7 +336,7 @@ class IndexSet:
         return None
 
     def _rebuild(self, library: Library, model_ref: int | None, reason: str | None) -> LibraryIndex:
-        loaded = LibraryIndex(library, model_ref, _new_usearch(self.settings))
+        loaded = LibraryIndex(library, model_ref, _new_usearch(self.settings), ExactVectors(self.settings.cell_size))
         if model_ref is not None:
             self._add_from_db(loaded, None)
         if reason is not None:
@@ -524,10 +475,10 @@ class IndexSet:
                     )
                 wanted = min(size, max(int(top_k * self.settings.oversample), top_k + self.settings.min_extra))
                 found = loaded.index.search(query, wanted, threads=1)
-                keys = np.asarray(found.keys[: len(found)], dtype=np.uint64)
-                vectors = loaded.exact.take(keys)
-                if vectors is not None:
-                    d2 = squared_distances(vectors, query)
+                rows = loaded.exact.positions(np.asarray(found.keys[: len(found)], dtype=np.uint64))
+                vectors = None
+                if rows is not None:
+                    keys, vectors, d2 = loaded.exact.local(query, rows, self.settings.cells_probed, wanted)
                     if keys.size < wanted or float(d2.min()) > self.settings.verify_beyond**2:
                         keys, vectors, d2 = loaded.exact.nearest(query, wanted)
             if vectors is None:
@@ -616,20 +567,29 @@ def restore_index(plain: bytearray, settings: IndexSettings) -> tuple[Any, Exact
     The graph is copied into usearch's own memory and its part of ``plain`` wiped; the exact
     templates stay in ``plain`` (no second copy of 5 GiB at 10M templates), which the returned
     ``ExactVectors`` now owns. Raises ValueError for a snapshot in another layout (an older
-    version: the caller rebuilds) or one whose graph and templates disagree.
+    version: the caller rebuilds) or one whose graph, templates and cells disagree.
     """
     if len(plain) < _PLAIN_HEAD.size:
         raise ValueError("too short")
-    mark, n = _PLAIN_HEAD.unpack_from(plain)
+    mark, n, cells = _PLAIN_HEAD.unpack_from(plain)
     if mark != _PLAIN_MARK:
         raise ValueError("an older snapshot layout")
     at = _PLAIN_HEAD.size
-    if len(plain) < at + n * (8 + NDIM * 4):
+    bounds_size = (cells + 1) * 8 if cells else 0
+    if len(plain) < at + n * (8 + NDIM * 4) + cells * NDIM * 4 + bounds_size:
         raise ValueError("shorter than its templates")
-    keys = np.frombuffer(plain, dtype=np.uint64, count=n, offset=at)
-    at += n * 8
-    vectors = np.frombuffer(plain, dtype=np.float32, count=n * NDIM, offset=at).reshape(n, NDIM)
-    at += n * NDIM * 4
+
+    def array(dtype: Any, count: int) -> NDArray[Any]:
+        nonlocal at
+        out = np.frombuffer(plain, dtype=dtype, count=count, offset=at)
+        at += out.nbytes
+        return out
+
+    keys = array(np.uint64, n)
+    vectors = array(np.float32, n * NDIM).reshape(n, NDIM)
+    centroids = array(np.float32, cells * NDIM).reshape(cells, NDIM)
+    bounds = array(np.uint64, cells + 1).astype(np.int64) if cells else np.zeros(1, np.int64)
+    exact = ExactVectors.restored(keys, vectors, centroids, bounds, settings.cell_size)
     index = _new_usearch(settings)
     graph = memoryview(plain)[at:]
     try:
@@ -639,16 +599,9 @@ def restore_index(plain: bytearray, settings: IndexSettings) -> tuple[Any, Exact
         graph.release()
     index.expansion_search = settings.expansion_search
     graph_keys = np.sort(np.asarray(index.keys[0 : len(index)], dtype=np.uint64)) if len(index) else keys[:0]
-    if (n > 1 and bool(np.any(keys[1:] <= keys[:-1]))) or not np.array_equal(graph_keys, keys):
+    if not np.array_equal(graph_keys, exact.sorted_keys):
         raise ValueError("its graph and its templates hold different template ids")
-    return index, ExactVectors(keys, vectors)
-
-
-def squared_distances(vectors: NDArray[np.float32], query: NDArray[np.float32]) -> NDArray[np.float32]:
-    """Exact squared euclidean distances in float32 (the one function every ranking uses)."""
-    diff = vectors.astype(np.float32, copy=False) - query.astype(np.float32, copy=False)
-    out: NDArray[np.float32] = np.einsum("ij,ij->i", diff, diff, dtype=np.float32)
-    return out
+    return index, exact
 
 
 def _check_probe(probe: NDArray[Any]) -> NDArray[np.float32]:

@@ -1,4 +1,4 @@
-"""The vector index: encrypted snapshot format and tampering, restore/repair at open, exact re-ranking."""
+"""The vector index: encrypted snapshot format and tampering, restore/repair at open, exact re-ranking, cells."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from engine.errors import LibraryError, SnapshotError
 from engine.library import create_library, get_library, library_events
+from engine.library.exact import assign_cells, cell_count, squared_distances
 from engine.library.index import (
     ExactVectors,
     IndexSet,
@@ -24,7 +25,6 @@ from engine.library.index import (
     indexes_for,
     restore_index,
     rows_digest,
-    squared_distances,
 )
 from engine.library.snapshot import (
     MAGIC,
@@ -300,7 +300,7 @@ class TestOpenAndRepair:
         graph_at = len(plain) - len(graph)
         assert not any(plain[graph_at:])  # wiped
         assert len(restored) == len(vectors) and restored.expansion_search == 77
-        assert np.array_equal(exact.keys, keys) and np.array_equal(
+        assert np.array_equal(exact.sorted_keys, keys) and np.array_equal(
             exact.take(keys[[4, 0, 2999]]), vectors[[4, 0, 2999]]
         )
         assert int(restored.search(vectors[1234], 1, threads=1).keys[0]) == 1235
@@ -486,9 +486,9 @@ class TestExactVectors:
         exact = ExactVectors()
         vectors = clustered(10, seed=2)
         exact.add(np.array([9, 3, 7], np.uint64), vectors[:3])
-        exact.add(np.array([20, 11], np.uint64), vectors[3:5])  # after every held id: appended
-        exact.add(np.array([5], np.uint64), vectors[5:6])  # among them: merged
-        assert exact.keys.tolist() == [3, 5, 7, 9, 11, 20]
+        exact.add(np.array([20, 11], np.uint64), vectors[3:5])
+        exact.add(np.array([5], np.uint64), vectors[5:6])
+        assert exact.sorted_keys.tolist() == [3, 5, 7, 9, 11, 20]
         got = exact.take(np.array([20, 3, 9, 5], np.uint64))
         assert got is not None and np.array_equal(got, vectors[[3, 1, 0, 5]])
         assert exact.take(np.array([3, 4], np.uint64)) is None
@@ -499,10 +499,10 @@ class TestExactVectors:
         exact.add(np.array([1, 2], np.uint64), clustered(2))
         with pytest.raises(LibraryError, match="already in the index"):
             exact.add(np.array([2], np.uint64), clustered(1))
-        assert exact.keys.tolist() == [1, 2]
+        assert exact.sorted_keys.tolist() == [1, 2]
 
     def test_nearest_compares_every_template_exactly_with_ties_by_id(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr("engine.library.index._BATCH", 7)  # many blocks, ties across their edges
+        monkeypatch.setattr("engine.library.exact._BATCH", 7)  # many blocks, ties across their edges
         vectors = np.vstack([clustered(40, seed=8), np.tile(clustered(1, seed=9), (6, 1))])
         exact = ExactVectors()
         ids = np.arange(100, 100 + len(vectors), dtype=np.uint64)
@@ -545,3 +545,132 @@ def test_a_graph_answer_no_face_could_give_is_checked_against_every_template(ws:
     d2 = squared_distances(vectors, probe)
     assert [c.template_id for c in found] == ids[np.lexsort((ids, d2))[:5]].tolist()
     assert found[0].template_id == int(ids[17])
+
+
+# ---------------------------------------------------------------- cells beside the graph
+
+
+def check_layout(exact: ExactVectors) -> None:
+    """Every grouped row sits in its nearest centroid's cell, each cell in id order; tail rows know their cell."""
+    grouped = int(exact.bounds[-1])
+    cells = assign_cells(exact.vectors, exact.centroids)
+    for cell in range(len(exact.centroids)):
+        start, end = int(exact.bounds[cell]), int(exact.bounds[cell + 1])
+        assert np.all(cells[start:end] == cell)
+        assert np.all(np.diff(exact.keys[start:end].astype(np.int64)) > 0)
+    assert np.array_equal(cells[grouped:], exact.tail_cells)
+    assert np.array_equal(exact.sorted_keys, np.sort(exact.keys))
+
+
+def test_cell_count_grows_in_powers_of_two_from_sixteen_cells_and_stops_at_4096() -> None:
+    assert cell_count(15 * 1024, 1024) == 0  # too few: the graph alone
+    assert cell_count(16 * 1024, 1024) == 16
+    assert cell_count(1_000_000, 1024) == 1024
+    assert cell_count(10_000_000, 1024) == 4096
+    assert cell_count(10_000, 0) == 0  # cells turned off
+
+
+def test_cells_are_trained_when_due_regrouped_as_rows_arrive_and_retrained_on_doubling() -> None:
+    vectors = clustered(2000, seed=1)
+    exact = ExactVectors(cell_size=8)
+    exact.add(np.arange(1, 101, dtype=np.uint64), vectors[:100])
+    assert len(exact.centroids) == 0  # 100 < 16 cells of 8
+    exact.add(np.arange(101, 201, dtype=np.uint64)[::-1].copy(), vectors[100:200][::-1].copy())
+    assert len(exact.centroids) == 32 and exact.trained_at == 200 and exact.tail_cells.size == 0
+    check_layout(exact)
+    exact.add(np.arange(201, 251, dtype=np.uint64), vectors[200:250])  # a small batch waits in the tail
+    assert exact.tail_cells.size == 50 and exact.trained_at == 200
+    check_layout(exact)
+    exact.regroup()
+    assert exact.tail_cells.size == 0
+    check_layout(exact)
+    exact.add(np.arange(251, 401, dtype=np.uint64), vectors[250:400])  # doubled since training
+    assert exact.trained_at == 400 and len(exact.centroids) == 64
+    check_layout(exact)
+    got = exact.take(np.array([7, 399, 120], np.uint64))
+    assert got is not None and np.array_equal(got, vectors[[6, 398, 119]])
+
+
+def test_local_is_the_exact_top_of_the_graph_rows_and_the_probed_cells() -> None:
+    vectors = clustered(3000, seed=2)
+    ids = np.arange(10, 3010, dtype=np.uint64)
+    exact = ExactVectors(cell_size=64)
+    exact.add(ids[:2800], vectors[:2800])
+    exact.add(ids[2800:], vectors[2800:])  # some rows in the tail
+    assert exact.tail_cells.size == 200
+    query = vectors[2900] + np.float32(0.01)
+    graph_rows = exact.positions(ids[[5, 2999, 100]])
+    assert graph_rows is not None
+    keys, got, d2 = exact.local(query, graph_rows, 3, 20)
+    # expected: the graph's rows plus everything in the 3 nearest cells, ranked exactly, ties by id
+    near = np.argsort(squared_distances(exact.centroids, query))[:3]
+    cell_of = assign_cells(vectors, exact.centroids)
+    pool = np.union1d(np.flatnonzero(np.isin(cell_of, near)), [5, 2999, 100])
+    want = pool[np.lexsort((ids[pool], squared_distances(vectors[pool], query)))][:20]
+    assert keys.tolist() == ids[want].tolist()
+    assert np.array_equal(got, vectors[want]) and np.array_equal(d2, squared_distances(vectors[want], query))
+    assert 2900 in want  # the probe's own neighbourhood is in its nearest cell
+    # probing every cell is the exhaustive answer
+    all_keys, _, all_d2 = exact.local(query, graph_rows, len(exact.centroids), 20)
+    nearest_keys, _, nearest_d2 = exact.nearest(query, 20)
+    assert all_keys.tolist() == nearest_keys.tolist() and np.array_equal(all_d2, nearest_d2)
+
+
+def test_search_finds_the_neighbourhood_a_lost_graph_missed(ws: Workspace) -> None:
+    # Stand in for a graph whose greedy descent ended among plausible but wrong people (nearer
+    # than verify_beyond, so no exhaustive check): the probe's own cells still hold its mates.
+    lib = create_library(ws, "custody", "substantive")
+    vectors = clustered(1200, seed=3)
+    ids = np.array(insert_templates(ws, lib, vectors), dtype=np.uint64)
+    settings = IndexSettings(cell_size=32, cells_probed=2, verify_beyond=3.0)  # this data: people ~1.4 apart
+    indexes = IndexSet(ws, *MODEL, settings=settings)
+    loaded = indexes.get(lib)
+    assert len(loaded.exact.centroids) == 32
+    probe = (vectors[700] + np.float32(0.002)).astype(np.float32)
+    d2 = squared_distances(vectors, probe)
+    wrong = ids[np.argsort(d2)][300:]  # plausible strangers: none of the true top 300
+    assert float(np.sqrt(d2[np.argsort(d2)][300])) < settings.verify_beyond
+
+    class Lost:
+        def __len__(self) -> int:
+            return len(ids)
+
+        def search(self, query: np.ndarray, count: int, threads: int = 0) -> object:
+            class Found:
+                keys = wrong[:count]
+
+                def __len__(self) -> int:
+                    return count
+
+            return Found()
+
+    loaded.index = Lost()
+    found = indexes.search(probe, [lib], 5)
+    assert found[0].template_id == int(ids[700])
+    # without the cells: the graph's strangers
+    indexes.settings = IndexSettings(cell_size=32, cells_probed=0, verify_beyond=3.0)
+    assert indexes.search(probe, [lib], 5)[0].template_id != int(ids[700])
+
+
+def test_cells_survive_the_snapshot_and_a_bad_layout_is_refused(ws: Workspace) -> None:
+    lib = create_library(ws, "custody", "substantive")
+    vectors = clustered(700, seed=4)
+    keys = np.arange(1, 701, dtype=np.uint64)
+    settings = IndexSettings(cell_size=16)
+    built = LibraryIndex(lib, None, _new_usearch(settings), ExactVectors(settings.cell_size))
+    built.add(keys[:600], vectors[:600], threads=0)
+    built.add(keys[600:], vectors[600:], threads=0)
+    assert built.exact.tail_cells.size == 100
+    parts, _ = built.snapshot_parts()  # regroups the tail first
+    assert built.exact.tail_cells.size == 0
+    plain = bytearray(b"".join(parts))
+    _, exact = restore_index(bytearray(plain), settings)
+    assert np.array_equal(exact.keys, built.exact.keys) and np.array_equal(exact.vectors, built.exact.vectors)
+    assert np.array_equal(exact.centroids, built.exact.centroids) and np.array_equal(exact.bounds, built.exact.bounds)
+    check_layout(exact)
+    # bounds that do not cover the templates: refused, so the caller rebuilds
+    at = len(plain) - len(parts[-1]) - 8  # the last bound
+    broken = bytearray(plain)
+    broken[at : at + 8] = (699).to_bytes(8, "little")
+    with pytest.raises(ValueError, match="cell bounds"):
+        restore_index(broken, settings)
