@@ -70,15 +70,15 @@ Notify = Callable[[str], None]
 
 @dataclass(frozen=True)
 class IndexSettings:
-    """HNSW parameters, chosen for recall on rotated real LFW templates at 1M (scripts/bench_library.py).
+    """Graph and cell parameters, chosen for recall on rotated real LFW templates at 1M (scripts/bench_library.py).
 
-    Recall comes first: a missed mate is worse than a slower search. Connectivity 32 with
-    search expansion 512 found 0.994 of the exact top 50 (p99 7.7 ms on 2 cores; measured before
-    insertion was shuffled) with the populations rotated about their shared mean, the realistic
-    case. Connectivity 16 was cheaper
-    but missed more, even with shuffled insertion (see ``_add_vectors``): at 1M, expansion_add 128,
-    recall@50 was 0.981 (expansion 256) and 0.988 (512) about the mean, 0.988 and 0.990 about the
-    origin, where p99 was 2.5 ms at expansion 256 under a load of about 3.8.
+    Recall comes first: a missed mate is worse than a slower search. Connectivity 32,
+    expansion_add 128 and search expansion 512, with the 4 nearest cells scanned beside the
+    graph, found 0.9961 of the exact top 50 with the populations rotated about their shared mean
+    (the realistic case; 0.9915 at expansion 256) and 0.9996 rotated about the origin (0.9992 at
+    256), where the graph alone lost whole neighbourhoods for 3-5 queries in 1,000 (recall
+    0.9918-0.9941). Connectivity 16 was cheaper but missed more, even with shuffled insertion
+    (see ``_add_vectors``). Measured on 2 cores; see docs/benchmarks.md for latency and build time.
     """
 
     connectivity: int = 32
