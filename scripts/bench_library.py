@@ -170,13 +170,6 @@ def pairs_of(keys: np.ndarray, data: np.ndarray) -> np.ndarray:
     return pairs
 
 
-def default_setting(field: str) -> Any:
-    """An IndexSettings default (imported here: the parent process never loads the engine)."""
-    from engine.library.index import IndexSettings
-
-    return getattr(IndexSettings(), field)
-
-
 def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -213,7 +206,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         threads=args.threads,
         dtype=args.dtype or base.dtype,
         cell_size=base.cell_size if args.cell_size is None else args.cell_size,
-        cells_probed=args.cells_probed[0],
+        cells_probed=(args.cells_probed or [base.cells_probed])[0],
     )
     result["settings"] = {
         "dtype": settings.dtype,
@@ -382,7 +375,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             out["search_with_db"] = percentiles(latencies)
         return out
 
-    sweep = [(e, c) for e in args.expansions for c in args.cells_probed]
+    sweep = [(e, c) for e in args.expansions for c in args.cells_probed or [base.cells_probed]]
     result.update(measure(*sweep[0]))
     result["sweep"] = [measure(*point) for point in sweep[1:]]
     result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -537,8 +530,7 @@ def main() -> int:
         "--cells-probed",
         type=int,
         nargs="+",
-        default=[default_setting("cells_probed")],
-        help="nearest cells scanned beside the graph (several: a sweep, with each expansion)",
+        help="nearest cells scanned beside the graph (several: a sweep, with each expansion; default: IndexSettings)",
     )
     parser.add_argument("--threads", type=int, default=0, help="build threads after the serial start (0: all)")
     parser.add_argument(

@@ -89,7 +89,7 @@ class ExactVectors:
         self.vectors: NDArray[np.float32] = np.zeros((0, NDIM), np.float32)
         self.centroids: NDArray[np.float32] = np.zeros((0, NDIM), np.float32)
         self.bounds: NDArray[np.int64] = np.zeros(1, np.int64)  # rows before bounds[-1] are grouped by cell
-        self.tail_cells: NDArray[np.int32] = np.zeros(0, np.int32)  # the cell of each later row (-1: no cells)
+        self.tail_cells: NDArray[np.int32] = np.zeros(0, np.int32)  # with cells: the cell of each row after them
         self.trained_at = 0
         self._lookup()
 
@@ -114,9 +114,6 @@ class ExactVectors:
         exact.keys, exact.vectors, exact.centroids = keys, vectors, centroids
         exact.bounds = bounds.astype(np.int64)
         exact.trained_at = n if len(centroids) else 0
-        if len(centroids) == 0:
-            exact.bounds = np.zeros(1, np.int64)
-            exact.tail_cells = np.full(n, -1, np.int32)
         exact._lookup()
         if n > 1 and bool(np.any(exact._sorted[1:] == exact._sorted[:-1])):
             raise ValueError("it holds a template twice")
@@ -146,16 +143,16 @@ class ExactVectors:
         ordered = np.sort(ids)
         if bool(np.any(ordered[1:] == ordered[:-1])) or self.holds_any(ids):
             raise LibraryError("a template is already in the index: rebuild the index from the database")
-        cells = assign_cells(vectors, self.centroids) if len(self.centroids) else np.full(ids.size, -1, np.int32)
+        if len(self.centroids):
+            self.tail_cells = np.concatenate([self.tail_cells, assign_cells(vectors, self.centroids)])
         if not self.keys.size:  # a rebuild: no second copy of up to 5 GiB
             self.keys, self.vectors = ids, vectors
         else:
             self.keys, self.vectors = np.concatenate([self.keys, ids]), np.concatenate([self.vectors, vectors])
-        self.tail_cells = np.concatenate([self.tail_cells, cells])
         wanted = cell_count(len(self), self.cell_size)
         if wanted and (not len(self.centroids) or len(self) >= 2 * self.trained_at):
             self.train(wanted)
-        elif len(self.centroids) and self.tail_cells.size > max(_BATCH, len(self) // 8):
+        elif self.tail_cells.size > max(_BATCH, len(self) // 8):
             self.regroup()
         else:
             self._lookup()
@@ -223,8 +220,10 @@ class ExactVectors:
         probed = min(cells, len(self.centroids))
         if probed:
             to_centroid = self._centroid_norms - 2.0 * (self.centroids @ query)
-            near = np.argpartition(to_centroid, probed - 1)[:probed] if probed < len(self.centroids) else None
-            near = np.arange(len(self.centroids)) if near is None else near
+            if probed == len(self.centroids):
+                near = np.arange(probed)
+            else:
+                near = np.argpartition(to_centroid, probed - 1)[:probed]
             for cell in near:
                 start, end = int(self.bounds[cell]), int(self.bounds[cell + 1])
                 spans.append(np.arange(start, end))

@@ -206,7 +206,7 @@ class LibraryIndex:
         """The snapshot plaintext as parts written one after another (see ``_PLAIN_MARK``), and the
         serialised graph among them, a copy the caller wipes. Call with the lock held."""
         exact = self.exact
-        if exact.tail_cells.size and len(exact.centroids):
+        if exact.tail_cells.size:
             exact.regroup()
         graph = self.index.save()
         head = _PLAIN_HEAD.pack(_PLAIN_MARK, len(exact), len(exact.centroids))
