@@ -515,6 +515,28 @@ class TestExactVectors:
         assert np.array_equal(d2, expected_d2[order]) and np.array_equal(got, vectors[order])
 
 
+class LostGraph:
+    """Stands in for a usearch graph whose greedy descent ended among the wrong people: it offers ``offered``."""
+
+    def __init__(self, offered: np.ndarray) -> None:
+        self.offered = offered
+
+    def __len__(self) -> int:
+        return len(self.offered)
+
+    def search(self, query: np.ndarray, count: int, threads: int = 0) -> object:
+        keys = self.offered[:count]
+
+        class Found:
+            def __init__(self) -> None:
+                self.keys = keys
+
+            def __len__(self) -> int:
+                return len(keys)
+
+        return Found()
+
+
 def test_a_graph_answer_no_face_could_give_is_checked_against_every_template(ws: Workspace) -> None:
     # Stand in for a graph whose greedy descent ended among the wrong people: it offers only the
     # templates farthest from the probe. Beyond IndexSettings.verify_beyond the search compares the
@@ -527,20 +549,7 @@ def test_a_graph_answer_no_face_could_give_is_checked_against_every_template(ws:
     probe = (vectors[17] + np.float32(0.005)).astype(np.float32)
     far = ids[np.argsort(squared_distances(vectors, probe))[::-1]]
 
-    class Lost:
-        def __len__(self) -> int:
-            return len(ids)
-
-        def search(self, query: np.ndarray, count: int, threads: int = 0) -> object:
-            class Found:
-                keys = far[:count]
-
-                def __len__(self) -> int:
-                    return count
-
-            return Found()
-
-    loaded.index = Lost()
+    loaded.index = LostGraph(far)
     found = indexes.search(probe, [lib], 5)
     d2 = squared_distances(vectors, probe)
     assert [c.template_id for c in found] == ids[np.lexsort((ids, d2))[:5]].tolist()
@@ -631,20 +640,7 @@ def test_search_finds_the_neighbourhood_a_lost_graph_missed(ws: Workspace) -> No
     wrong = ids[np.argsort(d2)][300:]  # plausible strangers: none of the true top 300
     assert float(np.sqrt(d2[np.argsort(d2)][300])) < settings.verify_beyond
 
-    class Lost:
-        def __len__(self) -> int:
-            return len(ids)
-
-        def search(self, query: np.ndarray, count: int, threads: int = 0) -> object:
-            class Found:
-                keys = wrong[:count]
-
-                def __len__(self) -> int:
-                    return count
-
-            return Found()
-
-    loaded.index = Lost()
+    loaded.index = LostGraph(wrong)
     found = indexes.search(probe, [lib], 5)
     assert found[0].template_id == int(ids[700])
     # without the cells: the graph's strangers
