@@ -6,7 +6,7 @@ descent among the wrong people and misses a whole neighbourhood, the true mates 
 (measured on rotated LFW templates at 1M, connectivity 32: 4-13 of 1,000 queries found under
 half of their exact top 50, their true nearest template 0.31-0.53 away). So the templates are
 also grouped into cells of about ``cell_size`` around k-means centroids, and each search also
-compares the probe with every template in its nearest few cells (``local``): the neighbourhood
+compares the probe with every template in its nearest few cells (``scan``): the neighbourhood
 the graph can miss is the one those cells hold. In the same measurement four cells of ~1,000
 brought those misses to none and recall@50 from 0.968 to 0.996.
 
@@ -206,45 +206,51 @@ class ExactVectors:
         rows = self.positions(keys)
         return None if rows is None else self.vectors[rows]
 
-    def local(
-        self, query: NDArray[np.float32], rows: NDArray[np.int64], cells: int, count: int
-    ) -> tuple[NDArray[np.uint64], NDArray[np.float32], NDArray[np.float32]]:
-        """The ``count`` nearest of ``rows`` and every template in the ``cells`` cells nearest ``query``.
+    def scan(self, query: NDArray[np.float32], cells: int, count: int) -> NDArray[np.int64]:
+        """Rows of the ``cells`` cells nearest ``query`` that may be among the ``count`` nearest there.
 
-        Returns (keys, vectors, squared distances), nearest first, ties by template id. Each cell
-        is shortlisted in place with one matrix-vector product (``|x|^2 - 2 x.q``, which float32
-        gets wrong by far less than ``margin``); only the shortlist is measured exactly.
+        Each cell is shortlisted in place with one matrix-vector product (``|x|^2 - 2 x.q``, which
+        float32 gets wrong by far less than ``margin``), so the exact ``count`` nearest templates
+        of those cells are always among the rows returned; ``ranked`` measures them exactly.
         """
-        spans = [rows]
-        approx = [self._norms[rows] - 2.0 * (self.vectors[rows] @ query)]
         probed = min(cells, len(self.centroids))
-        if probed:
+        if not probed:
+            return np.zeros(0, np.int64)
+        if probed == len(self.centroids):
+            near = np.arange(probed)
+        else:
             to_centroid = self._centroid_norms - 2.0 * (self.centroids @ query)
-            if probed == len(self.centroids):
-                near = np.arange(probed)
-            else:
-                near = np.argpartition(to_centroid, probed - 1)[:probed]
-            for cell in near:
-                start, end = int(self.bounds[cell]), int(self.bounds[cell + 1])
-                spans.append(np.arange(start, end))
-                approx.append(self._norms[start:end] - 2.0 * (self.vectors[start:end] @ query))
-            if self.tail_cells.size:
-                chosen = np.zeros(len(self.centroids), bool)
-                chosen[near] = True
-                tail = np.flatnonzero(chosen[self.tail_cells]) + int(self.bounds[-1])
-                spans.append(tail)
-                approx.append(self._norms[tail] - 2.0 * (self.vectors[tail] @ query))
-        pool = np.concatenate(spans)
-        if pool.size > count:
+            near = np.argpartition(to_centroid, probed - 1)[:probed]
+        spans, approx = [], []
+        for cell in near:
+            start, end = int(self.bounds[cell]), int(self.bounds[cell + 1])
+            spans.append(np.arange(start, end))
+            approx.append(self._norms[start:end] - 2.0 * (self.vectors[start:end] @ query))
+        if self.tail_cells.size:
+            chosen = np.zeros(len(self.centroids), bool)
+            chosen[near] = True
+            tail = np.flatnonzero(chosen[self.tail_cells]) + int(self.bounds[-1])
+            spans.append(tail)
+            approx.append(self._norms[tail] - 2.0 * (self.vectors[tail] @ query))
+        rows = np.concatenate(spans)
+        if rows.size > count:
             scores = np.concatenate(approx)
-            kth = min(pool.size - 1, count - 1 + rows.size)  # a graph row may also be in a cell: keep enough
             margin = 1e-4 * (1.0 + self._max_norm + float(query @ query))
-            pool = pool[scores <= np.partition(scores, kth)[kth] + margin]
-        pool = np.unique(pool)
-        vectors = self.vectors[pool]
+            rows = rows[scores <= np.partition(scores, count - 1)[count - 1] + margin]
+        return rows
+
+    def ranked(
+        self, query: NDArray[np.float32], rows: NDArray[np.int64], count: int
+    ) -> tuple[NDArray[np.uint64], NDArray[np.float32], NDArray[np.float32]]:
+        """The ``count`` nearest of ``rows`` (a row may be given twice) measured exactly in float32.
+
+        Returns (keys, vectors, squared distances), nearest first, ties by template id.
+        """
+        rows = np.unique(rows)
+        vectors = self.vectors[rows]
         d2 = squared_distances(vectors, query)
-        order = np.lexsort((self.keys[pool], d2))[:count]
-        return self.keys[pool[order]], vectors[order], d2[order]
+        order = np.lexsort((self.keys[rows], d2))[:count]
+        return self.keys[rows[order]], vectors[order], d2[order]
 
     def nearest(
         self, query: NDArray[np.float32], count: int
@@ -262,6 +268,4 @@ class ExactVectors:
             if best_d2.size > count:
                 keep = np.lexsort((self.keys[best_rows], best_d2))[:count]
                 best_rows, best_d2 = best_rows[keep], best_d2[keep]
-        order = np.lexsort((self.keys[best_rows], best_d2))
-        best_rows, best_d2 = best_rows[order], best_d2[order]
-        return self.keys[best_rows], self.vectors[best_rows], best_d2
+        return self.ranked(query, best_rows, count)

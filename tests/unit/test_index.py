@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -600,7 +601,7 @@ def test_cells_are_trained_when_due_regrouped_as_rows_arrive_and_retrained_on_do
     assert got is not None and np.array_equal(got, vectors[[6, 398, 119]])
 
 
-def test_local_is_the_exact_top_of_the_graph_rows_and_the_probed_cells() -> None:
+def test_scan_and_ranked_give_the_exact_top_of_the_graph_rows_and_the_probed_cells() -> None:
     vectors = clustered(3000, seed=2)
     ids = np.arange(10, 3010, dtype=np.uint64)
     exact = ExactVectors(cell_size=64)
@@ -610,19 +611,23 @@ def test_local_is_the_exact_top_of_the_graph_rows_and_the_probed_cells() -> None
     query = vectors[2900] + np.float32(0.01)
     graph_rows = exact.positions(ids[[5, 2999, 100]])
     assert graph_rows is not None
-    keys, got, d2 = exact.local(query, graph_rows, 3, 20)
+    near = exact.scan(query, 3, 20)
+    assert 20 <= near.size < 3 * 64  # a shortlist, not the cells whole
+    keys, got, d2 = exact.ranked(query, np.concatenate([graph_rows, near]), 20)
     # expected: the graph's rows plus everything in the 3 nearest cells, ranked exactly, ties by id
-    near = np.argsort(squared_distances(exact.centroids, query))[:3]
+    nearest_cells = np.argsort(squared_distances(exact.centroids, query))[:3]
     cell_of = assign_cells(vectors, exact.centroids)
-    pool = np.union1d(np.flatnonzero(np.isin(cell_of, near)), [5, 2999, 100])
+    pool = np.union1d(np.flatnonzero(np.isin(cell_of, nearest_cells)), [5, 2999, 100])
     want = pool[np.lexsort((ids[pool], squared_distances(vectors[pool], query)))][:20]
     assert keys.tolist() == ids[want].tolist()
     assert np.array_equal(got, vectors[want]) and np.array_equal(d2, squared_distances(vectors[want], query))
     assert 2900 in want  # the probe's own neighbourhood is in its nearest cell
     # probing every cell is the exhaustive answer
-    all_keys, _, all_d2 = exact.local(query, graph_rows, len(exact.centroids), 20)
+    every = exact.scan(query, len(exact.centroids), 20)
+    all_keys, _, all_d2 = exact.ranked(query, np.concatenate([graph_rows, every]), 20)
     nearest_keys, _, nearest_d2 = exact.nearest(query, 20)
     assert all_keys.tolist() == nearest_keys.tolist() and np.array_equal(all_d2, nearest_d2)
+    assert exact.scan(query, 0, 20).size == 0
 
 
 def test_search_finds_the_neighbourhood_a_lost_graph_missed(ws: Workspace) -> None:
@@ -646,6 +651,49 @@ def test_search_finds_the_neighbourhood_a_lost_graph_missed(ws: Workspace) -> No
     # without the cells: the graph's strangers
     indexes.settings = IndexSettings(cell_size=32, cells_probed=0, verify_beyond=3.0)
     assert indexes.search(probe, [lib], 5)[0].template_id != int(ids[700])
+
+
+def test_the_graph_searches_on_its_own_thread_while_the_cells_are_scanned(ws: Workspace) -> None:
+    lib = create_library(ws, "custody", "substantive")
+    vectors = clustered(1200, seed=5)
+    ids = np.array(insert_templates(ws, lib, vectors), dtype=np.uint64)
+    indexes = IndexSet(ws, *MODEL, settings=IndexSettings(cell_size=32, cells_probed=2))
+    loaded = indexes.get(lib)
+    probe = (vectors[40] + np.float32(0.002)).astype(np.float32)
+    scanning = threading.Event()
+    seen: dict[str, object] = {}
+    scan = loaded.exact.scan
+
+    def scan_and_tell(*args: object) -> np.ndarray:
+        scanning.set()
+        return scan(*args)  # type: ignore[arg-type]
+
+    class WaitingGraph(LostGraph):
+        def search(self, query: np.ndarray, count: int, threads: int = 0) -> object:
+            seen["thread"] = threading.current_thread().name
+            seen["overlapped"] = scanning.wait(timeout=10)  # one after the other, this would wait in vain
+            return super().search(query, count, threads)
+
+    graph = loaded.index
+    loaded.exact.scan = scan_and_tell  # type: ignore[method-assign]
+    loaded.index = WaitingGraph(ids[np.argsort(squared_distances(vectors, probe))])
+    found = indexes.search(probe, [lib], 3)
+    assert found[0].template_id == int(ids[40])
+    assert seen == {"thread": seen["thread"], "overlapped": True}
+    assert str(seen["thread"]).startswith("rfr-graph-search")
+
+    class BrokenGraph(LostGraph):
+        def search(self, query: np.ndarray, count: int, threads: int = 0) -> object:
+            raise RuntimeError("graph search failed")
+
+    loaded.index = BrokenGraph(ids)
+    with pytest.raises(RuntimeError, match="graph search failed"):
+        indexes.search(probe, [lib], 3)
+    assert loaded.lock.acquire(blocking=False)  # the failure let go of the index
+    loaded.lock.release()
+    loaded.index = graph
+    indexes.close()  # and a closed set opens again on the next search
+    assert indexes.search(probe, [lib], 3)[0].template_id == int(ids[40])
 
 
 def test_cells_survive_the_snapshot_and_a_bad_layout_is_refused(ws: Workspace) -> None:
