@@ -307,13 +307,12 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         )
         result["decrypt_s"] = time.perf_counter() - t
         t2 = time.perf_counter()
-        restored, exact = restore_index(plain, settings)
+        loaded = restore_index(plain, settings, library, indexes.model_ref())
         del plain
         result["restore_s"] = time.perf_counter() - t2
-        if len(restored) != info.entries or rows_digest(pairs) != info.digest:
+        if len(loaded) != info.entries or rows_digest(pairs) != info.digest:
             raise SystemExit("the index did not restore cleanly")
         result["index_open_s"] = time.perf_counter() - t
-        loaded = LibraryIndex(library, indexes.model_ref(), restored, exact)
         indexes._loaded[library.id] = loaded
     else:
         t = time.perf_counter()
@@ -330,13 +329,14 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         )
         open_parts["read_decrypt"] = time.perf_counter() - t
         t = time.perf_counter()
-        again = restore_index(plain, settings)
+        again = restore_index(plain, settings, library, loaded.model_ref)
         open_parts["restore"] = time.perf_counter() - t
         t = time.perf_counter()
         if rows_digest(pairs) != info.digest:
             raise SystemExit("the snapshot does not match the database")
         open_parts["digest"] = time.perf_counter() - t
         result["open_parts_s"] = open_parts
+        again.reset()
         del again, plain, pairs
     if len(loaded) != size or notices:
         raise SystemExit(f"the index did not restore cleanly: {notices}")

@@ -287,9 +287,10 @@ class TestOpenAndRepair:
         assert "another face model" in notes[0]
         assert sorted(loaded.keys().tolist()) == sorted(mine)
 
-    def test_restored_graph_does_not_borrow_the_decrypted_buffer(self, ws: Workspace) -> None:
-        # The graph's part of the decrypted snapshot is wiped straight after restoring: a graph that
-        # kept pointing into it (a usearch "view") would then hold zeros instead of templates.
+    def test_restored_graph_is_searched_in_place_until_its_first_change(self, ws: Workspace) -> None:
+        # Restoring views the graph where it was decrypted (no copy: a fast open). The first change
+        # copies it into usearch's own memory and wipes the decrypted bytes; a graph still pointing
+        # into them would then hold zeros, so searches after the change prove the copy is complete.
         lib = create_library(ws, "custody", "substantive")
         vectors = clustered(3000, seed=6)
         keys = np.arange(1, len(vectors) + 1, dtype=np.uint64)
@@ -297,16 +298,23 @@ class TestOpenAndRepair:
         built.add(keys[::-1].copy(), vectors[::-1].copy(), threads=0)
         parts, graph = built.snapshot_parts()
         plain = bytearray(b"".join(parts))
-        restored, exact = restore_index(plain, IndexSettings(expansion_search=77))
         graph_at = len(plain) - len(graph)
-        assert not any(plain[graph_at:])  # wiped
-        assert len(restored) == len(vectors) and restored.expansion_search == 77
-        assert np.array_equal(exact.sorted_keys, keys) and np.array_equal(
-            exact.take(keys[[4, 0, 2999]]), vectors[[4, 0, 2999]]
+        restored = restore_index(plain, IndexSettings(expansion_search=77), lib, None)
+        assert restored.viewing and plain[graph_at:] == graph  # searched in place
+        assert len(restored) == len(vectors) and restored.index.expansion_search == 77
+        assert np.array_equal(restored.exact.sorted_keys, keys) and np.array_equal(
+            restored.exact.take(keys[[4, 0, 2999]]), vectors[[4, 0, 2999]]
         )
-        assert int(restored.search(vectors[1234], 1, threads=1).keys[0]) == 1235
-        restored.add(np.uint64(len(vectors) + 1), vectors[0] + 0.5)  # still an index one can enrol into
-        assert len(restored) == len(vectors) + 1
+        assert int(restored.index.search(vectors[1234], 1, threads=1).keys[0]) == 1235
+        restored.add(np.array([len(vectors) + 1], np.uint64), vectors[:1] + 0.5, threads=0)  # enrol into it
+        assert not restored.viewing and not any(plain[graph_at:])  # copied, then wiped
+        assert len(restored) == len(vectors) + 1 and restored.index.expansion_search == 77
+        for row in (1234, 0, 2999):
+            assert int(restored.index.search(vectors[row], 1, threads=1).keys[0]) == row + 1
+        again = bytearray(b"".join(parts))
+        viewed = restore_index(again, IndexSettings(), lib, None)
+        viewed.reset()  # dropping a viewed index wipes what it viewed
+        assert not viewed.viewing and not any(again[graph_at:]) and len(viewed) == 0
 
     def test_snapshot_whose_graph_and_templates_disagree_is_refused(self, ws: Workspace) -> None:
         lib = create_library(ws, "custody", "substantive")
@@ -315,10 +323,12 @@ class TestOpenAndRepair:
         loaded.exact.keys = loaded.exact.keys.copy()
         loaded.exact.keys[-1] = 500
         parts, _ = loaded.snapshot_parts()
+        plain = bytearray(b"".join(parts))
         with pytest.raises(ValueError, match="different template ids"):
-            restore_index(bytearray(b"".join(parts)), IndexSettings())
+            restore_index(plain, IndexSettings(), lib, None)
+        assert not any(plain[len(plain) - len(loaded.index.save()) :])  # the refused graph's bytes are wiped
         with pytest.raises(ValueError, match="older snapshot layout"):
-            restore_index(bytearray(_new_usearch(IndexSettings()).save()), IndexSettings())
+            restore_index(bytearray(_new_usearch(IndexSettings()).save()), IndexSettings(), lib, None)
 
     def test_snapshot_of_an_older_layout_is_rebuilt_with_a_message(self, ws: Workspace) -> None:
         lib = create_library(ws, "custody", "substantive")
@@ -708,7 +718,7 @@ def test_cells_survive_the_snapshot_and_a_bad_layout_is_refused(ws: Workspace) -
     parts, _ = built.snapshot_parts()  # regroups the tail first
     assert built.exact.tail_cells.size == 0
     plain = bytearray(b"".join(parts))
-    _, exact = restore_index(bytearray(plain), settings)
+    exact = restore_index(bytearray(plain), settings, lib, None).exact
     assert np.array_equal(exact.keys, built.exact.keys) and np.array_equal(exact.vectors, built.exact.vectors)
     assert np.array_equal(exact.centroids, built.exact.centroids) and np.array_equal(exact.bounds, built.exact.bounds)
     check_layout(exact)
@@ -717,4 +727,4 @@ def test_cells_survive_the_snapshot_and_a_bad_layout_is_refused(ws: Workspace) -
     broken = bytearray(plain)
     broken[at : at + 8] = (699).to_bytes(8, "little")
     with pytest.raises(ValueError, match="cell bounds"):
-        restore_index(broken, settings)
+        restore_index(broken, settings, lib, None)
