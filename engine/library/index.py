@@ -621,7 +621,9 @@ def _add_vectors(index: Any, ids: NDArray[np.uint64], vectors: NDArray[np.float3
         done += part.size
 
 
-def restore_index(plain: bytearray, settings: IndexSettings, library: Library, model_ref: int | None) -> LibraryIndex:
+def restore_index(
+    plain: bytearray | memoryview, settings: IndexSettings, library: Library, model_ref: int | None
+) -> LibraryIndex:
     """The library's index from a decrypted snapshot, searching it where it lies in ``plain``.
 
     No copy is made: the exact templates are arrays over ``plain`` and the graph is a usearch
