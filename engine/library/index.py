@@ -22,6 +22,7 @@ float32 from ``ExactVectors``, breaks ties by template id, and checks the final 
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
 import threading
 import weakref
@@ -103,6 +104,27 @@ class IndexSettings:
     oversample: float = 2.0  # ask the index for top_k * oversample, then re-rank exactly
     min_extra: int = 32  # ... and at least top_k + min_extra
     threads: int = 0  # for building; 0 = all cores
+
+
+# What a terminal's engineer chooses with RFR_INDEX_PROFILE (docs/benchmarks.md, 1M rotated LFW
+# templates, 2 cores). "recall", the default: recall@50 0.9963 about the shared mean, 1.0000 about
+# the origin, p99 5-9 ms, build 250-500 s. "speed": about the origin recall 0.9996 with p99 1.61 ms,
+# build 153 s; about the mean 0.9778. A library's cells keep the size they were trained with until
+# it has doubled; search settings apply at once.
+INDEX_PROFILES = {
+    "recall": IndexSettings(),
+    "speed": IndexSettings(expansion_add=64, expansion_search=64, cell_size=512, cells_probed=16),
+}
+
+
+def index_profile() -> IndexSettings:
+    """The index settings the terminal is configured for (``RFR_INDEX_PROFILE``, default ``recall``)."""
+    name = os.environ.get("RFR_INDEX_PROFILE", "").strip().lower() or "recall"
+    if name not in INDEX_PROFILES:
+        raise LibraryError(
+            f"RFR_INDEX_PROFILE is {name!r}, not an index profile: set it to one of {', '.join(INDEX_PROFILES)}"
+        )
+    return INDEX_PROFILES[name]
 
 
 def score_from_distance(distance: float) -> float:
@@ -694,7 +716,10 @@ def indexes_for(ws: Workspace, model_id: str, model_sha256: str, *, notify: Noti
             ws.on_close(lambda: _close_all(per_ws))
         found = per_ws.get(model_sha256.lower())
         if found is None:
-            found = per_ws[model_sha256.lower()] = IndexSet(ws, model_id, model_sha256, notify=notify)
+            settings = index_profile()
+            found = per_ws[model_sha256.lower()] = IndexSet(
+                ws, model_id, model_sha256, settings=settings, notify=notify
+            )
         elif notify is not None:
             found.notify = notify
         return found

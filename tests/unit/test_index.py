@@ -18,11 +18,13 @@ from engine.errors import LibraryError, SnapshotError
 from engine.library import create_library, get_library, library_events
 from engine.library.exact import assign_cells, cell_count, squared_distances
 from engine.library.index import (
+    INDEX_PROFILES,
     ExactVectors,
     IndexSet,
     IndexSettings,
     LibraryIndex,
     _new_usearch,
+    index_profile,
     indexes_for,
     restore_index,
     rows_digest,
@@ -704,6 +706,22 @@ def test_the_graph_searches_on_its_own_thread_while_the_cells_are_scanned(ws: Wo
     loaded.index = graph
     indexes.close()  # and a closed set opens again on the next search
     assert indexes.search(probe, [lib], 3)[0].template_id == int(ids[40])
+
+
+def test_the_terminal_chooses_its_index_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RFR_INDEX_PROFILE", raising=False)
+    assert index_profile() == IndexSettings() == INDEX_PROFILES["recall"]
+    monkeypatch.setenv("RFR_INDEX_PROFILE", " Speed ")
+    speed = index_profile()
+    assert (speed.expansion_add, speed.expansion_search, speed.cell_size, speed.cells_probed) == (64, 64, 512, 16)
+    ws = Workspace.create(tmp_path / "ws", WorkspaceKey.generate())
+    try:
+        assert indexes_for(ws, *MODEL).settings == speed
+    finally:
+        ws.close()
+    monkeypatch.setenv("RFR_INDEX_PROFILE", "fastest")
+    with pytest.raises(LibraryError, match="RFR_INDEX_PROFILE is 'fastest', not an index profile: set it to one of"):
+        index_profile()
 
 
 def test_cells_survive_the_snapshot_and_a_bad_layout_is_refused(ws: Workspace) -> None:

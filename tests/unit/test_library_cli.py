@@ -166,7 +166,9 @@ def test_library_lifecycle(workspace: list[str], tmp_path: Path, capsys: pytest.
     assert "intelligence leads only" in result["notice"]
 
 
-def test_search_refusals(workspace: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_search_refusals(
+    workspace: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     run(capsys, "library", "create", "custody", "--kind", "substantive", *workspace)
     run(capsys, "library", "create", "empty", "--kind", "substantive", *workspace)
     write_subject_folders(tmp_path / "enrol", {"alice": 2})
@@ -188,6 +190,13 @@ def test_search_refusals(workspace: list[str], tmp_path: Path, capsys: pytest.Ca
     assert code == 0 and result["libraries"] == ["custody"]
     code, _, err = run(capsys, "library", "search", str(probe), "--top", "0", *workspace)
     assert code == 2
+    monkeypatch.setenv("RFR_INDEX_PROFILE", "fastest")
+    code, _, err = run(capsys, "library", "search", str(probe), "--library", "custody", *workspace)
+    assert code == 1 and err.count("\n") == 1
+    assert err == "rfr: RFR_INDEX_PROFILE is 'fastest', not an index profile: set it to one of recall, speed\n"
+    monkeypatch.setenv("RFR_INDEX_PROFILE", "speed")
+    code, result, _ = run(capsys, "library", "search", str(probe), "--library", "custody", *workspace)
+    assert code == 0 and result["probes"][0]["candidates"][0]["subject"] == "alice"
 
 
 def test_missing_workspace_and_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
