@@ -197,6 +197,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     if kind == "rotated":
         result["population"] = f"rotated about {args.rotate_about}"
     base = IndexSettings()
+    cells_probed = args.cells_probed or [base.cells_probed]
     settings = IndexSettings(
         connectivity=args.connectivity or base.connectivity,
         expansion_add=args.expansion_add or base.expansion_add,
@@ -206,7 +207,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         threads=args.threads,
         dtype=args.dtype or base.dtype,
         cell_size=base.cell_size if args.cell_size is None else args.cell_size,
-        cells_probed=(args.cells_probed or [base.cells_probed])[0],
+        cells_probed=cells_probed[0],
     )
     result["settings"] = {
         "dtype": settings.dtype,
@@ -299,12 +300,11 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     result["workspace_open_s"] = time.perf_counter() - t
     notices: list[str] = []
     indexes = IndexSet(ws, *MODEL, settings=settings, notify=notices.append)
+    snapshot_file = snapshot_path(ws.index_dir, library.id)
     if args.index_only:
         # What IndexSet._load does, minus reading (id, sha256) pairs from the database (there are no rows).
         t = time.perf_counter()
-        info, plain = read_snapshot(
-            snapshot_path(ws.index_dir, library.id), key_for=indexes._key_for(library), library_id=library.id
-        )
+        info, plain = read_snapshot(snapshot_file, key_for=indexes._key_for(library), library_id=library.id)
         result["decrypt_s"] = time.perf_counter() - t
         t2 = time.perf_counter()
         loaded = restore_index(plain, settings, library, indexes.model_ref())
@@ -324,9 +324,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         pairs = indexes.db_pairs(library.id, indexes.model_ref())
         open_parts["db_pairs"] = time.perf_counter() - t
         t = time.perf_counter()
-        info, plain = read_snapshot(
-            snapshot_path(ws.index_dir, library.id), key_for=indexes._key_for(library), library_id=library.id
-        )
+        info, plain = read_snapshot(snapshot_file, key_for=indexes._key_for(library), library_id=library.id)
         open_parts["read_decrypt"] = time.perf_counter() - t
         t = time.perf_counter()
         again = restore_index(plain, settings, library, loaded.model_ref)
@@ -394,7 +392,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             out["search_with_db"] = percentiles(latencies)
         return out
 
-    sweep = [(e, c) for e in args.expansions for c in args.cells_probed or [base.cells_probed]]
+    sweep = [(e, c) for e in args.expansions for c in cells_probed]
     result.update(measure(*sweep[0]))
     result["sweep"] = [measure(*point) for point in sweep[1:]]
     result["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -224,14 +224,13 @@ def read_snapshot(path: Path, *, key_for: KeyFor, library_id: int) -> tuple[Snap
             # A numpy byte array, not a bytearray: no zero fill (0.6 s per GiB here) of memory that
             # decryption writes in full anyway. A memoryview of it is what callers get.
             plain = np.empty(info.length, dtype=np.uint8).data
-            out = plain
 
             def open_chunk(i: int, nonce: bytes, sealed: bytes) -> None:
                 start = i * info.chunk_size
                 end = min(start + info.chunk_size, info.length)
                 try:
                     aead.decrypt_into(
-                        nonce, sealed, _chunk_ad(snapshot_id, i, info.chunks, info.length), out[start:end]
+                        nonce, sealed, _chunk_ad(snapshot_id, i, info.chunks, info.length), plain[start:end]
                     )
                 except InvalidTag:
                     raise SnapshotError(f"snapshot chunk {i + 1} of {info.chunks} fails authentication") from None
