@@ -157,6 +157,10 @@ class ExactVectors:
         else:
             self._lookup()
 
+    def own(self) -> None:
+        """Copy the arrays held into memory of their own (they may be views of a buffer about to be wiped)."""
+        self.keys, self.vectors, self.centroids = self.keys.copy(), self.vectors.copy(), self.centroids.copy()
+
     def train(self, cells: int) -> None:
         """k-means centroids for ``cells`` cells from the templates held, then every row regrouped under them."""
         self.centroids = train_centroids(self.vectors, cells, seed=len(self))

@@ -290,9 +290,10 @@ class TestOpenAndRepair:
         assert sorted(loaded.keys().tolist()) == sorted(mine)
 
     def test_restored_graph_is_searched_in_place_until_its_first_change(self, ws: Workspace) -> None:
-        # Restoring views the graph where it was decrypted (no copy: a fast open). The first change
-        # copies it into usearch's own memory and wipes the decrypted bytes; a graph still pointing
-        # into them would then hold zeros, so searches after the change prove the copy is complete.
+        # Restoring views the graph and the exact templates where they were decrypted (no copy: a
+        # fast open). The first change copies both into memory of their own and wipes every
+        # decrypted byte; a graph or template still pointing into them would then hold zeros, so
+        # searches and templates read after the change prove the copies are complete.
         lib = create_library(ws, "custody", "substantive")
         vectors = clustered(3000, seed=6)
         keys = np.arange(1, len(vectors) + 1, dtype=np.uint64)
@@ -309,14 +310,15 @@ class TestOpenAndRepair:
         )
         assert int(restored.index.search(vectors[1234], 1, threads=1).keys[0]) == 1235
         restored.add(np.array([len(vectors) + 1], np.uint64), vectors[:1] + 0.5, threads=0)  # enrol into it
-        assert not restored.viewing and not any(plain[graph_at:])  # copied, then wiped
+        assert not restored.viewing and not any(plain)  # copied, then all of the plaintext wiped
         assert len(restored) == len(vectors) + 1 and restored.index.expansion_search == 77
         for row in (1234, 0, 2999):
             assert int(restored.index.search(vectors[row], 1, threads=1).keys[0]) == row + 1
+        assert np.array_equal(restored.exact.take(keys[[4, 0, 2999]]), vectors[[4, 0, 2999]])
         again = bytearray(b"".join(parts))
         viewed = restore_index(again, IndexSettings(), lib, None)
         viewed.reset()  # dropping a viewed index wipes what it viewed
-        assert not viewed.viewing and not any(again[graph_at:]) and len(viewed) == 0
+        assert not viewed.viewing and not any(again) and len(viewed) == 0
 
     def test_snapshot_whose_graph_and_templates_disagree_is_refused(self, ws: Workspace) -> None:
         lib = create_library(ws, "custody", "substantive")
