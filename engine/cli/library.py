@@ -23,8 +23,9 @@ from engine.cli import emit
 from engine.cli.user import cli_policy
 from engine.cli.workspace import open_workspace, workspace_options
 from engine.errors import ImageError, LibraryError, UsageError
+from engine.library.check import DEFAULT_QUERIES, check_index
 from engine.library.enrol import MAX_IMAGE_BYTES, EnrolProgress, FaceAnalyzer, ImageLoader, enroll_directory, load_rgb
-from engine.library.index import MAX_TOP_K, indexes_for
+from engine.library.index import MAX_TOP_K, IndexSet, indexes_for
 from engine.library.store import (
     Library,
     LibraryKind,
@@ -53,6 +54,13 @@ def face_tools(device: str) -> tuple[FaceAnalyzer, ImageLoader]:
 
     engine: FaceAnalyzer = FaceEngine.open(device=device)
     return engine, load_rgb
+
+
+def face_model() -> tuple[str, str]:
+    """The face model's id and sha256, from its manifest without loading it (tests substitute this)."""
+    from engine.faces.pipeline import model_identity
+
+    return model_identity()
 
 
 def _actor() -> str:
@@ -102,6 +110,22 @@ def register(sub: Any) -> None:
     search.add_argument("--upsample", type=int, default=0, choices=range(0, 3), help="detector upsampling (0-2)")
     search.add_argument("--device", default="CPU", help="inference device (default CPU)")
     search.set_defaults(handler=_search)
+
+    check = commands.add_parser(
+        "check-index",
+        help="measure each library index's recall and search time on this terminal",
+        parents=[common],
+        description=(
+            "Searches a sample of each library's own templates through the index as configured "
+            "(RFR_INDEX_PROFILE) and compares every answer with comparing every template: recall@K, "
+            "and search latency on this terminal. Each query's own template is left out. Recorded in "
+            "the library's history."
+        ),
+    )
+    check.add_argument("--library", action="append", metavar="NAME", help="library to check (repeatable; default all)")
+    check.add_argument("--queries", type=int, default=DEFAULT_QUERIES, metavar="N", help="templates searched")
+    check.add_argument("--top", type=int, default=50, metavar="K", help=f"recall@K (1-{MAX_TOP_K - 1})")
+    check.set_defaults(handler=_check_index)
 
     purge = commands.add_parser("purge-expired", help="destroy lapsed temporary libraries now", parents=[common])
     purge.set_defaults(handler=_purge)
@@ -247,24 +271,10 @@ def _search(args: argparse.Namespace) -> int:
     if not 1 <= args.top <= MAX_TOP_K:
         raise UsageError(f"--top must be between 1 and {MAX_TOP_K}")
     with _workspace(args) as ws:
-        if args.library:
-            libraries = [get_library(ws, n) for n in args.library]
-            for lib in libraries:
-                require_usable(ws, lib)
-                if library_counts(ws, lib)["templates"] == 0:
-                    raise LibraryError(f"library {lib.name!r} is empty: enrol images before searching it")
-        else:  # every library that holds templates
-            libraries = [lib for lib in list_libraries(ws) if library_counts(ws, lib)["templates"]]
-            if not libraries:
-                raise LibraryError("there is no library with images to search: create one and enrol images first")
+        libraries = _searchable(ws, args.library)
         engine, loader = face_tools(args.device)
         meaning = meaning_for_model(cli_policy(), engine.model_id, engine.model_sha256)
-        indexes = indexes_for(ws, engine.model_id, engine.model_sha256, notify=_notify)
-        for lib in libraries:
-            if len(indexes.get(lib)) == 0:
-                raise LibraryError(
-                    f"library {lib.name!r} has no templates made with face model {engine.model_id}: re-enrol it"
-                )
+        indexes = _indexes_of(ws, libraries, engine.model_id, engine.model_sha256)
         probes: list[dict[str, Any]] = []
         failed = 0
         for path in args.images:
@@ -287,6 +297,56 @@ def _search(args: argparse.Namespace) -> int:
     }
     emit(args, payload, _search_text(probes, payload["scoring"]))
     return 1 if failed else 0
+
+
+def _searchable(ws: Workspace, names: list[str] | None) -> list[Library]:
+    """The libraries named (each usable and holding templates), or every library that holds templates."""
+    if names:
+        libraries = [get_library(ws, n) for n in names]
+        for lib in libraries:
+            require_usable(ws, lib)
+            if library_counts(ws, lib)["templates"] == 0:
+                raise LibraryError(f"library {lib.name!r} is empty: enrol images before searching it")
+        return libraries
+    libraries = [lib for lib in list_libraries(ws) if library_counts(ws, lib)["templates"]]
+    if not libraries:
+        raise LibraryError("there is no library with images to search: create one and enrol images first")
+    return libraries
+
+
+def _indexes_of(ws: Workspace, libraries: list[Library], model_id: str, model_sha256: str) -> IndexSet:
+    """The workspace's indexes for the face model, each of ``libraries`` loaded and holding templates of it."""
+    indexes = indexes_for(ws, model_id, model_sha256, notify=_notify)
+    for lib in libraries:
+        if len(indexes.get(lib)) == 0:
+            raise LibraryError(f"library {lib.name!r} has no templates made with face model {model_id}: re-enrol it")
+    return indexes
+
+
+def _check_index(args: argparse.Namespace) -> int:
+    if not 1 <= args.top < MAX_TOP_K:
+        raise UsageError(f"--top must be between 1 and {MAX_TOP_K - 1}")
+    if args.queries < 1:
+        raise UsageError("--queries must be at least 1")
+    with _workspace(args) as ws:
+        libraries = _searchable(ws, args.library)
+        indexes = _indexes_of(ws, libraries, *face_model())
+        checks = [check_index(indexes, lib, queries=args.queries, top_k=args.top) for lib in libraries]
+    lines = []
+    for c in checks:
+        s = c.settings
+        cells = f"{s.cells_probed} nearest of {c.cells} cells" if c.cells and s.cells_probed else "no cells"
+        lines.append(
+            f"{c.library}: {c.templates} templates; index profile {c.profile} (connectivity {s.connectivity},"
+            f" expansion_add {s.expansion_add}, search expansion {s.expansion_search}, {cells})"
+        )
+        lines.append(
+            f"  recall@{c.top_k} {c.recall:.4f} over {c.queries} of its templates (lowest {c.recall_min:.2f},"
+            f" {c.below_half} under half); search p50 {c.search_p50_ms:.2f} ms, p99 {c.search_p99_ms:.2f} ms"
+        )
+    lines.append("Recall is against comparing every template; a query's own template is left out.")
+    emit(args, {"libraries": [c.to_json() for c in checks]}, "\n".join(lines))
+    return 0
 
 
 def _probe_template(path: Path, engine: FaceAnalyzer, loader: ImageLoader, upsample: int) -> np.ndarray:

@@ -20,7 +20,7 @@ from engine.faces.detect import FaceDetector
 from engine.faces.dlib_format import ShapePredictorArrays
 from engine.faces.embed import FaceEmbedder
 from engine.faces.landmarks import ShapePredictor
-from engine.faces.models import ModelLoader, execution_devices
+from engine.faces.models import Manifest, ModelLoader, execution_devices, models_dir
 from engine.faces.quality import assess_quality
 from engine.faces.types import Box, Detection, Face
 
@@ -39,6 +39,11 @@ class ModelInfo:
     model_sha256: str
     device: str
     execution_devices: tuple[str, ...]
+
+
+def model_identity(directory: Path | None = None) -> tuple[str, str]:
+    """The face model's id and sha256 as its manifest names them (as ``FaceEngine.open`` does), not loading it."""
+    return MODEL_ID, Manifest.load((directory or models_dir()) / "manifest.yaml").model_sha256("face_resnet")
 
 
 class FaceEngine:

@@ -260,16 +260,32 @@ class ExactVectors:
         self, query: NDArray[np.float32], count: int
     ) -> tuple[NDArray[np.uint64], NDArray[np.float32], NDArray[np.float32]]:
         """Every held template compared with ``query``: the ``count`` nearest (keys, vectors, squared distances)."""
-        best_rows = np.zeros(0, np.int64)
-        best_d2 = np.zeros(0, np.float32)
-        for start in range(0, len(self), _BATCH):
-            d2 = squared_distances(self.vectors[start : start + _BATCH], query)
-            rows = np.arange(start, start + d2.size)
-            if d2.size > count:
-                keep = np.flatnonzero(d2 <= d2[np.argpartition(d2, count - 1)[:count]].max())
-                rows, d2 = rows[keep], d2[keep]
-            best_rows, best_d2 = np.concatenate([best_rows, rows]), np.concatenate([best_d2, d2])
-            if best_d2.size > count:
-                keep = np.lexsort((self.keys[best_rows], best_d2))[:count]
-                best_rows, best_d2 = best_rows[keep], best_d2[keep]
-        return self.ranked(query, best_rows, count)
+        return self.ranked(query, self.nearest_rows(query[None, :], count)[0], count)
+
+    def nearest_rows(self, queries: NDArray[np.float32], count: int) -> list[NDArray[np.int64]]:
+        """For each of ``queries`` (one per row) the rows of its ``count`` nearest templates, by
+        comparing it with every template: nearest first, ties by template id.
+
+        Blocks of templates are shortlisted for all queries at once with one matrix product
+        (``|x|^2 - 2 x.q`` within ``margin``, as ``scan`` does) and the shortlist measured exactly.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        best = [np.zeros(0, np.int64) for _ in queries]
+        best_d2 = [np.zeros(0, np.float32) for _ in queries]
+        if count <= 0 or not len(self):
+            return best
+        margins = 1e-4 * (1.0 + self._max_norm + np.einsum("ij,ij->i", queries, queries))
+        step = max(4 * count, _DISTANCE_BLOCK // max(1, len(queries)))
+        for start in range(0, len(self), step):
+            block = self.vectors[start : start + step]
+            approx = self._norms[start : start + len(block)][None, :] - 2.0 * (queries @ block.T)
+            short = len(block) > count
+            if short:
+                limits = np.partition(approx, count - 1, axis=1)[:, count - 1] + margins
+            for i, query in enumerate(queries):
+                new = np.flatnonzero(approx[i] <= limits[i]) if short else np.arange(len(block))
+                rows = np.concatenate([best[i], new + start])
+                d2 = np.concatenate([best_d2[i], squared_distances(self.vectors[new + start], query)])
+                keep = np.lexsort((self.keys[rows], d2))[:count]
+                best[i], best_d2[i] = rows[keep], d2[keep]
+        return best

@@ -127,6 +127,11 @@ def index_profile() -> IndexSettings:
     return INDEX_PROFILES[name]
 
 
+def profile_name(settings: IndexSettings) -> str:
+    """The name of the index profile ``settings`` are, or "custom"."""
+    return next((name for name, known in INDEX_PROFILES.items() if known == settings), "custom")
+
+
 def score_from_distance(distance: float) -> float:
     """Uncalibrated similarity in [0, 1]: 1 at distance 0, 0.5 at the dlib threshold 0.6, 0 beyond 1.2.
 
@@ -395,7 +400,7 @@ class IndexSet:
         self._add_from_db(loaded, missing)
         name = loaded.library.name
         self.notify(f"index of library {name!r} was {missing.size} templates behind the database: brought up to date")
-        self._record(loaded.library, "index_caught_up", {"added": int(missing.size)})
+        self.record(loaded.library, "index_caught_up", {"added": int(missing.size)})
         self.save_loaded(loaded)
         return None
 
@@ -407,7 +412,7 @@ class IndexSet:
             self.notify(
                 f"index of library {library.name!r}: {reason}; rebuilt from the database ({len(loaded)} templates)"
             )
-            self._record(library, "index_rebuilt", {"reason": reason, "templates": len(loaded)})
+            self.record(library, "index_rebuilt", {"reason": reason, "templates": len(loaded)})
         if model_ref is not None:
             self.save_loaded(loaded)
         return loaded
@@ -446,7 +451,8 @@ class IndexSet:
         if all_ids.size:
             loaded.add(all_ids, all_vectors, self.settings.threads)
 
-    def _record(self, library: Library, action: str, detail: dict[str, Any]) -> None:
+    def record(self, library: Library, action: str, detail: dict[str, Any]) -> None:
+        """Record an index event about ``library`` in its history (with this face model)."""
         with self.ws.transaction() as conn:
             record_event(conn, self.ws.now(), None, action, library.name, {**detail, "model_id": self.model_id})
 

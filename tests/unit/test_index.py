@@ -516,18 +516,27 @@ class TestExactVectors:
             exact.add(np.array([2], np.uint64), clustered(1))
         assert exact.sorted_keys.tolist() == [1, 2]
 
-    def test_nearest_compares_every_template_exactly_with_ties_by_id(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr("engine.library.exact._BATCH", 7)  # many blocks, ties across their edges
-        vectors = np.vstack([clustered(40, seed=8), np.tile(clustered(1, seed=9), (6, 1))])
+    @pytest.mark.parametrize("count", [3, 10])
+    def test_nearest_compares_every_template_exactly_with_ties_by_id(
+        self, monkeypatch: pytest.MonkeyPatch, count: int
+    ) -> None:
+        monkeypatch.setattr("engine.library.exact._DISTANCE_BLOCK", 1)  # blocks of 4 * count rows, ties across edges
+        tied = np.tile(clustered(1, seed=9), (6, 1))
+        vectors = np.vstack([clustered(20, seed=8), tied, clustered(20, seed=10)])
         exact = ExactVectors()
         ids = np.arange(100, 100 + len(vectors), dtype=np.uint64)
         exact.add(ids[::-1].copy(), vectors[::-1].copy())
-        query = vectors[-1]
-        keys, got, d2 = exact.nearest(query, 10)
-        expected_d2 = squared_distances(vectors, query)
-        order = np.lexsort((ids, expected_d2))[:10]
-        assert keys.tolist() == ids[order].tolist() and keys[:6].tolist() == ids[40:].tolist()
-        assert np.array_equal(d2, expected_d2[order]) and np.array_equal(got, vectors[order])
+        queries = np.vstack([tied[:1], vectors[[0, 45]] + np.float32(0.003), clustered(1, seed=11)])
+        rows = exact.nearest_rows(queries, count)
+        for query, found in zip(queries, rows, strict=True):
+            expected_d2 = squared_distances(vectors, query)
+            order = np.lexsort((ids, expected_d2))[:count]
+            assert exact.keys[found].tolist() == ids[order].tolist()
+            keys, got, d2 = exact.nearest(query, count)
+            assert keys.tolist() == ids[order].tolist()
+            assert np.array_equal(d2, expected_d2[order]) and np.array_equal(got, vectors[order])
+        assert exact.keys[rows[0][:6]].tolist() == ids[20 : 20 + min(count, 6)].tolist()  # the ties, by id
+        assert [r.size for r in exact.nearest_rows(queries, 100)] == [len(vectors)] * len(queries)
 
 
 class LostGraph:

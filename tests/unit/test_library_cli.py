@@ -20,6 +20,8 @@ from engine.library.synthetic import SyntheticFaceEngine, load_rgb_with_opencv, 
 @pytest.fixture(autouse=True)
 def synthetic_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("engine.cli.library.face_tools", lambda device: (SyntheticFaceEngine(), load_rgb_with_opencv))
+    engine = SyntheticFaceEngine()
+    monkeypatch.setattr("engine.cli.library.face_model", lambda: (engine.model_id, engine.model_sha256))
     monkeypatch.delenv("RFR_PASSPHRASE", raising=False)
     monkeypatch.delenv("RFR_WORKSPACE", raising=False)
 
@@ -197,6 +199,35 @@ def test_search_refusals(
     monkeypatch.setenv("RFR_INDEX_PROFILE", "speed")
     code, result, _ = run(capsys, "library", "search", str(probe), "--library", "custody", *workspace)
     assert code == 0 and result["probes"][0]["candidates"][0]["subject"] == "alice"
+
+
+def test_check_index_measures_recall_and_search_time_on_this_terminal(
+    workspace: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(capsys, "library", "create", "custody", "--kind", "substantive", *workspace)
+    run(capsys, "library", "create", "empty", "--kind", "substantive", *workspace)
+    write_subject_folders(tmp_path / "enrol", {"alice": 3, "bob": 3, "carol": 2})
+    run(capsys, "library", "enroll", "--library", "custody", str(tmp_path / "enrol"), *workspace)
+
+    code, result, _ = run(capsys, "library", "check-index", *workspace)  # default: every library with templates
+    assert code == 0 and [c["library"] for c in result["libraries"]] == ["custody"]
+    check = result["libraries"][0]
+    assert (check["templates"], check["queries"], check["top_k"]) == (8, 8, 7)  # K is at most the others
+    assert check["recall"] == 1.0 and check["below_half"] == 0 and check["search_p50_ms"] > 0
+    assert check["profile"] == "recall" and check["settings"]["expansion_search"] == 512
+    code, text, _ = run(capsys, "library", "check-index", "--key-file", workspace[1], "--queries", "3", "--top", "2")
+    assert code == 0 and "custody: 8 templates; index profile recall (connectivity 32" in text
+    assert "recall@2 1.0000 over 3 of its templates (lowest 1.00, 0 under half)" in text
+    monkeypatch.setenv("RFR_INDEX_PROFILE", "speed")
+    code, result, _ = run(capsys, "library", "check-index", "--library", "custody", *workspace)
+    assert code == 0 and result["libraries"][0]["profile"] == "speed"
+    assert result["libraries"][0]["settings"]["cells_probed"] == 16
+
+    code, _, err = run(capsys, "library", "check-index", "--library", "empty", *workspace)
+    assert code == 1 and "library 'empty' is empty" in err and err.count("\n") == 1
+    for bad in (["--top", "0"], ["--top", "1000"], ["--queries", "0"]):
+        code, _, err = run(capsys, "library", "check-index", *bad, *workspace)
+        assert code == 2 and err.count("\n") == 1
 
 
 def test_missing_workspace_and_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

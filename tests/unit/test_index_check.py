@@ -1,0 +1,78 @@
+"""``check_index``: recall and latency of a library's index, measured against comparing every template."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.errors import LibraryError
+from engine.library import create_library, library_events
+from engine.library.check import check_index
+from engine.library.index import INDEX_PROFILES, IndexSet, IndexSettings
+from engine.security.keys import WorkspaceKey
+from engine.workspace import Workspace
+from tests.unit.test_index import MODEL, clustered, insert_templates
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    with Workspace.create(tmp_path / "ws", WorkspaceKey.generate()) as workspace:
+        yield workspace
+
+
+def test_a_sound_index_finds_what_every_template_finds_and_the_check_is_recorded(ws: Workspace) -> None:
+    lib = create_library(ws, "custody", "substantive")
+    insert_templates(ws, lib, clustered(3000, seed=21))
+    settings = IndexSettings(cell_size=64, expansion_search=256)
+    indexes = IndexSet(ws, *MODEL, settings=settings)
+    result = check_index(indexes, lib, queries=40, top_k=20)
+    assert (result.recall, result.recall_min, result.below_half) == (1.0, 1.0, 0)
+    assert result.templates == 3000 and result.cells == 64 and result.queries == 40 and result.top_k == 20
+    assert result.profile == "custom" and 0 < result.search_p50_ms <= result.search_p99_ms
+    checked = [e for e in library_events(ws, "custody") if e["action"] == "index_checked"]
+    assert len(checked) == 1 and checked[0]["detail"]["recall"] == 1.0 and checked[0]["detail"]["queries"] == 40
+    assert IndexSet(ws, *MODEL).settings == INDEX_PROFILES["recall"]
+    assert check_index(IndexSet(ws, *MODEL), lib, queries=5).profile == "recall"
+
+
+def test_an_index_that_misses_templates_is_measured_as_missing_them(ws: Workspace) -> None:
+    # Half of the templates taken out of the graph (the exact store still holds them) and no cells:
+    # searches can only find the other half, and the check must say so.
+    lib = create_library(ws, "custody", "substantive")
+    insert_templates(ws, lib, clustered(2000, seed=22))
+    indexes = IndexSet(ws, *MODEL, settings=IndexSettings(cells_probed=0))
+    loaded = indexes.get(lib)
+    keys = loaded.keys()
+    loaded.index.remove(keys[1::2])
+    result = check_index(indexes, lib, queries=60, top_k=20)
+    assert 0.3 < result.recall < 0.7 and result.recall_min < 1.0
+
+
+def test_a_library_too_small_to_check_is_a_clear_error(ws: Workspace) -> None:
+    lib = create_library(ws, "custody", "substantive")
+    insert_templates(ws, lib, clustered(1))
+    with pytest.raises(LibraryError, match="too few to check its index"):
+        check_index(IndexSet(ws, *MODEL), lib)
+    insert_templates(ws, lib, clustered(2, seed=3))
+    small = check_index(IndexSet(ws, *MODEL), lib, queries=10, top_k=50)
+    assert small.top_k == 2 and small.queries == 3 and small.recall == 1.0
+    with pytest.raises(LibraryError, match="at least 1 query"):
+        check_index(IndexSet(ws, *MODEL), lib, queries=0)
+
+
+def test_queries_are_the_librarys_own_templates_left_out_of_their_answers(ws: Workspace) -> None:
+    # Two far-apart pairs: each template's only neighbour is its pair, so with K = 1 a check that
+    # counted the query's own template would still score 1.0 against an index that found only it.
+    lib = create_library(ws, "custody", "substantive")
+    pairs = np.repeat(clustered(2, seed=4) * 10, 2, axis=0) + np.float32(0.01) * np.arange(4)[:, None]
+    insert_templates(ws, lib, pairs.astype(np.float32))
+    indexes = IndexSet(ws, *MODEL, settings=IndexSettings(cells_probed=0))
+    assert check_index(indexes, lib, queries=4, top_k=1).recall == 1.0
+    loaded = indexes.get(lib)
+    loaded.index.remove(loaded.keys()[[1, 3]])  # each pair's second template is gone from the graph
+    result = check_index(indexes, lib, queries=4, top_k=1)
+    # the first of each pair can no longer find its pair; the second still finds the first
+    assert result.recall == 0.5 and result.below_half == 2
