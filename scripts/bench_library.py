@@ -175,6 +175,7 @@ def load() -> str:
 
 
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    from engine.library.check import check_index
     from engine.library.exact import ExactVectors
     from engine.library.index import (
         IndexSet,
@@ -390,6 +391,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         }
         if latencies:
             out["search_with_db"] = percentiles(latencies)
+        if args.check_queries:  # what `rfr library check-index` would tell the terminal's engineer
+            out["check_index"] = check_index(indexes, library, queries=args.check_queries, top_k=args.top).to_json()
         return out
 
     sweep = [(e, c) for e in args.expansions for c in cells_probed]
@@ -483,6 +486,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "index search p50/p99 ms",
         "with DB check p50/p99 ms",
         "recall@50 (min, <1/2)",
+        "check-index recall@50 (own templates)",
         "exhaustive checks",
         "numpy brute force p50 ms",
         "peak RSS GiB",
@@ -519,6 +523,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 p(m["index_search"]),
                 p(m.get("search_with_db")),
                 f"{m['recall']:.4f} ({m['recall_min']:.2f}, {m.get('queries_below_half', '?')})",
+                f"{m['check_index']['recall']:.4f} ({m['check_index']['queries']})" if "check_index" in m else "n/a",
                 str(m.get("exhaustive_checks", "n/a")),
                 f"{r['numpy_brute_force']['p50_ms']:.1f}",
                 f"{r['peak_rss_gib']:.1f}",
@@ -544,6 +549,12 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--brute-queries", type=int, default=50)
     parser.add_argument("--top", type=int, default=50)
+    parser.add_argument(
+        "--check-queries",
+        type=int,
+        default=200,
+        help="library templates `rfr library check-index` searches at each point of the sweep (0: skip)",
+    )
     parser.add_argument(
         "--expansions", type=int, nargs="+", default=[512], help="usearch expansion_search (several: a sweep)"
     )
@@ -596,6 +607,7 @@ def main() -> int:
                 "queries",
                 "brute_queries",
                 "top",
+                "check_queries",
                 "expansions",
                 "connectivity",
                 "dtype",

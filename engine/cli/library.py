@@ -337,7 +337,7 @@ def _check_index(args: argparse.Namespace) -> int:
         s = c.settings
         cells = f"{s.cells_probed} nearest of {c.cells} cells" if c.cells and s.cells_probed else "no cells"
         lines.append(
-            f"{c.library}: {c.templates} templates; index profile {c.profile} (connectivity {s.connectivity},"
+            f"{c.library}: {c.templates:,} templates; index profile {c.profile} (connectivity {s.connectivity},"
             f" expansion_add {s.expansion_add}, search expansion {s.expansion_search}, {cells})"
         )
         lines.append(

@@ -93,7 +93,7 @@ def check_index(
         search_p99_ms=float(np.percentile(latencies, 99) * 1e3),
     )
     detail = result.to_json()
-    indexes.record(library, "index_checked", {k: v for k, v in detail.items() if k != "library"})
+    indexes.record(library, "index_checked", {name: value for name, value in detail.items() if name != "library"})
     return result
 
 

@@ -157,9 +157,12 @@ class ExactVectors:
         else:
             self._lookup()
 
-    def own(self) -> None:
-        """Copy the arrays held into memory of their own (they may be views of a buffer about to be wiped)."""
-        self.keys, self.vectors, self.centroids = self.keys.copy(), self.vectors.copy(), self.centroids.copy()
+    def own(self, buffer: NDArray[np.uint8]) -> None:
+        """Copy each array held that lies in ``buffer`` (a decrypted snapshot about to be wiped) out of it."""
+        for name in ("keys", "vectors", "centroids"):
+            held = getattr(self, name)
+            if np.may_share_memory(held, buffer):
+                setattr(self, name, held.copy())
 
     def train(self, cells: int) -> None:
         """k-means centroids for ``cells`` cells from the templates held, then every row regrouped under them."""

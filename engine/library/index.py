@@ -223,7 +223,7 @@ class LibraryIndex:
         # A restored index is searched where its snapshot was decrypted (no copy; see
         # ``restore_index``): the exact templates are arrays over ``decrypted`` and the graph a
         # usearch ``view`` of ``decrypted[graph_at:]``, until the first change copies both into
-        # memory of their own (``_own_memory``). The decrypted bytes are wiped then, or on reset.
+        # memory of their own (``add``). The decrypted bytes are wiped then, or on reset.
         self._decrypted = decrypted
         self._viewed = decrypted[graph_at:] if decrypted is not None else None
 
@@ -238,8 +238,12 @@ class LibraryIndex:
     def add(self, ids: NDArray[np.uint64], vectors: NDArray[np.float32], threads: int) -> None:
         """Add templates to the exact store (which may regroup its cells), then to the graph (see ``_add_vectors``)."""
         with self.lock:
-            self._own_memory()
-            self.exact.add(ids, vectors)
+            if self._viewed is not None:  # the first change: the graph into usearch's own memory
+                self.index.load(self._viewed)
+            try:
+                self.exact.add(ids, vectors)
+            finally:
+                self._own_memory()
             _add_vectors(self.index, ids, vectors, threads)
 
     def reset(self) -> None:
@@ -254,11 +258,10 @@ class LibraryIndex:
         return self._decrypted is not None
 
     def _own_memory(self) -> None:
-        """Before the first change: copy a viewed graph and the exact templates out of the decrypted
-        snapshot, then wipe it (at 1M templates: 0.6 s for the graph, 0.2 s for the templates)."""
-        if self._viewed is not None:
-            self.index.load(self._viewed)
-            self.exact.own()
+        """At the first change, once the graph is copied: copy whatever exact arrays still lie in the
+        decrypted snapshot (adding has replaced the templates already), then wipe it."""
+        if self._decrypted is not None:
+            self.exact.own(np.frombuffer(self._decrypted, np.uint8))
             self._forget_decrypted()
 
     def _forget_decrypted(self) -> None:

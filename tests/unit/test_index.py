@@ -309,6 +309,11 @@ class TestOpenAndRepair:
             restored.exact.take(keys[[4, 0, 2999]]), vectors[[4, 0, 2999]]
         )
         assert int(restored.index.search(vectors[1234], 1, threads=1).keys[0]) == 1235
+        with pytest.raises(LibraryError, match="already in the index"):
+            restored.add(keys[:1], vectors[:1], threads=0)  # a refused change still lets go of the plaintext
+        assert not restored.viewing and not any(plain)
+        assert np.array_equal(restored.exact.take(keys[[4, 0, 2999]]), vectors[[4, 0, 2999]])
+        assert int(restored.index.search(vectors[1234], 1, threads=1).keys[0]) == 1235
         restored.add(np.array([len(vectors) + 1], np.uint64), vectors[:1] + 0.5, threads=0)  # enrol into it
         assert not restored.viewing and not any(plain)  # copied, then all of the plaintext wiped
         assert len(restored) == len(vectors) + 1 and restored.index.expansion_search == 77
