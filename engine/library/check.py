@@ -8,6 +8,10 @@ library's own templates as queries, searches each through the product's search p
 answer from every template (``ExactVectors.nearest_rows``), and times the searches. Each
 query's own template is left out of both answers, so the figure is about its neighbours, as a
 Probe Image not in the library would be. The result is recorded in the library's history.
+
+The exhaustive comparison reads a frozen twin of the exact store without the index lock (it
+takes seconds at 10M templates, and searches must not wait); a library that changes during the
+check gets no figure, only an error asking for the check to be run again.
 """
 
 from __future__ import annotations
@@ -61,23 +65,27 @@ def check_index(
         raise LibraryError(f"the index check needs at least 1 query, not {queries}")
     loaded = indexes.get(library)
     with loaded.lock:
-        held = len(loaded.exact)
-        if held < 2:
-            raise LibraryError(
-                f"library {library.name!r} holds {held} templates for this face model: too few to check its index"
-            )
-        k = min(top_k, held - 1)
-        rows = np.sort(np.random.default_rng(seed).choice(held, size=min(queries, held), replace=False))
-        probes = loaded.exact.vectors[rows].copy()
-        own = loaded.exact.keys[rows].copy()
-        truth = [loaded.exact.keys[r] for r in loaded.exact.nearest_rows(probes, k + 1)]
-        cells = len(loaded.exact.centroids)
+        store = loaded.exact.frozen()
+    # Without the lock from here: comparing every template takes seconds at 10M, and searches go on.
+    held = len(store)
+    if held < 2:
+        raise LibraryError(
+            f"library {library.name!r} holds {held} templates for this face model: too few to check its index"
+        )
+    k = min(top_k, held - 1)
+    rows = np.sort(np.random.default_rng(seed).choice(held, size=min(queries, held), replace=False))
+    probes, own = store.vectors[rows].copy(), store.keys[rows].copy()
+    truth = [store.keys[r] for r in store.nearest_rows(probes, k + 1)]
     recalls, latencies = [], []
     for probe, key, exact in zip(probes, own, truth, strict=True):
         start = time.perf_counter()
         found = indexes.rank(probe, [library], k + 1).keys
         latencies.append(time.perf_counter() - start)
         recalls.append(np.intersect1d(_others(found, key, k), _others(exact, key, k)).size / k)
+    with loaded.lock:  # an enrolment, rebuild or reset meanwhile replaced the arrays: the figures are stale
+        if not loaded.exact.same_as(store):
+            raise LibraryError(f"library {library.name!r} changed while its index was checked: check it again")
+    cells = len(store.centroids)
     result = IndexCheck(
         library=library.name,
         profile=profile_name(indexes.settings),

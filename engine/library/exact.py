@@ -122,6 +122,21 @@ class ExactVectors:
     def __len__(self) -> int:
         return int(self.keys.size)
 
+    def frozen(self) -> ExactVectors:
+        """This store as it is now, sharing its arrays (nothing copied), to read without the index lock.
+
+        Changes replace the arrays rather than write into them, so the twin keeps its state; the
+        one exception is a restored store's decrypted snapshot, wiped when the index changes or is
+        reset: check ``same_as`` afterwards and discard what was read if it fails.
+        """
+        twin = ExactVectors.__new__(ExactVectors)
+        twin.__dict__.update(self.__dict__)
+        return twin
+
+    def same_as(self, twin: ExactVectors) -> bool:
+        """Whether nothing has changed since ``twin = self.frozen()``."""
+        return self.keys is twin.keys and self.vectors is twin.vectors
+
     @property
     def sorted_keys(self) -> NDArray[np.uint64]:
         """The template ids held, ascending."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from engine.errors import LibraryError
 from engine.library import create_library, library_events
 from engine.library.check import check_index
+from engine.library.exact import ExactVectors
 from engine.library.index import INDEX_PROFILES, IndexSet, IndexSettings
 from engine.security.keys import WorkspaceKey
 from engine.workspace import Workspace
@@ -76,3 +78,46 @@ def test_queries_are_the_librarys_own_templates_left_out_of_their_answers(ws: Wo
     result = check_index(indexes, lib, queries=4, top_k=1)
     # the first of each pair can no longer find its pair; the second still finds the first
     assert result.recall == 0.5 and result.below_half == 2
+
+
+def test_searches_go_on_while_every_template_is_compared(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Comparing every template takes seconds at 10M: the check must not hold the index lock meanwhile.
+    lib = create_library(ws, "custody", "substantive")
+    insert_templates(ws, lib, clustered(300, seed=31))
+    indexes = IndexSet(ws, *MODEL)
+    loaded = indexes.get(lib)
+    exhaustive = ExactVectors.nearest_rows
+    free: list[bool] = []
+
+    def while_comparing(store: ExactVectors, queries: np.ndarray, count: int) -> list[np.ndarray]:
+        def search_meanwhile() -> None:
+            got = loaded.lock.acquire(timeout=5)
+            free.append(got)
+            if got:
+                loaded.lock.release()
+
+        other = threading.Thread(target=search_meanwhile)
+        other.start()
+        other.join()
+        return exhaustive(store, queries, count)
+
+    monkeypatch.setattr(ExactVectors, "nearest_rows", while_comparing)
+    assert check_index(indexes, lib, queries=5).recall == 1.0 and free == [True]
+
+
+def test_a_library_that_changes_during_its_check_gets_no_figure(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = create_library(ws, "custody", "substantive")
+    insert_templates(ws, lib, clustered(300, seed=32))
+    indexes = IndexSet(ws, *MODEL)
+    rank = indexes.rank
+
+    def rank_while_enrolling(*args: object, **kwargs: object) -> object:
+        if len(indexes.get(lib)) == 300:  # an enrolment lands while the check searches
+            added = clustered(5, seed=33)
+            indexes.add(lib, np.array(insert_templates(ws, lib, added), np.uint64), added)
+        return rank(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(indexes, "rank", rank_while_enrolling)
+    with pytest.raises(LibraryError, match="changed while its index was checked: check it again"):
+        check_index(indexes, lib, queries=10)
+    assert not [e for e in library_events(ws, "custody") if e["action"] == "index_checked"]
