@@ -123,8 +123,10 @@ def register(sub: Any) -> None:
         ),
     )
     check.add_argument("--library", action="append", metavar="NAME", help="library to check (repeatable; default all)")
-    check.add_argument("--queries", type=int, default=DEFAULT_QUERIES, metavar="N", help="templates searched")
-    check.add_argument("--top", type=int, default=50, metavar="K", help=f"recall@K (1-{MAX_TOP_K - 1})")
+    check.add_argument(
+        "--queries", type=int, default=DEFAULT_QUERIES, metavar="N", help="templates searched (default %(default)s)"
+    )
+    check.add_argument("--top", type=int, default=50, metavar="K", help=f"recall@K (1-{MAX_TOP_K - 1}, default 50)")
     check.set_defaults(handler=_check_index)
 
     purge = commands.add_parser("purge-expired", help="destroy lapsed temporary libraries now", parents=[common])
