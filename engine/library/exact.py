@@ -19,8 +19,12 @@ retrained each time it has doubled since.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from functools import cache
+
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import ThreadpoolController
 
 from engine.errors import LibraryError
 
@@ -39,17 +43,23 @@ def squared_distances(vectors: NDArray[np.float32], query: NDArray[np.float32]) 
     return out
 
 
-def _dots(rows: NDArray[np.float32], query: NDArray[np.float32]) -> NDArray[np.float32]:
-    """``rows @ query`` without BLAS, for the cell scan that runs beside the graph's search.
+@cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
 
-    OpenBLAS spreads even a 1,024 x 128 product over its threads, which keep spinning after it
-    and take a core from the graph's search thread: at 1M templates on 2 cores, 15-25 of 1,000
-    searches then took over 3 ms (up to 29 ms) and p99 was 4.4-5.1 ms; with OpenBLAS held to one
-    thread none did and p99 was 1.3-1.6 ms. numpy's own loop is as fast at this size (0.25 ms for
-    the 9 products of a scan, against 0.27-0.28 with BLAS on 1 or 2 threads).
+
+def one_blas_thread() -> AbstractContextManager[object]:
+    """Hold OpenBLAS to one thread for the cell scan that runs beside the graph's search.
+
+    On two threads OpenBLAS splits even a 1,024 x 128 product, and its helper thread keeps
+    spinning after it, taking a core from the graph's search thread: at 1M templates on 2 cores
+    15-25 of 1,000 searches took over 3 ms (up to 29 ms) and p99 was 4.4-5.1 ms; on one thread
+    none did and p99 was 1.3-1.6 ms. numpy's own loop (``einsum``) avoids BLAS too but keeps the
+    GIL, so the graph's search could not start until the scan ended (about the mean, ef 128:
+    p99 2.9-3.6 ms against 2.1-2.5 ms). Costs 6 microseconds a search.
     """
-    out: NDArray[np.float32] = np.einsum("ij,j->i", rows, query)
-    return out
+    limited: AbstractContextManager[object] = _blas().limit(limits=1, user_api="blas")
+    return limited
 
 
 def cell_count(size: int, cell_size: int) -> int:
@@ -254,23 +264,23 @@ class ExactVectors:
         if probed == len(self.centroids):
             near = np.arange(probed)
         else:
-            to_centroid = self._centroid_norms - 2.0 * _dots(self.centroids, query)
+            to_centroid = self._centroid_norms - 2.0 * (self.centroids @ query)
             near = np.argpartition(to_centroid, probed - 1)[:probed]
         spans, approx = [], []
         for cell in near:
             start, end = int(self.bounds[cell]), int(self.bounds[cell + 1])
             spans.append(np.arange(start, end))
-            approx.append(self._norms[start:end] - 2.0 * _dots(self.vectors[start:end], query))
+            approx.append(self._norms[start:end] - 2.0 * (self.vectors[start:end] @ query))
         if self.tail_cells.size:
             chosen = np.zeros(len(self.centroids), bool)
             chosen[near] = True
             tail = np.flatnonzero(chosen[self.tail_cells]) + int(self.bounds[-1])
             spans.append(tail)
-            approx.append(self._norms[tail] - 2.0 * _dots(self.vectors[tail], query))
+            approx.append(self._norms[tail] - 2.0 * (self.vectors[tail] @ query))
         rows = np.concatenate(spans)
         if rows.size > count:
             scores = np.concatenate(approx)
-            margin = 1e-4 * (1.0 + self._max_norm + float(np.einsum("i,i->", query, query)))
+            margin = 1e-4 * (1.0 + self._max_norm + float(query @ query))
             rows = rows[scores <= np.partition(scores, count - 1)[count - 1] + margin]
         return rows
 

@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import LibraryError, SnapshotError
-from engine.library.exact import ExactVectors
+from engine.library.exact import ExactVectors, one_blas_thread
 from engine.library.snapshot import (
     KEY_LABEL,
     SnapshotInfo,
@@ -579,7 +579,8 @@ class IndexSet:
         if self.settings.cells_probed > 0 and len(loaded.exact.centroids) > 0:
             graph = self._graph_worker.submit(loaded.index.search, query, wanted, threads=1)
             try:
-                near = loaded.exact.scan(query, self.settings.cells_probed, wanted)
+                with one_blas_thread():  # a second BLAS thread would take the graph's core
+                    near = loaded.exact.scan(query, self.settings.cells_probed, wanted)
             finally:
                 found = graph.result()  # never leave the graph searching once the lock is let go
         else:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from engine.errors import LibraryError, SnapshotError
 from engine.library import create_library, get_library, library_events
@@ -694,6 +695,8 @@ def test_the_graph_searches_on_its_own_thread_while_the_cells_are_scanned(ws: Wo
 
     def scan_and_tell(*args: object) -> np.ndarray:
         scanning.set()
+        # one BLAS thread while the graph searches: a spinning second one would take its core
+        seen["blas_threads"] = {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
         return scan(*args)  # type: ignore[arg-type]
 
     class WaitingGraph(LostGraph):
@@ -705,9 +708,10 @@ def test_the_graph_searches_on_its_own_thread_while_the_cells_are_scanned(ws: Wo
     graph = loaded.index
     loaded.exact.scan = scan_and_tell  # type: ignore[method-assign]
     loaded.index = WaitingGraph(ids[np.argsort(squared_distances(vectors, probe))])
-    found = indexes.search(probe, [lib], 3)
+    with threadpool_limits(limits=2, user_api="blas"):
+        found = indexes.search(probe, [lib], 3)
     assert found[0].template_id == int(ids[40])
-    assert seen == {"thread": seen["thread"], "overlapped": True}
+    assert seen == {"thread": seen["thread"], "overlapped": True, "blas_threads": {1}}
     assert str(seen["thread"]).startswith("rfr-graph-search")
 
     class BrokenGraph(LostGraph):
