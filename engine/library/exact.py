@@ -53,8 +53,8 @@ def one_blas_thread() -> AbstractContextManager[object]:
 
     On two threads OpenBLAS splits even a 1,024 x 128 product, and its helper thread keeps
     spinning after it, taking a core from the graph's search thread: at 1M templates on 2 cores
-    15-25 of 1,000 searches took over 3 ms (up to 29 ms) and p99 was 4.4-5.1 ms; on one thread
-    none did and p99 was 1.3-1.6 ms. numpy's own loop (``einsum``) avoids BLAS too but keeps the
+    3-25 of 1,000 searches took over 3 ms (up to 29 ms) and p99 was 2.0-5.1 ms; on one thread
+    at most 1 did and p99 was 1.3-1.6 ms. numpy's own loop (``einsum``) avoids BLAS too but keeps the
     GIL, so the graph's search could not start until the scan ended (about the mean, ef 128:
     p99 2.9-3.6 ms against 2.1-2.5 ms). Costs 6 microseconds a search.
     """
