@@ -108,7 +108,7 @@ class IndexSettings:
 
 # What a terminal's engineer chooses with RFR_INDEX_PROFILE (docs/benchmarks.md, 1M rotated LFW
 # templates, 2 cores). "recall", the default: recall@50 0.9963 about the shared mean, 1.0000 about
-# the origin, p99 5-9 ms, build 250-500 s. "speed": about the origin recall 0.9996 with p99 1.61 ms,
+# the origin, p99 3-7 ms, build 250-470 s. "speed": about the origin recall 0.9996 with p99 1.61 ms,
 # build 153 s; about the mean 0.9778. A library's cells keep the size they were trained with until
 # it has doubled; search settings apply at once.
 INDEX_PROFILES = {
