@@ -99,30 +99,13 @@ def make_data(
 
 
 def exact_top(data: np.ndarray, probes: np.ndarray, k: int) -> np.ndarray:
-    """Exact top-k row numbers by float32 squared euclidean distance (ties by row), in data chunks.
+    """Exact top-k row numbers by float32 squared euclidean distance (ties by row): the product's own
+    exhaustive search (``ExactVectors.nearest_rows``) over the rows as they are (no cells, no copy)."""
+    from engine.library.exact import ExactVectors
 
-    Each chunk of the data is shortlisted for all probes at once with ``|x|^2 - 2 x.q`` (a matrix
-    product), the shortlist re-scored with the product's exact ``squared_distances`` and merged
-    into the running top k, so 10M rows never need more than one chunk of distances in memory.
-    """
-    from engine.library.exact import squared_distances
-
-    best_d = np.full((len(probes), k), np.inf, dtype=np.float32)
-    best_i = np.full((len(probes), k), -1, dtype=np.int64)
-    step = max(4 * k, (1 << 28) // (4 * len(probes)))  # a distance block near 256 MiB
-    for start in range(0, len(data), step):
-        block = data[start : start + step]
-        short = min(len(block), 3 * k)
-        approx = np.einsum("ij,ij->i", block, block)[None, :] - 2.0 * (probes @ block.T)
-        cand = np.argpartition(approx, short - 1, axis=1)[:, :short] if short < len(block) else None
-        del approx
-        for row, probe in enumerate(probes):
-            rows = cand[row] if cand is not None else np.arange(len(block))
-            d2 = np.concatenate([best_d[row], squared_distances(block[rows], probe)])
-            idx = np.concatenate([best_i[row], rows + start])
-            order = np.lexsort((np.where(idx < 0, np.iinfo(np.int64).max, idx), d2))[:k]
-            best_d[row], best_i[row] = d2[order], idx[order]
-    return best_i
+    store = ExactVectors(cell_size=0)
+    store.add(np.arange(len(data), dtype=np.uint64), data)
+    return np.stack(store.nearest_rows(probes, k))
 
 
 def insert_templates(ws: Any, library: Any, data: np.ndarray, batch: int = 20000) -> np.ndarray:
@@ -509,7 +492,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
             return f"{total} ({r['decrypt_s']:.2f} + {r['restore_s']:.2f})"
         return total
 
-    def _checked(c: dict[str, Any] | None) -> str:
+    def checked(c: dict[str, Any] | None) -> str:
         if not c:
             return "n/a"
         took = f", {c['seconds']:.1f} s" if "seconds" in c else ""
@@ -531,7 +514,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 p(m["index_search"]),
                 p(m.get("search_with_db")),
                 f"{m['recall']:.4f} ({m['recall_min']:.2f}, {m.get('queries_below_half', '?')})",
-                _checked(m.get("check_index")),
+                checked(m.get("check_index")),
                 str(m.get("exhaustive_checks", "n/a")),
                 f"{r['numpy_brute_force']['p50_ms']:.1f}",
                 f"{r['peak_rss_gib']:.1f}",

@@ -85,13 +85,12 @@ def check_index(
     with loaded.lock:  # an enrolment, rebuild or reset meanwhile replaced the arrays: the figures are stale
         if not loaded.exact.same_as(store):
             raise LibraryError(f"library {library.name!r} changed while its index was checked: check it again")
-    cells = len(store.centroids)
     result = IndexCheck(
         library=library.name,
         profile=profile_name(indexes.settings),
         settings=indexes.settings,
         templates=held,
-        cells=cells,
+        cells=len(store.centroids),
         queries=len(probes),
         top_k=k,
         recall=float(np.mean(recalls)),
