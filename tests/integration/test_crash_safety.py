@@ -24,9 +24,10 @@ import pytest
 from engine.library import create_library, enroll_directory, get_library
 from engine.library.index import IndexSet
 from engine.library.snapshot import read_snapshot, snapshot_path
-from engine.library.synthetic import SyntheticFaceEngine, load_rgb_with_opencv, synthetic_jpeg, write_subject_folders
+from engine.library.synthetic import SyntheticFaceEngine, load_rgb_with_opencv, write_subject_folders
 from engine.security.keys import read_key_file
 from engine.workspace import Workspace
+from tests.plaintext import image_needles
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -216,7 +217,8 @@ def test_kill_while_saving_the_index(setup: tuple[Path, Path, Path], stop_at: st
 def test_interrupted_run_leaves_no_plain_image_anywhere(setup: tuple[Path, Path, Path]) -> None:
     ws_dir, key_file, folder = setup
     run_and_kill(ws_dir, key_file, folder, "inside_image_transaction")
-    marker = synthetic_jpeg(0, 0)[:3]
+    needles = image_needles(image.read_bytes() for image in sorted(folder.rglob("*.jpg")))
     for path in ws_dir.rglob("*"):
         if path.is_file():
-            assert marker not in path.read_bytes(), path
+            data = path.read_bytes()
+            assert [what for what, needle in needles.items() if needle in data] == [], path

@@ -3,7 +3,7 @@
 Real LFW photographs are enrolled and searched with the real face engine through the real
 ``rfr`` commands (separate processes with their own temporary folder), the workspace is
 closed, and every byte of every file in the workspace and in that temporary folder is scanned
-for JPEG and PNG markers, the stored templates (whole and in pieces), the probe templates,
+for JPEG and PNG headers and slices of the photographs, the stored templates (whole and in pieces), the probe templates,
 and the subjects' names. A positive control shows the scan finds all of these in plaintext.
 """
 
@@ -21,6 +21,7 @@ import pytest
 
 from engine.security.keys import read_key_file
 from engine.workspace import Workspace
+from tests.plaintext import image_needles
 
 REPO = Path(__file__).resolve().parents[2]
 PEOPLE = 5
@@ -36,8 +37,8 @@ def rfr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def needles_for(names: list[str], templates: list[bytes]) -> dict[str, bytes]:
-    needles: dict[str, bytes] = {"JPEG start-of-image marker": b"\xff\xd8\xff", "PNG signature": b"\x89PNG\r\n"}
+def needles_for(names: list[str], templates: list[bytes], images: list[bytes]) -> dict[str, bytes]:
+    needles = image_needles(images)
     for name in names:
         needles[f"subject name {name}"] = name.encode()
         needles[f"subject name {name} with spaces"] = name.replace("_", " ").encode()
@@ -111,7 +112,8 @@ def test_nothing_readable_at_rest(tmp_path: Path, people: list[tuple[str, list[P
     assert len(templates) == report["enrolled"] and sorted(names) == sorted(n for n, _ in people)
     probe_templates = _probe_templates(probes)
 
-    needles = needles_for(names + [p.name for p in probes], templates + probe_templates)
+    images = [image.read_bytes() for _, chosen in people for image in chosen]
+    needles = needles_for(names + [p.name for p in probes], templates + probe_templates, images)
     files = [p for folder in (ws_dir, temp) for p in folder.rglob("*") if p.is_file()]
     assert any(p.name == "rfr.db" for p in files) and any(p.suffix == ".rfridx" for p in files)
     assert scan([ws_dir, temp], needles) == []
@@ -139,8 +141,19 @@ def test_the_scan_finds_plaintext(tmp_path: Path, people: list[tuple[str, list[P
     db.execute("INSERT INTO t VALUES (?, ?, ?)", (name, images[0].read_bytes(), template))
     db.commit()
     db.close()
-    found = scan([tmp_path], needles_for([name], [template]))
-    assert any(f.startswith("JPEG start-of-image marker") for f in found)
+    found = scan([tmp_path], needles_for([name], [template], [images[0].read_bytes()]))
+    assert any(f.startswith("JPEG JFIF header") for f in found)
+    assert any(f.startswith("image 0 first 32 bytes") for f in found)
+    assert any(f.startswith("image 0 bytes ") for f in found)
     assert any(f.startswith(f"subject name {name} in") for f in found)
     assert any(f.startswith("template 0 in") for f in found)
     assert any(f.startswith("template 0 bytes 200..216") for f in found)
+
+
+def test_the_scan_does_not_mistake_ciphertext_for_an_image(people: list[tuple[str, list[Path]]]) -> None:
+    """Negative control: 64 MiB of random bytes (what ciphertext looks like) hold the 3-byte JPEG
+    start-of-image marker several times over; none of the image needles turns up in them."""
+    noise = np.random.default_rng(0).bytes(64 << 20)
+    assert noise.count(b"\xff\xd8\xff") == 5  # about 4 expected: 2**26 positions, 2**-24 each
+    needles = image_needles(image.read_bytes() for _, chosen in people for image in chosen)
+    assert [what for what, needle in needles.items() if needle in noise] == []
