@@ -23,7 +23,7 @@ from engine.cli import emit
 from engine.cli.user import cli_policy
 from engine.cli.workspace import open_workspace, workspace_options
 from engine.errors import ImageError, LibraryError, UsageError
-from engine.library.check import DEFAULT_QUERIES, check_index
+from engine.library.check import DEFAULT_QUERIES, DEFAULT_TARGET, IndexCheck, check_index, tune_index
 from engine.library.enrol import MAX_IMAGE_BYTES, EnrolProgress, FaceAnalyzer, ImageLoader, enroll_directory, load_rgb
 from engine.library.index import MAX_TOP_K, IndexSet, indexes_for
 from engine.library.store import (
@@ -119,10 +119,19 @@ def register(sub: Any) -> None:
             "Searches a sample of each library's own templates through the index as configured "
             "(RFR_INDEX_PROFILE) and compares every answer with comparing every template: recall@K, "
             "and search latency on this terminal. Each query's own template is left out. Recorded in "
-            "the library's history."
+            "the library's history. With --tune it measures increasing search expansions on the same "
+            "queries and keeps, for each library, the smallest that reaches the recall target: the "
+            "index searches with it from then on, while built the same way and within a factor of two "
+            "of today's size."
         ),
     )
     check.add_argument("--library", action="append", metavar="NAME", help="library to check (repeatable; default all)")
+    check.add_argument(
+        "--tune", action="store_true", help="measure search expansions and keep the smallest meeting --target"
+    )
+    check.add_argument(
+        "--target", type=float, metavar="R", help=f"with --tune: recall@K wanted (default {DEFAULT_TARGET})"
+    )
     check.add_argument(
         "--queries", type=int, default=DEFAULT_QUERIES, metavar="N", help="templates searched (default %(default)s)"
     )
@@ -330,25 +339,52 @@ def _check_index(args: argparse.Namespace) -> int:
         raise UsageError(f"--top must be between 1 and {MAX_TOP_K - 1}")
     if args.queries < 1:
         raise UsageError("--queries must be at least 1")
+    if args.target is not None and not args.tune:
+        raise UsageError("--target is the recall wanted by --tune: add --tune, or leave --target out")
+    target = DEFAULT_TARGET if args.target is None else args.target
+    if not 0 < target <= 1:
+        raise UsageError("--target must be above 0 and at most 1 (a recall, e.g. 0.995)")
     with _workspace(args) as ws:
         libraries = _searchable(ws, args.library)
         indexes = _indexes_of(ws, libraries, *face_model())
-        checks = [check_index(indexes, lib, queries=args.queries, top_k=args.top) for lib in libraries]
+        if args.tune:
+            tunings = [
+                tune_index(indexes, lib, target=target, queries=args.queries, top_k=args.top) for lib in libraries
+            ]
+        else:
+            checks = [check_index(indexes, lib, queries=args.queries, top_k=args.top) for lib in libraries]
     lines = []
+    if args.tune:
+        for t in tunings:
+            lines.append(_check_heading(t.chosen))
+            lines += [f"  search expansion {c.expansion_search:>4}: {_check_figures(c)}" for c in t.trials]
+            outcome = "reaches" if t.reached else "is the best found; none tried reaches"
+            lines.append(f"  kept: search expansion {t.chosen.expansion_search}, which {outcome} the target {t.target}")
+        lines.append("Recall is against comparing every template; a query's own template is left out.")
+        emit(args, {"tunings": [t.to_json() for t in tunings]}, "\n".join(lines))
+        return 0
     for c in checks:
-        s = c.settings
-        cells = f"{s.cells_probed} nearest of {c.cells} cells" if c.cells and s.cells_probed else "no cells"
-        lines.append(
-            f"{c.library}: {c.templates:,} templates; index profile {c.profile} (connectivity {s.connectivity},"
-            f" expansion_add {s.expansion_add}, search expansion {s.expansion_search}, {cells})"
-        )
-        lines.append(
-            f"  recall@{c.top_k} {c.recall:.4f} over {c.queries} of its templates (lowest {c.recall_min:.2f},"
-            f" {c.below_half} under half); search p50 {c.search_p50_ms:.2f} ms, p99 {c.search_p99_ms:.2f} ms"
-        )
+        lines.append(_check_heading(c))
+        lines.append(f"  search expansion {c.expansion_search} ({c.expansion_source}): {_check_figures(c)}")
     lines.append("Recall is against comparing every template; a query's own template is left out.")
     emit(args, {"libraries": [c.to_json() for c in checks]}, "\n".join(lines))
     return 0
+
+
+def _check_heading(c: IndexCheck) -> str:
+    s = c.settings
+    cells = f"{s.cells_probed} nearest of {c.cells} cells" if c.cells and s.cells_probed else "no cells"
+    return (
+        f"{c.library}: {c.templates:,} templates; index profile {c.profile} (connectivity {s.connectivity},"
+        f" expansion_add {s.expansion_add}, {cells})"
+    )
+
+
+def _check_figures(c: IndexCheck) -> str:
+    return (
+        f"recall@{c.top_k} {c.recall:.4f} over {c.queries} of its templates (lowest {c.recall_min:.2f},"
+        f" {c.below_half} under half); search p50 {c.search_p50_ms:.2f} ms, p99 {c.search_p99_ms:.2f} ms"
+    )
 
 
 def _probe_template(path: Path, engine: FaceAnalyzer, loader: ImageLoader, upsample: int) -> np.ndarray:

@@ -14,6 +14,11 @@ since the snapshot (an enrolment killed before it saved) are added; anything els
 tampered snapshot, another model, rows deleted) means a rebuild from the database. Either way
 the person is told and the event recorded, and a fresh snapshot is saved.
 
+How deep the graph searches (its search expansion) is the profile's (``RFR_INDEX_PROFILE``) until
+``rfr library check-index --tune`` measures, on the library itself, the smallest expansion that
+finds the recall target (``engine.library.check.tune_index``); that one is used from then on,
+while the index is built the same way and the library keeps within a factor of two of its size.
+
 Search asks the approximate index for more candidates than requested, re-ranks them exactly in
 float32 from ``ExactVectors``, breaks ties by template id, and checks the final candidates against the database
 (same vector bytes, current model), so the approximate index never decides what the officer sees.
@@ -22,6 +27,7 @@ float32 from ``ExactVectors``, breaks ties by template id, and checks the final 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
 import threading
@@ -83,6 +89,8 @@ class IndexSettings:
     expansion_add 64 builds in half the time and reached 0.9915 there; search expansion 128
     reached 0.9858. Connectivity 16 missed more, even with shuffled insertion (see
     ``_add_vectors``). Measured on 2 cores; see docs/benchmarks.md for latency and build time.
+    ``expansion_search`` is where a library starts: ``rfr library check-index --tune`` measures
+    the smallest that meets the recall target on the library itself (``IndexSet.expansion``).
     """
 
     connectivity: int = 32
@@ -130,6 +138,45 @@ def index_profile() -> IndexSettings:
 def profile_name(settings: IndexSettings) -> str:
     """The name of the index profile ``settings`` are, or "custom"."""
     return next((name for name, known in INDEX_PROFILES.items() if known == settings), "custom")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """A search expansion measured for one library's index on this terminal (``check.tune_index``)."""
+
+    expansion_search: int
+    templates: int  # the library's templates for the face model when it was measured
+    recall: float  # recall@K of the library's own templates at that expansion (K as tuned, 50 by default)
+    target: float
+    tuned_at: str
+
+    def holds_for(self, templates: int) -> bool:
+        """Whether a library of ``templates`` is near enough the one measured (within a factor of two)."""
+        return self.templates <= 2 * templates and templates <= 2 * self.templates
+
+
+@dataclass(frozen=True)
+class SearchExpansion:
+    """How deep a library's graph searches, and where that comes from."""
+
+    value: int
+    measured: Tuning | None = None  # in force: measured for this library's index
+    lapsed: Tuning | None = None  # measured for it, but at a size too far from today's
+
+    def describe(self) -> str:
+        if self.measured is not None:
+            m = self.measured
+            return f"measured {m.tuned_at} on {m.templates:,} templates: recall {m.recall:.4f} (target {m.target})"
+        if self.lapsed is not None:
+            return f"the profile's: the one measured on {self.lapsed.templates:,} templates does not hold at this size"
+        return "the profile's"
+
+
+def build_settings(settings: IndexSettings) -> str:
+    """What a measured expansion depends on besides the library: how the graph and cells are built
+    and what a search adds to the graph's candidates (JSON, compared as text)."""
+    fields = ("connectivity", "expansion_add", "dtype", "cell_size", "cells_probed", "oversample", "min_extra")
+    return json.dumps({name: getattr(settings, name) for name in fields}, sort_keys=True)
 
 
 def score_from_distance(distance: float) -> float:
@@ -220,6 +267,7 @@ class LibraryIndex:
         self.index = index
         self.exact = exact if exact is not None else ExactVectors()
         self.lock = threading.RLock()
+        self.measured = False  # searching with an expansion measured for it (``IndexSet.expansion``)
         # A restored index is searched where its snapshot was decrypted (no copy; see
         # ``restore_index``): the exact templates are arrays over ``decrypted`` and the graph a
         # usearch ``view`` of ``decrypted[graph_at:]``, until the first change copies both into
@@ -321,6 +369,7 @@ class IndexSet:
             loaded = self._loaded.get(library.id)
             if loaded is None:
                 loaded = self._load(library)
+                self._apply_expansion(loaded)
                 self._loaded[library.id] = loaded
             return loaded
 
@@ -459,6 +508,69 @@ class IndexSet:
         with self.ws.transaction() as conn:
             record_event(conn, self.ws.now(), None, action, library.name, {**detail, "model_id": self.model_id})
 
+    # ---- how deep the graph searches -----------------------------------------------------------
+
+    def tuning(self, library: Library) -> Tuning | None:
+        """The expansion measured for ``library``'s index built with these settings, if one was."""
+        model_ref = self.model_ref()
+        if model_ref is None:
+            return None
+        row = self.ws.query_one(
+            "SELECT expansion_search, templates, recall, target, tuned_at, build FROM index_tuning"
+            " WHERE library_id = ? AND model_ref = ?",
+            (library.id, model_ref),
+        )
+        if row is None or row[5] != build_settings(self.settings):
+            return None
+        return Tuning(int(row[0]), int(row[1]), float(row[2]), float(row[3]), str(row[4]))
+
+    def expansion(self, loaded: LibraryIndex) -> SearchExpansion:
+        """How deep ``loaded``'s graph searches: the measured expansion while it holds, else the profile's."""
+        tuning = self.tuning(loaded.library)
+        if tuning is None:
+            return SearchExpansion(self.settings.expansion_search)
+        if not tuning.holds_for(len(loaded)):
+            return SearchExpansion(self.settings.expansion_search, lapsed=tuning)
+        return SearchExpansion(tuning.expansion_search, measured=tuning)
+
+    def _apply_expansion(self, loaded: LibraryIndex) -> None:
+        expansion = self.expansion(loaded)
+        with loaded.lock:
+            lapsed = loaded.measured and expansion.measured is None
+            loaded.index.expansion_search = expansion.value
+            loaded.measured = expansion.measured is not None
+        if lapsed:
+            self.notify(
+                f"index of library {loaded.library.name!r}: search expansion {expansion.value}, "
+                f"{expansion.describe()}: run check-index --tune"
+            )
+            self.record(loaded.library, "index_tuning_lapsed", {"templates": len(loaded), "expansion": expansion.value})
+
+    def set_tuning(self, library: Library, tuning: Tuning) -> None:
+        """Record a measured expansion for ``library`` under these settings and search with it from now on."""
+        loaded = self.get(library)
+        if loaded.model_ref is None:
+            raise LibraryError(f"library {library.name!r} has no templates for face model {self.model_id}")
+        with self.ws.transaction() as conn:
+            conn.execute(
+                "INSERT INTO index_tuning (library_id, model_ref, expansion_search, build, templates, recall, target,"
+                " tuned_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (library_id, model_ref) DO UPDATE SET"
+                " expansion_search = excluded.expansion_search, build = excluded.build,"
+                " templates = excluded.templates, recall = excluded.recall, target = excluded.target,"
+                " tuned_at = excluded.tuned_at",
+                (
+                    library.id,
+                    loaded.model_ref,
+                    tuning.expansion_search,
+                    build_settings(self.settings),
+                    tuning.templates,
+                    tuning.recall,
+                    tuning.target,
+                    tuning.tuned_at,
+                ),
+            )
+        self._apply_expansion(loaded)
+
     # ---- changing and saving ------------------------------------------------------------------
 
     def add(self, library: Library, template_ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
@@ -470,6 +582,7 @@ class IndexSet:
         if loaded.model_ref is None:
             loaded.model_ref = self.model_ref()
         loaded.add(np.asarray(template_ids, np.uint64), np.asarray(vectors, np.float32), self.settings.threads)
+        self._apply_expansion(loaded)
 
     def save(self, library: Library) -> SnapshotInfo:
         return self.save_loaded(self.get(library))

@@ -112,4 +112,24 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        2,
+        "search expansion measured per library index",
+        """
+        -- The search expansion measured for a library's index on this terminal (rfr library
+        -- check-index --tune): the smallest that found the recall target among the library's own
+        -- templates, with what it was measured on. It holds for that build of the index only.
+        CREATE TABLE index_tuning (
+            library_id INTEGER NOT NULL REFERENCES libraries(id) ON DELETE CASCADE,
+            model_ref INTEGER NOT NULL REFERENCES models(id),
+            expansion_search INTEGER NOT NULL CHECK (expansion_search > 0),
+            build TEXT NOT NULL,
+            templates INTEGER NOT NULL CHECK (templates > 0),
+            recall REAL NOT NULL,
+            target REAL NOT NULL,
+            tuned_at TEXT NOT NULL,
+            PRIMARY KEY (library_id, model_ref)
+        );
+        """,
+    ),
 ]

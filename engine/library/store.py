@@ -260,7 +260,7 @@ def _destroy(ws: Workspace, lib: Library, action: str, actor: str | None, detail
         conn.execute(
             "DELETE FROM image_bytes WHERE image_id IN (SELECT id FROM images WHERE library_id = ?)", (lib.id,)
         )
-        for table in ("templates", "images", "subjects", "index_snapshots"):
+        for table in ("templates", "images", "subjects", "index_snapshots", "index_tuning"):
             conn.execute(f"DELETE FROM {table} WHERE library_id = ?", (lib.id,))  # noqa: S608
         conn.execute("DELETE FROM libraries WHERE id = ?", (lib.id,))
         record_event(conn, ws.now(), actor, action, lib.name, {**detail, **record.to_json()})

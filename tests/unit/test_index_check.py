@@ -1,4 +1,5 @@
-"""``check_index``: recall and latency of a library's index, measured against comparing every template."""
+"""``check_index`` and ``tune_index``: recall and latency of a library's index, measured against comparing
+every template, and the search expansion kept from those measurements."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from engine.errors import LibraryError
 from engine.library import create_library, library_events
-from engine.library.check import check_index
+from engine.library.check import check_index, tune_index
 from engine.library.exact import ExactVectors
 from engine.library.index import INDEX_PROFILES, IndexSet, IndexSettings
 from engine.security.keys import WorkspaceKey
@@ -110,9 +111,10 @@ def test_a_library_that_changes_during_its_check_gets_no_figure(ws: Workspace, m
     insert_templates(ws, lib, clustered(300, seed=32))
     indexes = IndexSet(ws, *MODEL)
     rank = indexes.rank
+    armed = [True]
 
     def rank_while_enrolling(*args: object, **kwargs: object) -> object:
-        if len(indexes.get(lib)) == 300:  # an enrolment lands while the check searches
+        if armed.pop() if armed else False:  # an enrolment lands while the check searches
             added = clustered(5, seed=33)
             indexes.add(lib, np.array(insert_templates(ws, lib, added), np.uint64), added)
         return rank(*args, **kwargs)  # type: ignore[arg-type]
@@ -121,3 +123,79 @@ def test_a_library_that_changes_during_its_check_gets_no_figure(ws: Workspace, m
     with pytest.raises(LibraryError, match="changed while its index was checked: check it again"):
         check_index(indexes, lib, queries=10)
     assert not [e for e in library_events(ws, "custody") if e["action"] == "index_checked"]
+    # nor a tuning: nothing kept, and searches go on at the expansion in force, not a trial's
+    armed.append(True)
+    with pytest.raises(LibraryError, match="changed while its index was checked"):
+        tune_index(indexes, lib, queries=10, expansions=(64,))
+    assert indexes.tuning(lib) is None and indexes.get(lib).index.expansion_search == 512
+    assert not [e for e in library_events(ws, "custody") if e["action"] == "index_tuned"]
+
+
+# ---- tuning the search expansion ---------------------------------------------------------------
+
+# A graph weak enough that its recall grows with the search expansion: random vectors (no faces'
+# structure), connectivity 16, no cells, built on one thread so the figures repeat.
+WEAK = IndexSettings(connectivity=16, expansion_add=64, cells_probed=0, threads=1, verify_beyond=100.0)
+
+
+def weak_library(ws: Workspace) -> tuple[IndexSet, object]:
+    lib = create_library(ws, "custody", "substantive")
+    insert_templates(ws, lib, np.random.default_rng(7).normal(size=(3000, 128)).astype(np.float32))
+    return IndexSet(ws, *MODEL, settings=WEAK), lib
+
+
+def test_tuning_keeps_the_smallest_expansion_reaching_the_target_and_searches_use_it(ws: Workspace) -> None:
+    indexes, lib = weak_library(ws)
+    tuned = tune_index(indexes, lib, target=0.99, queries=60, top_k=20, expansions=(1024, 64, 256, 128))
+    tried = [t.expansion_search for t in tuned.trials]
+    assert tried == sorted(tried) and tried[0] == 64 and 1024 not in tried  # ascending, stopped once reached
+    assert tuned.reached and tuned.chosen is tuned.trials[-1] and tuned.chosen.recall >= 0.99
+    assert all(t.recall < 0.99 for t in tuned.trials[:-1]) and tuned.trials[0].recall < 0.95
+    kept = tuned.chosen.expansion_search
+    assert indexes.get(lib).index.expansion_search == kept
+    events = [e for e in library_events(ws, "custody") if e["action"] == "index_tuned"]
+    assert len(events) == 1 and events[0]["detail"]["expansion_search"] == kept
+    assert [t["expansion_search"] for t in events[0]["detail"]["trials"]] == tried
+
+    # a fresh process searches with it, and the check says where it came from
+    again = IndexSet(ws, *MODEL, settings=WEAK)
+    assert again.get(lib).index.expansion_search == kept
+    check = check_index(again, lib, queries=60, top_k=20)
+    assert check.expansion_search == kept and check.expansion_source.startswith("measured ")
+    assert check.recall == tuned.chosen.recall  # same queries, same expansion, same answers
+    # an index built otherwise is not what was measured: the profile's expansion
+    other = IndexSet(ws, *MODEL, settings=IndexSettings(connectivity=16, expansion_add=32, cells_probed=0))
+    assert other.get(lib).index.expansion_search == 512
+    assert check_index(other, lib, queries=5).expansion_source == "the profile's"
+
+
+def test_a_target_no_expansion_reaches_keeps_the_best_recall_and_says_so(ws: Workspace) -> None:
+    indexes, lib = weak_library(ws)
+    tuned = tune_index(indexes, lib, target=1.0, queries=60, top_k=20, expansions=(64, 128))
+    assert not tuned.reached and [t.expansion_search for t in tuned.trials] == [64, 128]
+    best = max(tuned.trials, key=lambda t: t.recall)
+    assert tuned.chosen is best and indexes.get(lib).index.expansion_search == best.expansion_search
+    assert tuned.to_json()["reached"] is False
+    for target in (0.0, 1.5):
+        with pytest.raises(LibraryError, match="recall target must be above 0 and at most 1"):
+            tune_index(indexes, lib, target=target)
+
+
+def test_a_measured_expansion_lapses_when_the_library_has_doubled(ws: Workspace) -> None:
+    lib = create_library(ws, "custody", "substantive")
+    insert_templates(ws, lib, clustered(300, seed=41))
+    notes: list[str] = []
+    indexes = IndexSet(ws, *MODEL, notify=notes.append)
+    indexes.get(lib)
+    notes.clear()  # "no index snapshot; rebuilt"
+    assert tune_index(indexes, lib, queries=20).chosen.expansion_search == 64  # 300 clustered: found at once
+    more = clustered(200, seed=42)
+    indexes.add(lib, np.array(insert_templates(ws, lib, more), np.uint64), more)
+    assert indexes.get(lib).index.expansion_search == 64 and notes == []  # 500: within twice 300
+    more = clustered(150, seed=43)
+    indexes.add(lib, np.array(insert_templates(ws, lib, more), np.uint64), more)
+    assert indexes.get(lib).index.expansion_search == 512  # 650: the profile's again
+    assert len(notes) == 1 and "measured on 300 templates does not hold" in notes[0] and "--tune" in notes[0]
+    lapsed = [e["detail"] for e in library_events(ws, "custody") if e["action"] == "index_tuning_lapsed"]
+    assert lapsed == [{"templates": 650, "expansion": 512, "model_id": MODEL[0]}]
+    assert IndexSet(ws, *MODEL).get(lib).index.expansion_search == 512  # and in a fresh process

@@ -22,6 +22,7 @@ from engine.library import (
     parse_expiry,
     purge_expired,
 )
+from engine.library.check import tune_index
 from engine.library.metadata import parse_csv
 from engine.library.snapshot import snapshot_path
 from engine.library.synthetic import SyntheticFaceEngine, load_rgb_with_opencv, write_subject_folders
@@ -120,6 +121,9 @@ class TestPurge:
         enrol_some(ws, "op", tmp_path / "o", {"gone_a": 2, "gone_b": 3}, seed=1)
         assert snapshot_path(ws.index_dir, op.id).exists()
         assert count(ws, "templates", op.id) == 5
+        engine = SyntheticFaceEngine()
+        tune_index(indexes_for(ws, engine.model_id, engine.model_sha256), op, queries=5)
+        assert count(ws, "index_tuning", op.id) == 1
 
         assert purge_expired(ws) == []  # not yet
         clock.now = START + timedelta(days=2)
@@ -139,7 +143,7 @@ class TestPurge:
                 "templates": 5,
             }
         ]
-        for table in ("subjects", "images", "image_bytes", "templates", "index_snapshots"):
+        for table in ("subjects", "images", "image_bytes", "templates", "index_snapshots", "index_tuning"):
             assert count(ws, table, op.id) == 0, table
         assert not snapshot_path(ws.index_dir, op.id).exists()
         assert [lib.name for lib in list_libraries(ws)] == ["custody"]

@@ -218,14 +218,29 @@ def test_check_index_measures_recall_and_search_time_on_this_terminal(
     code, text, _ = run(capsys, "library", "check-index", "--key-file", workspace[1], "--queries", "3", "--top", "2")
     assert code == 0 and "custody: 8 templates; index profile recall (connectivity 32" in text
     assert "recall@2 1.0000 over 3 of its templates (lowest 1.00, 0 under half)" in text
-    monkeypatch.setenv("RFR_INDEX_PROFILE", "speed")
+    assert "search expansion 512 (the profile's)" in text
+
+    # --tune: the smallest expansion reaching the target is kept, and later commands search with it
+    code, result, _ = run(capsys, "library", "check-index", "--tune", *workspace)
+    tuned = result["tunings"][0]
+    assert code == 0 and tuned["library"] == "custody" and tuned["reached"] is True and tuned["target"] == 0.995
+    assert tuned["expansion_search"] == 64 and [t["expansion_search"] for t in tuned["trials"]] == [64]
+    code, text, _ = run(capsys, "library", "check-index", "--tune", "--target", "0.9", "--key-file", workspace[1])
+    assert code == 0 and "kept: search expansion 64, which reaches the target 0.9" in text
+    code, result, _ = run(capsys, "library", "check-index", *workspace)
+    assert result["libraries"][0]["expansion_search"] == 64
+    assert result["libraries"][0]["expansion_source"].startswith("measured ")
+
+    monkeypatch.setenv("RFR_INDEX_PROFILE", "speed")  # built otherwise: the measured expansion does not apply
     code, result, _ = run(capsys, "library", "check-index", "--library", "custody", *workspace)
     assert code == 0 and result["libraries"][0]["profile"] == "speed"
     assert result["libraries"][0]["settings"]["cells_probed"] == 16
+    assert result["libraries"][0]["expansion_source"] == "the profile's"
 
     code, _, err = run(capsys, "library", "check-index", "--library", "empty", *workspace)
     assert code == 1 and "library 'empty' is empty" in err and err.count("\n") == 1
-    for bad in (["--top", "0"], ["--top", "1000"], ["--queries", "0"]):
+    bad_flags = (["--top", "0"], ["--top", "1000"], ["--queries", "0"], ["--tune", "--target", "2"], ["--target", ".9"])
+    for bad in bad_flags:
         code, _, err = run(capsys, "library", "check-index", *bad, *workspace)
         assert code == 2 and err.count("\n") == 1
 
