@@ -36,7 +36,7 @@ from engine.library.store import Library
 
 DEFAULT_QUERIES = 200
 DEFAULT_TARGET = 0.995  # recall@50 the issue asks of the index
-TUNING_EXPANSIONS = (64, 128, 256, 512, 1024)
+TUNING_EXPANSIONS = (64, 128, 256, 512, 1024, 2048)
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,7 @@ def tune_index(
     top_k: int = 50,
     seed: int = 0,
     expansions: tuple[int, ...] = TUNING_EXPANSIONS,
+    automatic: bool = False,
 ) -> IndexTuning:
     """Measure ``library``'s index at increasing search expansions and keep the smallest whose
     recall@``top_k`` reaches ``target`` (or, if none does, the one with the best recall)."""
@@ -145,7 +146,8 @@ def tune_index(
     detail["trials"] = [
         {k: t[k] for k in ("expansion_search", "recall", "search_p50_ms", "search_p99_ms")} for t in detail["trials"]
     ]
-    indexes.record(library, "index_tuned", {**detail, "templates": chosen.templates, "queries": chosen.queries})
+    detail |= {"templates": chosen.templates, "queries": chosen.queries, "automatic": automatic}
+    indexes.record(library, "index_tuned", detail)
     return result
 
 

@@ -115,19 +115,29 @@ class IndexSettings:
 
 
 # What a terminal's engineer chooses with RFR_INDEX_PROFILE (docs/benchmarks.md, 1M rotated LFW
-# templates, 2 cores). "recall", the default: recall@50 0.9963 about the shared mean, 1.0000 about
-# the origin, p99 3-7 ms, build 250-470 s. "speed": about the origin recall 0.9996 with p99 1.61 ms,
-# build 153 s; about the mean 0.9778. A library's cells keep the size they were trained with until
-# it has doubled; search settings apply at once.
+# templates, 2 cores), each followed by the search expansion the terminal measures per library
+# (TUNE_FROM). "speed", the default: builds in half the time; about the origin it keeps expansion
+# 64, recall@50 0.9995, p99 1.4 ms, build 143-165 s; about the shared mean 1,024, recall@50 0.9974,
+# p99 ~10 ms, build 209-258 s. "recall": about the origin 64, recall@50 0.9999, p99 1.5 ms, build
+# 217-264 s; about the mean 1,024, recall@50 0.9990, p99 ~14 ms, build 466-558 s. ``IndexSettings()``
+# are the recall profile. A library's cells keep the size they were trained with until it has
+# doubled; search settings apply at once.
 INDEX_PROFILES = {
     "recall": IndexSettings(),
     "speed": IndexSettings(expansion_add=64, expansion_search=64, cell_size=512, cells_probed=16),
 }
+DEFAULT_PROFILE = "speed"
+
+# From this many templates the terminal measures each library's search expansion itself, when
+# the library is loaded or has grown past twice the size measured (``IndexSet.tune_from``): 0.1 s
+# at 10k templates, 1.5-6 s at 1M, against builds of minutes. Below it the profile's expansion is
+# used as it is.
+TUNE_FROM = 1_000
 
 
 def index_profile() -> IndexSettings:
-    """The index settings the terminal is configured for (``RFR_INDEX_PROFILE``, default ``recall``)."""
-    name = os.environ.get("RFR_INDEX_PROFILE", "").strip().lower() or "recall"
+    """The index settings the terminal is configured for (``RFR_INDEX_PROFILE``, default ``speed``)."""
+    name = os.environ.get("RFR_INDEX_PROFILE", "").strip().lower() or DEFAULT_PROFILE
     if name not in INDEX_PROFILES:
         raise LibraryError(
             f"RFR_INDEX_PROFILE is {name!r}, not an index profile: set it to one of {', '.join(INDEX_PROFILES)}"
@@ -348,12 +358,16 @@ class IndexSet:
         *,
         settings: IndexSettings | None = None,
         notify: Notify | None = None,
+        tune_from: int | None = None,
     ) -> None:
         self.ws = ws
         self.model_id = model_id
         self.model_sha256 = model_sha256.lower()
         self.settings = settings or IndexSettings()
         self.notify: Notify = notify or (lambda _message: None)
+        # Libraries of at least this many templates with no measured expansion holding for them
+        # get one measured when loaded or grown (``_apply_expansion``); None: only on request.
+        self.tune_from = tune_from
         self._loaded: dict[int, LibraryIndex] = {}
         self._lock = threading.RLock()
         self._graph_worker = _graph_worker()
@@ -368,9 +382,8 @@ class IndexSet:
         with self._lock:
             loaded = self._loaded.get(library.id)
             if loaded is None:
-                loaded = self._load(library)
-                self._apply_expansion(loaded)
-                self._loaded[library.id] = loaded
+                loaded = self._loaded[library.id] = self._load(library)
+                self._apply_expansion(loaded)  # may measure it, searching it through this method
             return loaded
 
     def drop(self, library_id: int) -> None:
@@ -535,6 +548,8 @@ class IndexSet:
 
     def _apply_expansion(self, loaded: LibraryIndex) -> None:
         expansion = self.expansion(loaded)
+        if expansion.measured is None and self._tunes(loaded) and self._tune(loaded):
+            return  # the measured expansion is in force (``set_tuning``)
         with loaded.lock:
             lapsed = loaded.measured and expansion.measured is None
             loaded.index.expansion_search = expansion.value
@@ -545,6 +560,27 @@ class IndexSet:
                 f"{expansion.describe()}: run check-index --tune"
             )
             self.record(loaded.library, "index_tuning_lapsed", {"templates": len(loaded), "expansion": expansion.value})
+
+    def _tunes(self, loaded: LibraryIndex) -> bool:
+        return self.tune_from is not None and loaded.model_ref is not None and len(loaded) >= self.tune_from
+
+    def _tune(self, loaded: LibraryIndex) -> bool:
+        """Measure the expansion for ``loaded`` now (``check.tune_index``); False, with a notice, if it could not be."""
+        from engine.library.check import tune_index  # the check is built on this module
+
+        name = loaded.library.name
+        try:
+            tuned = tune_index(self, loaded.library, automatic=True)
+        except (LibraryError, SnapshotError) as exc:
+            self.notify(f"index of library {name!r}: search expansion not measured ({exc}); the profile's is used")
+            return False
+        outcome = "" if tuned.reached else ", the best found: no expansion tried reaches the target"
+        self.notify(
+            f"index of library {name!r}: search expansion {tuned.chosen.expansion_search} measured on"
+            f" {tuned.chosen.queries} of its {len(loaded):,} templates, recall@{tuned.chosen.top_k}"
+            f" {tuned.chosen.recall:.4f} (target {tuned.target}){outcome}"
+        )
+        return True
 
     def set_tuning(self, library: Library, tuning: Tuning) -> None:
         """Record a measured expansion for ``library`` under these settings and search with it from now on."""
@@ -847,7 +883,7 @@ def indexes_for(ws: Workspace, model_id: str, model_sha256: str, *, notify: Noti
         if found is None:
             settings = index_profile()
             found = per_ws[model_sha256.lower()] = IndexSet(
-                ws, model_id, model_sha256, settings=settings, notify=notify
+                ws, model_id, model_sha256, settings=settings, notify=notify, tune_from=TUNE_FROM
             )
         elif notify is not None:
             found.notify = notify

@@ -14,7 +14,7 @@ from engine.errors import LibraryError
 from engine.library import create_library, library_events
 from engine.library.check import check_index, tune_index
 from engine.library.exact import ExactVectors
-from engine.library.index import INDEX_PROFILES, IndexSet, IndexSettings
+from engine.library.index import INDEX_PROFILES, TUNE_FROM, IndexSet, IndexSettings, indexes_for
 from engine.security.keys import WorkspaceKey
 from engine.workspace import Workspace
 from tests.unit.test_index import MODEL, clustered, insert_templates
@@ -199,3 +199,53 @@ def test_a_measured_expansion_lapses_when_the_library_has_doubled(ws: Workspace)
     lapsed = [e["detail"] for e in library_events(ws, "custody") if e["action"] == "index_tuning_lapsed"]
     assert lapsed == [{"templates": 650, "expansion": 512, "model_id": MODEL[0]}]
     assert IndexSet(ws, *MODEL).get(lib).index.expansion_search == 512  # and in a fresh process
+
+
+# ---- measured by the terminal itself -------------------------------------------------------------
+
+
+def test_a_library_big_enough_is_measured_when_loaded_and_again_when_it_has_doubled(ws: Workspace) -> None:
+    lib = create_library(ws, "custody", "substantive")
+    insert_templates(ws, lib, clustered(299, seed=51))
+    notes: list[str] = []
+    indexes = IndexSet(ws, *MODEL, notify=notes.append, tune_from=300)
+    assert indexes.get(lib).index.expansion_search == 512 and indexes.tuning(lib) is None  # 299: too small
+    more = clustered(1, seed=52)
+    indexes.add(lib, np.array(insert_templates(ws, lib, more), np.uint64), more)
+    assert indexes.get(lib).index.expansion_search == 64  # 300: measured at once
+    assert notes[-1].startswith("index of library 'custody': search expansion 64 measured on 200 of its 300")
+    tuned = [e["detail"] for e in library_events(ws, "custody") if e["action"] == "index_tuned"]
+    assert len(tuned) == 1 and tuned[0]["automatic"] is True and tuned[0]["templates"] == 300
+
+    again = IndexSet(ws, *MODEL, tune_from=300)  # a fresh process: the measurement holds, nothing re-measured
+    assert again.get(lib).index.expansion_search == 64
+    more = clustered(301, seed=53)
+    again.add(lib, np.array(insert_templates(ws, lib, more), np.uint64), more)  # 601: measured again
+    tuned = [e["detail"] for e in library_events(ws, "custody") if e["action"] == "index_tuned"]
+    assert [t["templates"] for t in tuned] == [300, 601] and again.tuning(lib) is not None
+    assert not [e for e in library_events(ws, "custody") if e["action"] == "index_tuning_lapsed"]
+
+
+def test_a_measurement_that_fails_leaves_the_profiles_expansion_and_says_why(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engine.library.check as check
+
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise LibraryError("library 'custody' changed while its index was checked: check it again")
+
+    monkeypatch.setattr(check, "tune_index", refuse)
+    lib = create_library(ws, "custody", "substantive")
+    insert_templates(ws, lib, clustered(300, seed=54))
+    notes: list[str] = []
+    indexes = IndexSet(ws, *MODEL, notify=notes.append, tune_from=300)
+    assert indexes.get(lib).index.expansion_search == 512
+    assert notes[-1] == (
+        "index of library 'custody': search expansion not measured (library 'custody' changed while its index"
+        " was checked: check it again); the profile's is used"
+    )
+
+
+def test_the_terminals_shared_indexes_measure_libraries_from_a_thousand_templates(ws: Workspace) -> None:
+    assert indexes_for(ws, *MODEL).tune_from == TUNE_FROM == 1_000
+    assert IndexSet(ws, *MODEL).tune_from is None  # tools and tests measure on request only

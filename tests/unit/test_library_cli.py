@@ -196,7 +196,7 @@ def test_search_refusals(
     code, _, err = run(capsys, "library", "search", str(probe), "--library", "custody", *workspace)
     assert code == 1 and err.count("\n") == 1
     assert err == "rfr: RFR_INDEX_PROFILE is 'fastest', not an index profile: set it to one of recall, speed\n"
-    monkeypatch.setenv("RFR_INDEX_PROFILE", "speed")
+    monkeypatch.setenv("RFR_INDEX_PROFILE", "recall")
     code, result, _ = run(capsys, "library", "search", str(probe), "--library", "custody", *workspace)
     assert code == 0 and result["probes"][0]["candidates"][0]["subject"] == "alice"
 
@@ -214,11 +214,11 @@ def test_check_index_measures_recall_and_search_time_on_this_terminal(
     check = result["libraries"][0]
     assert (check["templates"], check["queries"], check["top_k"]) == (8, 8, 7)  # K is at most the others
     assert check["recall"] == 1.0 and check["below_half"] == 0 and check["search_p50_ms"] > 0
-    assert check["profile"] == "recall" and check["settings"]["expansion_search"] == 512
+    assert check["profile"] == "speed" and check["settings"]["expansion_search"] == 64
     code, text, _ = run(capsys, "library", "check-index", "--key-file", workspace[1], "--queries", "3", "--top", "2")
-    assert code == 0 and "custody: 8 templates; index profile recall (connectivity 32" in text
+    assert code == 0 and "custody: 8 templates; index profile speed (connectivity 32" in text
     assert "recall@2 1.0000 over 3 of its templates (lowest 1.00, 0 under half)" in text
-    assert "search expansion 512 (the profile's)" in text
+    assert "search expansion 64 (the profile's)" in text  # 8 templates: too few to measure by itself
 
     # --tune: the smallest expansion reaching the target is kept, and later commands search with it
     code, result, _ = run(capsys, "library", "check-index", "--tune", *workspace)
@@ -231,10 +231,11 @@ def test_check_index_measures_recall_and_search_time_on_this_terminal(
     assert result["libraries"][0]["expansion_search"] == 64
     assert result["libraries"][0]["expansion_source"].startswith("measured ")
 
-    monkeypatch.setenv("RFR_INDEX_PROFILE", "speed")  # built otherwise: the measured expansion does not apply
+    monkeypatch.setenv("RFR_INDEX_PROFILE", "recall")  # built otherwise: the measured expansion does not apply
     code, result, _ = run(capsys, "library", "check-index", "--library", "custody", *workspace)
-    assert code == 0 and result["libraries"][0]["profile"] == "speed"
-    assert result["libraries"][0]["settings"]["cells_probed"] == 16
+    assert code == 0 and result["libraries"][0]["profile"] == "recall"
+    assert result["libraries"][0]["settings"]["cells_probed"] == 8
+    assert result["libraries"][0]["expansion_search"] == 512
     assert result["libraries"][0]["expansion_source"] == "the profile's"
 
     code, _, err = run(capsys, "library", "check-index", "--library", "empty", *workspace)
