@@ -14,10 +14,12 @@ since the snapshot (an enrolment killed before it saved) are added; anything els
 tampered snapshot, another model, rows deleted) means a rebuild from the database. Either way
 the person is told and the event recorded, and a fresh snapshot is saved.
 
-How deep the graph searches (its search expansion) is the profile's (``RFR_INDEX_PROFILE``) until
-``rfr library check-index --tune`` measures, on the library itself, the smallest expansion that
-finds the recall target (``engine.library.check.tune_index``); that one is used from then on,
-while the index is built the same way and the library keeps within a factor of two of its size.
+How deep the graph searches (its search expansion) is measured on each library: the smallest
+expansion that finds the recall target among the library's own templates
+(``engine.library.check.tune_index``), measured by the terminal when a library of ``TUNE_FROM``
+templates or more is loaded or has doubled, or on request (``rfr library check-index --tune``).
+It holds while the index is built the same way and the library keeps within a factor of two of
+the size measured; until then the profile's (``RFR_INDEX_PROFILE``) is used.
 
 Search asks the approximate index for more candidates than requested, re-ranks them exactly in
 float32 from ``ExactVectors``, breaks ties by template id, and checks the final candidates against the database
