@@ -25,7 +25,7 @@ from engine.cli.workspace import open_workspace, workspace_options
 from engine.errors import ImageError, LibraryError, UsageError
 from engine.library.check import DEFAULT_QUERIES, DEFAULT_TARGET, IndexCheck, check_index, tune_index
 from engine.library.enrol import MAX_IMAGE_BYTES, EnrolProgress, FaceAnalyzer, ImageLoader, enroll_directory, load_rgb
-from engine.library.index import MAX_TOP_K, IndexSet, indexes_for
+from engine.library.index import MAX_TOP_K, TUNE_FROM, IndexSet, indexes_for
 from engine.library.store import (
     Library,
     LibraryKind,
@@ -119,10 +119,11 @@ def register(sub: Any) -> None:
             "Searches a sample of each library's own templates through the index as configured "
             "(RFR_INDEX_PROFILE) and compares every answer with comparing every template: recall@K, "
             "and search latency on this terminal. Each query's own template is left out. Recorded in "
-            "the library's history. With --tune it measures increasing search expansions on the same "
-            "queries and keeps, for each library, the smallest that reaches the recall target: the "
-            "index searches with it from then on, while built the same way and within a factor of two "
-            "of today's size."
+            "the library's history. The search expansion is measured by the terminal itself for "
+            f"libraries of {TUNE_FROM:,} templates or more (when loaded, and again once doubled); --tune "
+            "measures it now: increasing expansions on the same queries, keeping for each library the "
+            "smallest that reaches the recall target, used from then on while the index is built the "
+            "same way and the library stays within a factor of two of today's size."
         ),
     )
     check.add_argument("--library", action="append", metavar="NAME", help="library to check (repeatable; default all)")
