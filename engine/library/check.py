@@ -17,7 +17,7 @@ check gets no figure, only an error asking for the check to be run again.
 exact answers for each) and keeps the smallest that reaches the recall target; the index
 searches with it from then on (``IndexSet.set_tuning``). On rotated LFW templates at 1M the
 check read within 0.5 points of held-out Probe-like queries and never above them, so a target
-met here is met, or nearly, for new probes; on a library of 2,000 it read 1 point above
+met here is met, or nearly, for new probes; on a library of 2,000 it read 0.1 point above
 (docs/benchmarks.md), where every expansion tried found 0.998 or more.
 """
 
