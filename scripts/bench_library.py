@@ -687,9 +687,7 @@ def main() -> int:
                     cmd += [f"--{flag.replace('_', '-')}", *map(str, value)]
                 elif value is not None:
                     cmd += [f"--{flag.replace('_', '-')}", str(value)]
-            if args.keep:
-                cmd.append("--keep")
-            cmd += [f"--{name.replace('_', '-')}" for name in ("index_only", "tune") if getattr(args, name)]
+            cmd += [f"--{name.replace('_', '-')}" for name in ("keep", "index_only", "tune") if getattr(args, name)]
             print(f"running {population} {size:,} ...", file=sys.stderr, flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode != 0:

@@ -361,14 +361,14 @@ def _check_index(args: argparse.Namespace) -> int:
             lines += [f"  search expansion {c.expansion_search:>4}: {_check_figures(c)}" for c in t.trials]
             outcome = "reaches" if t.reached else "is the best found; none tried reaches"
             lines.append(f"  kept: search expansion {t.chosen.expansion_search}, which {outcome} the target {t.target}")
-        lines.append("Recall is against comparing every template; a query's own template is left out.")
-        emit(args, {"tunings": [t.to_json() for t in tunings]}, "\n".join(lines))
-        return 0
-    for c in checks:
-        lines.append(_check_heading(c))
-        lines.append(f"  search expansion {c.expansion_search} ({c.expansion_source}): {_check_figures(c)}")
+        payload = {"tunings": [t.to_json() for t in tunings]}
+    else:
+        for c in checks:
+            lines.append(_check_heading(c))
+            lines.append(f"  search expansion {c.expansion_search} ({c.expansion_source}): {_check_figures(c)}")
+        payload = {"libraries": [c.to_json() for c in checks]}
     lines.append("Recall is against comparing every template; a query's own template is left out.")
-    emit(args, {"libraries": [c.to_json() for c in checks]}, "\n".join(lines))
+    emit(args, payload, "\n".join(lines))
     return 0
 
 

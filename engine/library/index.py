@@ -91,8 +91,9 @@ class IndexSettings:
     expansion_add 64 builds in half the time and reached 0.9915 there; search expansion 128
     reached 0.9858. Connectivity 16 missed more, even with shuffled insertion (see
     ``_add_vectors``). Measured on 2 cores; see docs/benchmarks.md for latency and build time.
-    ``expansion_search`` is where a library starts: ``rfr library check-index --tune`` measures
-    the smallest that meets the recall target on the library itself (``IndexSet.expansion``).
+    ``expansion_search`` is where a library starts: the smallest that meets the recall target on
+    the library itself is then measured by the terminal (from ``TUNE_FROM`` templates) or by
+    ``rfr library check-index --tune`` (``IndexSet.expansion``).
     """
 
     connectivity: int = 32
