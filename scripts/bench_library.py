@@ -19,15 +19,19 @@ Populations:
            real templates (people with other images in the set), rotated like one population.
   random   random unit vectors: a pathological worst case for graph indexes, reported for honesty.
 
+Settings: the terminal's (its index profile, ``RFR_INDEX_PROFILE`` or ``DEFAULT_PROFILE``, and from
+``TUNE_FROM`` templates the search expansion it measures on the library itself, as the terminal does
+when it loads one); ``--profile``, ``--no-tune`` and the settings switches change them.
+
 Baseline: numpy brute force (``np.linalg.norm(X - q, axis=1)`` then the top 50), what
 ``face_recognition`` users do. Recall@K is measured against exact float32 search.
 
 Reproduce (figures in docs/benchmarks.md; templates are biometric data: keep them in /tmp, delete after):
   python scripts/bench_library.py --make-templates /tmp/rfr_bench/lfw_templates.sealed      # ~15 min, once
   python scripts/bench_library.py --templates /tmp/rfr_bench/lfw_templates.sealed --rotate-about origin \
-      --sizes 100000 1000000 --search-nice -10
+      --sizes 100000 1000000 --search-nice -10 --brute-queries 20
   python scripts/bench_library.py --templates /tmp/rfr_bench/lfw_templates.sealed --rotate-about origin \
-      --populations rotated --sizes 10000000 --index-only --brute-queries 5
+      --populations rotated --sizes 10000000 --index-only --queries 500 --brute-queries 5 --search-nice -10
 """
 
 from __future__ import annotations
@@ -198,6 +202,8 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     from engine.library.check import check_index, tune_index
     from engine.library.exact import ExactVectors
     from engine.library.index import (
+        INDEX_PROFILES,
+        TUNE_FROM,
         IndexSet,
         IndexSettings,
         LibraryIndex,
@@ -217,12 +223,13 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     result["make_data_s"] = time.perf_counter() - t
     if kind == "rotated":
         result["population"] = f"rotated about {args.rotate_about}"
-    base = IndexSettings()
+    base = INDEX_PROFILES[args.profile]
     cells_probed = args.cells_probed or [base.cells_probed]
+    expansions = args.expansions or [base.expansion_search]
     settings = IndexSettings(
         connectivity=args.connectivity or base.connectivity,
         expansion_add=args.expansion_add or base.expansion_add,
-        expansion_search=args.expansions[0],
+        expansion_search=expansions[0],
         oversample=base.oversample if args.oversample is None else args.oversample,
         min_extra=base.min_extra if args.min_extra is None else args.min_extra,
         threads=args.threads,
@@ -231,6 +238,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
         cells_probed=cells_probed[0],
     )
     result["settings"] = {
+        "profile": args.profile,  # what the settings not given on the command line came from
         "dtype": settings.dtype,
         "connectivity": settings.connectivity,
         "expansion_add": settings.expansion_add,
@@ -427,10 +435,12 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
             out["check_index"]["seconds"] = time.perf_counter() - t
         return out
 
-    sweep = [(e, c) for e in args.expansions for c in cells_probed]
+    sweep = [(e, c) for e in expansions for c in cells_probed]
     result.update(measure(*sweep[0]))
     result["sweep"] = [measure(*point) for point in sweep[1:]]
-    if args.tune:  # what `rfr library check-index --tune` keeps, then that expansion on the held-out queries
+    # What the terminal does by itself from TUNE_FROM templates (and `rfr library check-index --tune`
+    # on request): measure the expansion on the library, then that expansion on the held-out queries.
+    if args.tune if args.tune is not None else size >= TUNE_FROM:
         indexes.settings = replace(settings, cells_probed=cells_probed[0])
         t = time.perf_counter()
         tuned = tune_index(indexes, library, queries=args.check_queries or 200, top_k=args.top)
@@ -516,7 +526,7 @@ def markdown(results: list[dict[str, Any]]) -> str:
         "population",
         "templates",
         "path",
-        "graph dtype, M / ef_add / ef",
+        "profile: graph dtype, M / ef_add / ef",
         "cells (probed)",
         "build s",
         "on disk MiB (DB + snapshot)",
@@ -567,8 +577,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
                 r["population"],
                 f"{r['templates']:,}",
                 "index only" if "decrypt_s" in r else "product",
-                f"{st.get('dtype', 'f32')}, {st['connectivity']} / {st['expansion_add']} / {m['expansion_search']}"
-                + (" (kept by --tune)" if m["expansion_search"] == r.get("tuning", {}).get("expansion_search") else ""),
+                f"{st.get('profile', 'custom')}: {st.get('dtype', 'f32')}, {st['connectivity']} / "
+                f"{st['expansion_add']} / {m['expansion_search']}"
+                + (" (kept by tuning)" if m["expansion_search"] == r.get("tuning", {}).get("expansion_search") else ""),
                 f"{r.get('cells', 0):,} ({m.get('cells_probed', 0)})",
                 f"{r['build_s']:.1f}",
                 f"{r['db_bytes'] / 2**20:,.0f} + {r['snapshot_bytes'] / 2**20:,.0f}",
@@ -589,6 +600,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 
 def main() -> int:
+    from engine.library.index import DEFAULT_PROFILE, INDEX_PROFILES, TUNE_FROM, index_profile, profile_name
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--templates", type=Path, help="real templates, made with --make-templates (encrypted)")
     parser.add_argument(
@@ -611,19 +624,26 @@ def main() -> int:
         help="library templates `rfr library check-index` searches at each point of the sweep (0: skip)",
     )
     parser.add_argument(
-        "--expansions", type=int, nargs="+", default=[512], help="usearch expansion_search (several: a sweep)"
+        "--profile",
+        choices=sorted(INDEX_PROFILES),
+        default=None,
+        help="the index profile the settings below start from (default: the terminal's, RFR_INDEX_PROFILE or "
+        f"{DEFAULT_PROFILE})",
     )
-    parser.add_argument("--connectivity", type=int, help="HNSW connectivity (default: IndexSettings)")
-    parser.add_argument("--dtype", choices=["bf16", "f16", "f32", "i8"], help="graph storage (default: IndexSettings)")
-    parser.add_argument("--expansion-add", type=int, help="HNSW expansion on insertion (default: IndexSettings)")
+    parser.add_argument(
+        "--expansions", type=int, nargs="+", help="usearch expansion_search (several: a sweep; default: the profile's)"
+    )
+    parser.add_argument("--connectivity", type=int, help="HNSW connectivity (default: the profile's)")
+    parser.add_argument("--dtype", choices=["bf16", "f16", "f32", "i8"], help="graph storage (default: the profile's)")
+    parser.add_argument("--expansion-add", type=int, help="HNSW expansion on insertion (default: the profile's)")
     parser.add_argument("--oversample", type=float, help="ask the index for top * this, then re-rank")
-    parser.add_argument("--min-extra", type=int, help="... and at least top + this (default: IndexSettings)")
-    parser.add_argument("--cell-size", type=int, help="templates per cell; 0: no cells (default: IndexSettings)")
+    parser.add_argument("--min-extra", type=int, help="... and at least top + this (default: the profile's)")
+    parser.add_argument("--cell-size", type=int, help="templates per cell; 0: no cells (default: the profile's)")
     parser.add_argument(
         "--cells-probed",
         type=int,
         nargs="+",
-        help="nearest cells scanned beside the graph (several: a sweep, with each expansion; default: IndexSettings)",
+        help="nearest cells scanned beside the graph (several: a sweep, with each expansion; default: the profile's)",
     )
     parser.add_argument("--threads", type=int, default=0, help="build threads after the serial start (0: all)")
     parser.add_argument(
@@ -636,8 +656,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--tune",
-        action="store_true",
-        help="also run check-index --tune (its --check-queries) and measure the expansion it keeps",
+        action=argparse.BooleanOptionalAction,
+        help="run check-index --tune (its --check-queries) and measure the expansion it keeps (default: as the "
+        f"terminal does, from {TUNE_FROM:,} templates)",
     )
     parser.add_argument("--seed", type=int, default=2025)
     parser.add_argument("--rotate-about", choices=["mean", "origin"], default="mean", help="see make_data")
@@ -647,6 +668,7 @@ def main() -> int:
     parser.add_argument("--markdown", type=Path, help="also write the table here")
     parser.add_argument("--one", nargs=2, metavar=("POPULATION", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.profile = args.profile or profile_name(index_profile())
 
     if args.make_templates:
         make_templates(args.make_templates, args.limit)
@@ -680,6 +702,7 @@ def main() -> int:
                 "search_nice",
                 "seed",
                 "rotate_about",
+                "profile",
             )
             for flag in flags:
                 value = getattr(args, flag)
@@ -687,7 +710,9 @@ def main() -> int:
                     cmd += [f"--{flag.replace('_', '-')}", *map(str, value)]
                 elif value is not None:
                     cmd += [f"--{flag.replace('_', '-')}", str(value)]
-            cmd += [f"--{name.replace('_', '-')}" for name in ("keep", "index_only", "tune") if getattr(args, name)]
+            cmd += [f"--{name.replace('_', '-')}" for name in ("keep", "index_only") if getattr(args, name)]
+            if args.tune is not None:
+                cmd.append("--tune" if args.tune else "--no-tune")
             print(f"running {population} {size:,} ...", file=sys.stderr, flush=True)
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode != 0:
