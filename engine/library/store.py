@@ -264,9 +264,9 @@ def _destroy(ws: Workspace, lib: Library, action: str, actor: str | None, detail
             conn.execute(f"DELETE FROM {table} WHERE library_id = ?", (lib.id,))  # noqa: S608
         conn.execute("DELETE FROM libraries WHERE id = ?", (lib.id,))
         record_event(conn, ws.now(), actor, action, lib.name, {**detail, **record.to_json()})
-    remove_snapshots(ws.index_dir, lib.id)
-    for hook in _purge_hooks:
+    for hook in _purge_hooks:  # first: dropping an index waits for a save of it in progress
         hook(ws, lib.id)
+    remove_snapshots(ws.index_dir, lib.id)
     return record
 
 

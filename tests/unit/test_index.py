@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,8 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from engine.errors import LibraryError, SnapshotError
-from engine.library import create_library, get_library, library_events
+from engine.library import create_library, delete_library, get_library, library_events
+from engine.library import index as index_module
 from engine.library.exact import assign_cells, cell_count, squared_distances
 from engine.library.index import (
     INDEX_PROFILES,
@@ -325,6 +327,100 @@ class TestOpenAndRepair:
         viewed = restore_index(again, IndexSettings(), lib, None)
         viewed.reset()  # dropping a viewed index wipes what it viewed
         assert not viewed.viewing and not any(again) and len(viewed) == 0
+
+    def test_searches_and_enrolment_go_on_while_a_save_encrypts_and_writes(
+        self, ws: Workspace, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A save holds the index lock only while it takes the index's state: encrypting and
+        # writing (28 s at 10M) must not hold up the officer's searches. The index here is still
+        # viewed in its decrypted snapshot, which the enrolment during the write wipes: what the
+        # save writes must be the state it took, whole.
+        lib = create_library(ws, "custody", "substantive")
+        vectors = clustered(600, seed=8)
+        ids = insert_templates(ws, lib, vectors)
+        fresh_indexes(ws, []).get(lib)  # built and saved
+        indexes = fresh_indexes(ws, [])
+        assert indexes.get(lib).viewing
+        writing, release = threading.Event(), threading.Event()
+
+        def slow_write(*args: object, **kwargs: object) -> object:
+            writing.set()
+            assert release.wait(timeout=60)
+            return write_snapshot(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(index_module, "write_snapshot", slow_write)
+        saver = threading.Thread(target=indexes.save, args=(lib,))
+        saver.start()
+        try:
+            assert writing.wait(timeout=30)
+            found: list[int] = []
+            more = clustered(50, seed=9)
+            more_ids = insert_templates(ws, lib, more)
+
+            def search_then_enrol() -> None:
+                found.append(indexes.search(vectors[7], [lib], 1)[0].template_id)
+                indexes.add(lib, np.array(more_ids, np.uint64), more)
+
+            meanwhile = threading.Thread(target=search_then_enrol)
+            meanwhile.start()
+            meanwhile.join(timeout=30)
+            assert not meanwhile.is_alive(), "the search waited for the save to finish writing"
+            assert found == [ids[7]] and len(indexes.get(lib)) == 650
+            dropping = threading.Thread(target=indexes.drop, args=(lib.id,))
+            dropping.start()
+            dropping.join(timeout=0.3)
+            assert dropping.is_alive()  # dropping (a purge) waits for the save in progress
+        finally:
+            release.set()
+            saver.join(timeout=60)
+        dropping.join(timeout=30)
+        assert not saver.is_alive() and not dropping.is_alive()
+        notes: list[str] = []
+        restored = fresh_indexes(ws, notes)  # the snapshot holds the 600 taken, then the database's 50
+        assert [c.template_id for c in restored.search(vectors[7], [lib], 1)] == [ids[7]]
+        assert [c.template_id for c in restored.search(more[3], [lib], 1)] == [more_ids[3]]
+        assert notes == ["index of library 'custody' was 50 templates behind the database: brought up to date"]
+
+    def test_a_library_deleted_while_its_index_is_saved_leaves_no_snapshot(
+        self, ws: Workspace, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        lib = create_library(ws, "custody", "substantive")
+        insert_templates(ws, lib, clustered(300, seed=3))
+        indexes = indexes_for(ws, *MODEL)  # the workspace's own, which a deletion drops
+        indexes.get(lib)  # built and saved
+        writing, release = threading.Event(), threading.Event()
+
+        def slow_write(*args: object, **kwargs: object) -> object:
+            writing.set()
+            assert release.wait(timeout=60)
+            return write_snapshot(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(index_module, "write_snapshot", slow_write)
+        failures: list[BaseException] = []
+
+        def save() -> None:
+            try:
+                indexes.save(lib)
+            except Exception as error:  # any failure is the test's to see
+                failures.append(error)
+
+        saver = threading.Thread(target=save)
+        saver.start()
+        assert writing.wait(timeout=30)
+        deleting = threading.Thread(target=delete_library, args=(ws, "custody"))
+        deleting.start()
+        for _ in range(300):  # the deletion commits, then waits to drop the index being saved
+            if not ws.query_one("SELECT count(*) FROM libraries")[0]:
+                break
+            time.sleep(0.01)
+        assert deleting.is_alive()
+        release.set()
+        saver.join(timeout=60)
+        deleting.join(timeout=60)
+        assert not saver.is_alive() and not deleting.is_alive()
+        assert [str(f) for f in failures] == ["library 'custody' was deleted while its index was saved: nothing kept"]
+        assert not [f for f in ws.index_dir.iterdir() if f.name.startswith(snapshot_path(ws.index_dir, lib.id).name)]
+        assert ws.query_one("SELECT count(*) FROM index_snapshots")[0] == 0
 
     def test_snapshot_whose_graph_and_templates_disagree_is_refused(self, ws: Workspace) -> None:
         lib = create_library(ws, "custody", "substantive")
