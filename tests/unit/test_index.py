@@ -87,6 +87,19 @@ def clustered(n: int, seed: int = 0) -> np.ndarray:
     return (centres[rng.integers(0, len(centres), n)] + rng.normal(0, 0.03, size=(n, 128))).astype(np.float32)
 
 
+def hold_snapshot_writes(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """Make the index's snapshot writes wait: ``writing`` is set when one starts, set ``release`` to let it go on."""
+    writing, release = threading.Event(), threading.Event()
+
+    def held_write(*args: object, **kwargs: object) -> object:
+        writing.set()
+        assert release.wait(timeout=60)
+        return write_snapshot(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(index_module, "write_snapshot", held_write)
+    return writing, release
+
+
 def fresh_indexes(ws: Workspace, notes: list[str], model: tuple[str, str] = MODEL) -> IndexSet:
     """A new IndexSet, as a freshly started process would have (nothing loaded in memory)."""
     return IndexSet(ws, *model, notify=notes.append)
@@ -341,14 +354,7 @@ class TestOpenAndRepair:
         fresh_indexes(ws, []).get(lib)  # built and saved
         indexes = fresh_indexes(ws, [])
         assert indexes.get(lib).viewing
-        writing, release = threading.Event(), threading.Event()
-
-        def slow_write(*args: object, **kwargs: object) -> object:
-            writing.set()
-            assert release.wait(timeout=60)
-            return write_snapshot(*args, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(index_module, "write_snapshot", slow_write)
+        writing, release = hold_snapshot_writes(monkeypatch)
         saver = threading.Thread(target=indexes.save, args=(lib,))
         saver.start()
         try:
@@ -388,14 +394,7 @@ class TestOpenAndRepair:
         insert_templates(ws, lib, clustered(300, seed=3))
         indexes = indexes_for(ws, *MODEL)  # the workspace's own, which a deletion drops
         indexes.get(lib)  # built and saved
-        writing, release = threading.Event(), threading.Event()
-
-        def slow_write(*args: object, **kwargs: object) -> object:
-            writing.set()
-            assert release.wait(timeout=60)
-            return write_snapshot(*args, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(index_module, "write_snapshot", slow_write)
+        writing, release = hold_snapshot_writes(monkeypatch)
         failures: list[BaseException] = []
 
         def save() -> None:
