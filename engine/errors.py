@@ -80,6 +80,10 @@ class PasswordRejected(RfrError):
     """A new password breaks the password rules."""
 
 
+class PasswordChangeRequired(RfrError):
+    """The account's password was set by someone else: it must be changed before anything else."""
+
+
 class SessionExpired(RfrError):
     """The session ended (idle too long, signed out, or the account was locked)."""
 
@@ -114,3 +118,11 @@ class CaseError(RfrError):
 
 class MatchReportError(RfrError):
     """A Match Report is incomplete or malformed; the message names the factor or key."""
+
+
+class ConfigError(RfrError):
+    """The terminal's configuration (workspace, keys, device) is missing or wrong; the message names the setting."""
+
+
+class StorageError(RfrError):
+    """The disk is full or cannot be written; nothing was half-written."""

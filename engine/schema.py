@@ -38,11 +38,17 @@ DOMAINS: tuple[tuple[str, str], ...] = (
 
 @dataclass(frozen=True)
 class Migration:
-    """One forward step of one domain's schema."""
+    """One forward step of one domain's schema.
+
+    ``rebuilds_tables``: the step rebuilds tables that others reference (SQLite changes a CHECK
+    constraint only by copying the table), so it runs with foreign-key enforcement off, as
+    SQLite's documented procedure asks, and the references are checked before it commits.
+    """
 
     version: int
     name: str
     apply: str | Callable[[Any], None]
+    rebuilds_tables: bool = False
 
 
 MIGRATIONS: list[Migration] = [
@@ -112,21 +118,44 @@ def migrate(conn: Any, plan: Sequence[tuple[str, Sequence[Migration]]] | None = 
 
 
 def _apply_one(conn: Any, domain: str, migration: Migration) -> None:
-    conn.execute("BEGIN IMMEDIATE")
+    if migration.rebuilds_tables:
+        conn.execute("PRAGMA foreign_keys = OFF")  # cannot change inside a transaction
     try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if callable(migration.apply):
+                migration.apply(conn)
+            else:
+                for statement in split_statements(migration.apply):
+                    conn.execute(statement)
+            if migration.rebuilds_tables and conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise WorkspaceError(
+                    f"schema {domain} v{migration.version} would break references between tables: "
+                    "the workspace is damaged; restore it from a backup"
+                )
+            conn.execute(
+                "INSERT INTO schema_migrations (domain, version, name, applied_at) VALUES (?, ?, ?, ?)",
+                (domain, migration.version, migration.name, datetime.now(UTC).isoformat(timespec="seconds")),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        if migration.rebuilds_tables:
+            conn.execute("PRAGMA foreign_keys = ON")
+
+
+def apply_all(conn: Any, migrations: Sequence[Migration]) -> None:
+    """Create one domain's tables on a bare connection, without bookkeeping (tests of that domain alone)."""
+    for migration in migrations:
         if callable(migration.apply):
             migration.apply(conn)
         else:
             for statement in split_statements(migration.apply):
                 conn.execute(statement)
-        conn.execute(
-            "INSERT INTO schema_migrations (domain, version, name, applied_at) VALUES (?, ?, ?, ?)",
-            (domain, migration.version, migration.name, datetime.now(UTC).isoformat(timespec="seconds")),
-        )
+    if conn.in_transaction:
         conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def split_statements(script: str) -> list[str]:

@@ -20,6 +20,12 @@ Database settings and why:
 - ``secure_delete=ON``: deleted rows are overwritten, not left in free pages.
 - ``temp_store=MEMORY``: sorts and temporary tables never go to (unencrypted) temp files.
 - ``foreign_keys=ON`` so deleting a library cascades to its subjects, images and templates.
+
+The audit log's head is signed at the end of every transaction that wrote events
+(``transaction()`` calls ``engine.audit.seal`` just before COMMIT) with the terminal's audit
+signing key, which is a separate file (``engine.audit.signing``), never in the database. A
+workspace opened without that key can be read, but any transaction that would record an
+event is refused and rolled back: nothing happens that cannot be recorded and signed.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
-from engine.errors import WorkspaceError, WrongKeyError
-from engine.files import fsync_dir
+from engine.audit.signing import AuditSigningKey
+from engine.errors import AuditError, WorkspaceError, WrongKeyError
+from engine.files import fsync_dir, storage_problem
 from engine.security.keys import KdfSpec, WorkspaceKey, obtain_key
 
 HEADER_NAME = "workspace.json"
@@ -120,7 +127,13 @@ class Workspace:
     """
 
     def __init__(
-        self, directory: Path, key: WorkspaceKey, header: WorkspaceHeader, conn: Any, clock: Clock | None = None
+        self,
+        directory: Path,
+        key: WorkspaceKey,
+        header: WorkspaceHeader,
+        conn: Any,
+        clock: Clock | None = None,
+        audit_key: AuditSigningKey | None = None,
     ) -> None:
         self.directory = directory
         self.header = header
@@ -130,12 +143,15 @@ class Workspace:
         self._in_transaction = False
         self.clock: Clock = clock or _current_time
         self._closers: list[Callable[[], None]] = []
+        self._audit_key = audit_key
 
     # ---- creating and opening -------------------------------------------------------------
 
     @classmethod
-    def create(cls, directory: Path, key: WorkspaceKey, *, clock: Clock | None = None) -> Self:
-        """Create a new workspace at ``directory`` (absent, or an empty folder).
+    def create(
+        cls, directory: Path, key: WorkspaceKey, *, audit_key: AuditSigningKey, clock: Clock | None = None
+    ) -> Self:
+        """Create a new workspace at ``directory`` (absent, or an empty folder), its log started with ``audit_key``.
 
         Built in a hidden sibling folder and renamed into place, so a crash never leaves a
         half-made workspace under the requested name.
@@ -152,11 +168,13 @@ class Workspace:
             conn = _connect(staging / DB_NAME, key)
             try:
                 _migrate(conn)
+                conn.execute("BEGIN IMMEDIATE")
                 conn.execute(
                     "INSERT INTO workspace_meta (key, value) VALUES ('workspace_id', ?), ('created_at', ?)",
                     (header.workspace_id, (clock or _current_time)().isoformat(timespec="seconds")),
                 )
-                _ensure_terminal_key(conn)
+                _start_audit_log(conn, audit_key, header.workspace_id, clock or _current_time)
+                conn.execute("COMMIT")
                 conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 conn.close()
@@ -169,13 +187,22 @@ class Workspace:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return cls.open(directory, key, clock=clock)
+        return cls.open(directory, key, clock=clock, audit_key=audit_key)
 
     @classmethod
-    def open(cls, directory: Path, key: WorkspaceKey, *, clock: Clock | None = None) -> Self:
-        """Open an existing workspace, apply pending migrations, and check the key.
+    def open(
+        cls,
+        directory: Path,
+        key: WorkspaceKey,
+        *,
+        clock: Clock | None = None,
+        audit_key: AuditSigningKey | None = None,
+    ) -> Self:
+        """Open an existing workspace, apply pending migrations, and check the keys.
 
-        A wrong key raises ``WrongKeyError`` before anything is written.
+        A wrong key raises ``WrongKeyError`` before anything is written; an audit key file that
+        does not belong to this workspace raises ``AuditError``. Without ``audit_key`` the
+        workspace can be read but records nothing.
         """
         directory = Path(directory).absolute()
         header = WorkspaceHeader.read(directory)
@@ -191,16 +218,25 @@ class Workspace:
             row = conn.execute("SELECT value FROM workspace_meta WHERE key = 'workspace_id'").fetchone()
             if row is None or row[0] != header.workspace_id:
                 raise WorkspaceError(f"workspace header and database in {directory} do not belong together")
+            if audit_key is not None:
+                _check_audit_key(conn, audit_key)
         except BaseException:
             conn.close()
             raise
-        return cls(directory, key, header, conn, clock)
+        return cls(directory, key, header, conn, clock, audit_key)
 
     @classmethod
-    def unlock(cls, directory: Path, key_file: Path | None = None, *, clock: Clock | None = None) -> Self:
+    def unlock(
+        cls,
+        directory: Path,
+        key_file: Path | None = None,
+        *,
+        clock: Clock | None = None,
+        audit_key: AuditSigningKey | None = None,
+    ) -> Self:
         """Open with the key from ``key_file`` or the passphrase (``RFR_PASSPHRASE`` or a prompt)."""
         header = WorkspaceHeader.read(Path(directory))
-        return cls.open(Path(directory), obtain_key(header.kdf, key_file), clock=clock)
+        return cls.open(Path(directory), obtain_key(header.kdf, key_file), clock=clock, audit_key=audit_key)
 
     # ---- using -------------------------------------------------------------------------------
 
@@ -215,9 +251,40 @@ class Workspace:
     def now(self) -> datetime:
         return self.clock()
 
+    @property
+    def records(self) -> bool:
+        """Whether this workspace can record (it holds the terminal's audit signing key)."""
+        return self._audit_key is not None
+
+    @property
+    def audit_key_id(self) -> str | None:
+        return None if self._audit_key is None else self._audit_key.key_id
+
+    @property
+    def audit_public_key(self) -> Any:
+        """The public half of the terminal's audit signing key (None when opened without it)."""
+        return None if self._audit_key is None else self._audit_key.public_key
+
+    def rotate_audit_key(self, actor: str, new_key: AuditSigningKey, reason: str) -> int:
+        """Hand the log's signing over to ``new_key`` (recorded and signed with the current key); its seq."""
+        from engine.audit.log import rotate_key
+
+        if self._audit_key is None:
+            raise AuditError("the audit key cannot be rotated without the current audit signing key")
+        with self.transaction() as conn:
+            seq = rotate_key(conn, actor, self._audit_key, new_key, reason, self.clock)
+        self._audit_key = new_key
+        return seq
+
     @contextmanager
     def transaction(self) -> Iterator[Any]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception). Yields the connection."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception). Yields the connection.
+
+        Just before COMMIT the audit log's head is signed if the transaction wrote events; a
+        transaction whose events cannot be signed rolls back.
+        """
+        from engine.audit.checkpoints import seal
+
         with self._lock:
             if self._in_transaction:
                 raise RuntimeError("nested workspace transaction")
@@ -225,7 +292,10 @@ class Workspace:
             conn.execute("BEGIN IMMEDIATE")
             self._in_transaction = True
             try:
+                # Where the log ended as this transaction began: the signed head must already cover it.
+                since = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit_events").fetchone()[0])
                 yield conn
+                seal(conn, self._audit_key, self.clock, since=since)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -242,6 +312,12 @@ class Workspace:
         with self._lock:
             row = self._require_open().execute(sql, params).fetchone()
             return None if row is None else tuple(row)
+
+    @contextmanager
+    def reading(self) -> Iterator[Any]:
+        """The connection, held under the workspace lock for a series of reads that must agree."""
+        with self._lock:
+            yield self._require_open()
 
     @contextmanager
     def cursor(self) -> Iterator[Any]:
@@ -324,7 +400,10 @@ def _connect(path: Path, key: WorkspaceKey) -> Any:
             conn.execute(f"PRAGMA {setting}")
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except dbapi2.DatabaseError:
+        except dbapi2.DatabaseError as exc:
+            full = storage_problem(exc, path)
+            if full is not None:
+                raise full from None
             raise WrongKeyError(_WRONG_KEY) from None
         conn.execute("PRAGMA secure_delete = ON")
         conn.execute("PRAGMA temp_store = MEMORY")
@@ -346,11 +425,22 @@ def _migrate(conn: Any) -> None:
     migrate(conn)
 
 
-def _ensure_terminal_key(conn: Any) -> None:
-    """Give a new workspace its audit signing key at once, so its public key can be exported before any event."""
-    from engine.audit.checkpoints import ensure_terminal_key
+def _start_audit_log(conn: Any, audit_key: AuditSigningKey, workspace_id: str, clock: Clock) -> None:
+    """The first event names the audit key; its public half is the one an auditor records at installation."""
+    from engine.audit.log import start_log
 
-    ensure_terminal_key(conn)
+    start_log(conn, audit_key, workspace_id, clock)
+
+
+def _check_audit_key(conn: Any, audit_key: AuditSigningKey) -> None:
+    from engine.audit.checkpoints import current_key
+
+    stored = current_key(conn)
+    if stored.key_id != audit_key.key_id:
+        raise AuditError(
+            f"the audit signing key file does not belong to this workspace (it records key {stored.key_id[:16]}, "
+            f"the file holds {audit_key.key_id[:16]}): configure the terminal's own audit key file"
+        )
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

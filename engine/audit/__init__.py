@@ -1,44 +1,57 @@
-"""The append-only, hash-chained audit log with checkpoints signed by the terminal's Ed25519 key.
+"""The append-only, hash-chained audit log, its head signed by the terminal's own Ed25519 key.
 
-``append`` adds an event inside the caller's transaction; ``checkpoint`` signs the log up to
-now; ``verify`` recomputes everything and names each problem by sequence number.
+``append`` adds an event inside the caller's transaction; the workspace ``seal``s (signs the
+head) just before every commit that wrote events; ``verify`` recomputes everything and names
+each problem by sequence number. The private key is a file of the terminal
+(``AuditSigningKey``), never in the database.
 """
 
-from engine.audit.chain import DEFAULT_CHECKPOINT_EVERY, AuditEvent, append, event_hash, events
+from engine.audit.chain import AuditEvent, append, event_hash, events
 from engine.audit.checkpoints import (
+    AuditKey,
     Checkpoint,
     checkpoint,
     checkpoints,
-    ensure_terminal_key,
+    current_key,
     export_public_key_pem,
-    key_id_of,
+    last_checkpoint,
     load_public_key,
+    public_key_pem,
+    seal,
     terminal_public_key,
 )
 from engine.audit.clock import Clock, format_utc, parse_utc, utc_now
-from engine.audit.store import GENESIS_HASH, MIGRATIONS, create_schema
+from engine.audit.log import SYSTEM_ACTOR, rotate_key, start_log
+from engine.audit.signing import AuditSigningKey, key_id_of
+from engine.audit.store import GENESIS_HASH, MIGRATIONS
 from engine.audit.verify import VerifyResult, verify
 
 __all__ = [
-    "DEFAULT_CHECKPOINT_EVERY",
     "GENESIS_HASH",
     "MIGRATIONS",
+    "SYSTEM_ACTOR",
     "AuditEvent",
+    "AuditKey",
+    "AuditSigningKey",
     "Checkpoint",
     "Clock",
     "VerifyResult",
     "append",
     "checkpoint",
     "checkpoints",
-    "create_schema",
-    "ensure_terminal_key",
+    "current_key",
     "event_hash",
     "events",
     "export_public_key_pem",
     "format_utc",
     "key_id_of",
+    "last_checkpoint",
     "load_public_key",
     "parse_utc",
+    "public_key_pem",
+    "rotate_key",
+    "seal",
+    "start_log",
     "terminal_public_key",
     "utc_now",
     "verify",

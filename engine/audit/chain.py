@@ -4,7 +4,8 @@ Each event's hash is sha256 over a canonical encoding of every field, including
 the previous event's hash, so changing, removing or moving any event breaks the
 chain from that point. ``append`` runs inside the caller's transaction and never
 commits: a casework transition and its event are committed (or rolled back)
-together by the caller.
+together by the caller, and the workspace signs the new head just before it
+commits (``engine.audit.checkpoints.seal``).
 
 What goes into ``details`` is checked: no secrets and no biometric data, ever
 (an audit bundle leaves the terminal for the oversight board).
@@ -21,19 +22,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.audit._encoding import canonical_json
-from engine.audit.checkpoints import checkpoint
 from engine.audit.clock import Clock, format_utc, utc_now
 from engine.audit.store import GENESIS_HASH
 
-DEFAULT_CHECKPOINT_EVERY = 100
 _EVENT_DOMAIN = "rfr-audit-event/v1"
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
 _ACTOR_MAX = 64
 # Keys that would carry a secret or biometric data. Audit details are read by auditors off the terminal.
-_FORBIDDEN_KEY = re.compile(
-    r"pass(word|phrase)|secret|private|token|credential|salt|template|embedding|descriptor|vector|"
-    r"biometric|pixel|jpeg|image_bytes|image_data",
-    re.IGNORECASE,
+_SECRET_KEY = re.compile(r"pass(word|phrase)|secret|private|token|credential|salt", re.IGNORECASE)
+# Biometric words are refused unless the value is a whole number (a count such as "templates": 12).
+_BIOMETRIC_KEY = re.compile(
+    r"template|embedding|descriptor|vector|biometric|pixel|jpeg|image_bytes|image_data", re.IGNORECASE
 )
 _MAX_NUMBER_RUN = 16  # a longer list of numbers looks like a face template
 _MAX_DEPTH = 6
@@ -81,7 +80,8 @@ def _check_value(value: object, path: str, depth: int) -> None:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(f"audit details {path}: keys must be text, got {key!r}")
-            if _FORBIDDEN_KEY.search(key):
+            count = isinstance(item, int) and not isinstance(item, bool)
+            if _SECRET_KEY.search(key) or (_BIOMETRIC_KEY.search(key) and not count):
                 raise ValueError(f"audit details {path}.{key}: secrets and biometric data never go in the audit log")
             _check_value(item, f"{path}.{key}", depth + 1)
         return
@@ -113,9 +113,8 @@ def append(
     subjects: Mapping[str, object] | None = None,
     details: Mapping[str, object] | None = None,
     clock: Clock = utc_now,
-    checkpoint_every: int | None = DEFAULT_CHECKPOINT_EVERY,
 ) -> AuditEvent:
-    """Append one event inside the caller's transaction (never commits); checkpoint every N events.
+    """Append one event inside the caller's transaction (never commits; the commit signs the head).
 
     A concurrent writer cannot fork the chain: the sequence number is the primary key and the
     insert trigger requires the new event to follow the last one, so the loser's insert fails.
@@ -136,8 +135,6 @@ def append(
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (seq, at, actor, action, subjects_json, details_json, prev_hash, digest),
     )
-    if checkpoint_every is not None and checkpoint_every > 0 and seq % checkpoint_every == 0:
-        checkpoint(conn, clock=clock)
     return AuditEvent(seq, at, actor, action, json.loads(subjects_json), json.loads(details_json), prev_hash, digest)
 
 

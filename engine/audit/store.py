@@ -1,17 +1,20 @@
-"""Tables of the audit log: events, signed checkpoints and the terminal's signing key.
+"""Tables of the audit log: events, signed heads (``audit_checkpoints``) and the audit public keys.
 
 The triggers make the log append-only for the application: an UPDATE or DELETE
-of an event or checkpoint aborts, and an event can only be inserted right after
+of an event, signed head or key aborts, and an event can only be inserted right after
 the last one. Anyone with the database key can still drop a trigger; that is
 why ``engine.audit.verify`` checks the hashes and signatures (and reports a
 missing or altered trigger) rather than trusting the triggers.
+
+Only public keys are stored here (``audit_keys``). Migration 2 removed the private key that
+version 1 kept in the database (``audit_terminal_key``), because the workspace key must not be
+enough to re-sign a forged log: the private key is now the terminal's own file
+(``engine.audit.signing``).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from engine.schema import Migration, split_statements
+from engine.schema import Migration
 
 GENESIS_HASH = "0" * 64
 
@@ -40,7 +43,7 @@ CREATE TABLE audit_checkpoints (
 );
 """
 
-# The database is encrypted, so the private key is at rest under the workspace key.
+# Version 1 only: the private key under the workspace key (removed by migration 2).
 KEY_TABLE = """
 CREATE TABLE audit_terminal_key (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -95,25 +98,52 @@ END;
 """,
 }
 
+# Every key that has signed heads of this log: the first (introduced_seq 0, named by the
+# workspace.create event) and each later one introduced by an audit.key_rotated event at
+# introduced_seq. Public halves only.
+KEYS_TABLE = """
+CREATE TABLE audit_keys (
+    key_id TEXT PRIMARY KEY,
+    public_key BLOB NOT NULL,
+    introduced_seq INTEGER NOT NULL UNIQUE,
+    added_at TEXT NOT NULL
+);
+"""
+
+KEY_TRIGGERS: dict[str, str] = {
+    "audit_keys_no_update": """
+CREATE TRIGGER audit_keys_no_update BEFORE UPDATE ON audit_keys
+BEGIN
+    SELECT RAISE(ABORT, 'audit keys cannot be changed: rotate to a new key instead');
+END;
+""",
+    "audit_keys_no_delete": """
+CREATE TRIGGER audit_keys_no_delete BEFORE DELETE ON audit_keys
+BEGIN
+    SELECT RAISE(ABORT, 'audit keys cannot be deleted');
+END;
+""",
+}
+
+_COPY_KEY = """
+INSERT INTO audit_keys (key_id, public_key, introduced_seq, added_at)
+    SELECT key_id, public_key, 0, created_at FROM audit_terminal_key;
+DROP TABLE audit_terminal_key;
+"""
+_MOVE_KEYS_OUT = KEYS_TABLE + _COPY_KEY + "".join(KEY_TRIGGERS.values())
+
 MIGRATIONS: list[Migration] = [
     Migration(
         1,
         "audit events, signed checkpoints, terminal signing key",
         EVENTS_TABLE + CHECKPOINTS_TABLE + KEY_TABLE + "".join(TRIGGERS.values()),
     ),
+    Migration(2, "audit private key out of the database; public keys only", _MOVE_KEYS_OUT),
 ]
+
+ALL_TRIGGERS: dict[str, str] = {**TRIGGERS, **KEY_TRIGGERS}
 
 
 def normalise_sql(sql: str) -> str:
     """Whitespace-insensitive form of a statement, to compare with ``sqlite_master.sql``."""
     return " ".join(sql.replace(";", " ; ").split()).removesuffix(" ;")
-
-
-def create_schema(conn: Any) -> None:
-    """Create the audit tables on a fresh connection (tests; the workspace runs ``MIGRATIONS`` itself)."""
-    for migration in MIGRATIONS:
-        assert isinstance(migration.apply, str)
-        for statement in split_statements(migration.apply):
-            conn.execute(statement)
-    if conn.in_transaction:
-        conn.execute("COMMIT")

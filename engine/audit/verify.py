@@ -1,24 +1,46 @@
 """Check the audit log and say exactly what is wrong with it, by sequence number.
 
 Nothing stored is trusted: every event's hash is recomputed, every link checked,
-every checkpoint signature verified with a public key the caller supplies (an
-auditor's copy, not the one inside the database under test). Problems are
-named in the words an audit team uses: an event edited, deleted, reordered,
-the log truncated after a signed checkpoint, a checkpoint forged, the
-append-only triggers removed.
+every signed head's signature verified, and the keys checked against a public key
+the caller supplies (an auditor's copy, or the terminal's own key file; not the
+keys inside the database under test). Problems are named in the words an audit
+team uses: an event edited, deleted, reordered, events after the last signed head,
+signed heads deleted or forged, a key inserted, the append-only triggers removed.
+
+What this can and cannot detect without an outside record: anyone holding only the
+workspace key cannot sign, so any change they make shows, with one exception: cutting
+the log back to one of its own earlier signed heads (the events and heads after it
+deleted together) leaves a genuine, shorter log. Someone holding the workspace key AND
+the terminal's audit signing key file could also rebuild or roll back the whole log and
+sign it. Only a head recorded outside the terminal (``expect``: the auditor's note, or
+the last exported audit bundle) shows either.
+
+When the terminal next writes after someone changed the log behind its back, it does not
+sign over what it found: it records an ``audit.unsigned_events`` event first, which this
+always reports.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from typing import Any
 
 from engine.audit.chain import event_hash
-from engine.audit.checkpoints import PublicKeyInput, checkpoint_rows, key_id_of, load_public_key
-from engine.audit.store import GENESIS_HASH, TRIGGERS, normalise_sql
+from engine.audit.checkpoints import (
+    UNSIGNED_EVENTS,
+    AuditKey,
+    PublicKeyInput,
+    checkpoint_rows,
+    key_rows,
+    load_public_key,
+)
+from engine.audit.signing import key_id_of
+from engine.audit.store import ALL_TRIGGERS, GENESIS_HASH, normalise_sql
 
-_AUDIT_TABLES = ("audit_events", "audit_checkpoints", "audit_terminal_key")
+_AUDIT_TABLES = ("audit_events", "audit_checkpoints", "audit_keys")
 _SEARCH_WINDOW = 4  # how far from its slot a moved event is looked for when the chain cannot place it
 
 
@@ -31,6 +53,9 @@ class VerifyResult:
     problems: list[str] = field(default_factory=list)
     checkpoints: int = 0
     signed_through: int = 0
+    head: tuple[int, str] | None = None
+    """(seq, hash) of the last event a valid signed head covers: what an auditor records for ``expect``."""
+    keys: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,6 +190,26 @@ def _event_problems(rows: list[_Row]) -> list[tuple[int, str]]:
     return problems
 
 
+def _found_by_terminal(rows: list[_Row]) -> list[tuple[int, str]]:
+    """What the terminal itself recorded finding when it next wrote: a log not covered by its signed heads."""
+    found: list[tuple[int, str]] = []
+    for row in rows:
+        if row.action != UNSIGNED_EVENTS:
+            continue
+        try:
+            what = str(json.loads(row.details)["found"])
+        except (ValueError, TypeError, KeyError):
+            what = "the log not covered by its signed heads"
+        found.append(
+            (
+                row.seq,
+                f"seq {row.seq}: the terminal found, when it next wrote, that {what} "
+                "(events written behind its back, or signed heads deleted)",
+            )
+        )
+    return found
+
+
 def _trigger_problems(conn: Any) -> list[str]:
     installed = {
         str(name): str(sql or "")
@@ -173,47 +218,99 @@ def _trigger_problems(conn: Any) -> list[str]:
         )
     }
     problems = []
-    for name, sql in TRIGGERS.items():
+    for name, sql in ALL_TRIGGERS.items():
         if name not in installed:
             problems.append(f"append-only protection removed: trigger {name} is missing")
         elif normalise_sql(installed[name]) != normalise_sql(sql):
             problems.append(f"append-only protection altered: trigger {name} is not the one installed")
-    for name in sorted(set(installed) - set(TRIGGERS)):
+    for name in sorted(set(installed) - set(ALL_TRIGGERS)):
         problems.append(f"unexpected trigger {name} on the audit tables")
     return problems
 
 
-def verify(conn: Any, public_key: PublicKeyInput) -> VerifyResult:
-    """Verify the whole log and its checkpoints against the terminal's public key."""
-    key = load_public_key(public_key)
-    key_id = key_id_of(key)
+def _named_by_rotation(key: AuditKey, by_seq: dict[int, _Row]) -> bool:
+    """Whether the event at the key's introduced_seq is an audit.key_rotated naming it."""
+    row = by_seq.get(key.introduced_seq)
+    if row is None or row.action != "audit.key_rotated":
+        return False
+    try:
+        named = json.loads(row.details).get("new_key_id")
+    except (ValueError, AttributeError):
+        return False
+    return bool(named == key.key_id)
+
+
+def _key_problems(keys: list[AuditKey], rows: list[_Row]) -> list[str]:
+    """Each key after the first must be introduced by an audit.key_rotated event naming it, at its seq."""
+    problems: list[str] = []
+    by_seq = {r.seq: r for r in rows}
+    for key in keys:
+        if key.introduced_seq != 0 and not _named_by_rotation(key, by_seq):
+            problems.append(
+                f"audit key {key.key_id[:16]} is not introduced by a key rotation at seq {key.introduced_seq} "
+                "(key inserted)"
+            )
+    if sum(1 for k in keys if k.introduced_seq == 0) != 1:
+        problems.append("the log does not name exactly one first audit key (keys altered)")
+    return problems
+
+
+def _period(keys: list[AuditKey], key_id: str) -> tuple[int, int | None] | None:
+    """The seqs a key may sign heads for: after its introduction, up to and including the next key's."""
+    for i, key in enumerate(keys):
+        if key.key_id == key_id:
+            until = keys[i + 1].introduced_seq if i + 1 < len(keys) else None
+            return key.introduced_seq, until
+    return None
+
+
+def verify(
+    conn: Any,
+    public_key: PublicKeyInput | None = None,
+    *,
+    expect: tuple[int, str] | None = None,
+) -> VerifyResult:
+    """Verify the whole log and its signed heads.
+
+    ``public_key``: the key the caller trusts (an auditor's recorded copy, or the terminal's own key
+    file); the last signed head must be signed with it or with a key it handed over to by a signed
+    rotation. None checks the log against the keys stored in it only, which shows any change by
+    someone without the signing key but cannot show a rebuilt log. ``expect`` (seq, hash): a head
+    recorded outside the terminal, which the log must still hold and a signed head must cover.
+    """
+    trusted = None if public_key is None else key_id_of(load_public_key(public_key))
     tables = {
         str(name)
         for (name,) in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (?, ?, ?)", _AUDIT_TABLES
         )
     }
-    missing = [t for t in _AUDIT_TABLES[:2] if t not in tables]
+    missing = [t for t in _AUDIT_TABLES if t not in tables]
     if missing:
         return VerifyResult(False, 0, [f"audit table {t} is missing (dropped)" for t in missing])
 
-    problems: list[str] = []
-    if "audit_terminal_key" in tables:
-        stored = conn.execute("SELECT key_id FROM audit_terminal_key WHERE id = 1").fetchone()
-        if stored and str(stored[0]) != key_id:
-            problems.append(
-                f"the workspace's terminal key ({str(stored[0])[:16]}) is not the public key given ({key_id[:16]}): "
-                "verify with the key exported from this terminal"
-            )
-    problems += _trigger_problems(conn)
-
+    problems: list[str] = _trigger_problems(conn)
     rows = [
         _Row(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]), str(r[6]), str(r[7]))
         for r in conn.execute(
             "SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit_events ORDER BY seq"
         )
     ]
-    event_problems = _event_problems(rows)
+    keys: list[AuditKey] = []
+    for key_id, key in key_rows(conn):
+        if key is None:
+            problems.append(f"audit key {key_id[:16]}: malformed record (key altered)")
+        else:
+            keys.append(key)
+    problems += _key_problems(keys, rows)
+    known = {k.key_id: k for k in keys}
+    if trusted is not None and trusted not in known:
+        problems.append(
+            f"the log is not signed with the public key given ({trusted[:16]}); its keys are "
+            f"{', '.join(k[:16] for k in known) or 'none'}: the log was rebuilt, or the key is another terminal's"
+        )
+
+    event_problems = _event_problems(rows) + _found_by_terminal(rows)
     problems += [message for _, message in sorted(event_problems, key=lambda p: p[0])]
     first_bad = min((seq for seq, _ in event_problems), default=None)
 
@@ -221,8 +318,11 @@ def verify(conn: Any, public_key: PublicKeyInput) -> VerifyResult:
     last_seq = rows[-1].seq if rows else 0
     valid = 0
     signed_through = 0
+    head: tuple[int, str] | None = None
+    trusted_from = None if trusted is None or trusted not in known else known[trusted].introduced_seq
     expected_number = 1
-    expected_prev: str | None = GENESIS_HASH  # None after a forged checkpoint: its genuine digest is unknown
+    expected_prev: str | None = GENESIS_HASH  # None after a forged head: its genuine digest is unknown
+    vouched: set[tuple[int, str]] = set()  # (seq, key id) of every valid signed head
     for number, cp in checkpoint_rows(conn):
         if number != expected_number:
             gap = (
@@ -230,19 +330,28 @@ def verify(conn: Any, public_key: PublicKeyInput) -> VerifyResult:
                 if number - 1 == expected_number
                 else f"checkpoints {expected_number} to {number - 1}"
             )
-            problems.append(f"checkpoints deleted: {gap} missing")
+            problems.append(f"signed heads deleted: {gap} missing")
         if cp is None:
-            problems.append(f"checkpoint {number}: malformed record (forged checkpoint)")
+            problems.append(f"checkpoint {number}: malformed record (forged signed head)")
             expected_number, expected_prev = number + 1, None
             continue
-        signed = cp.key_id == key_id and cp.signature_valid(key)
+        key = known.get(cp.key_id)
+        signed = key is not None and cp.signature_valid(key.public_key)
+        period = _period(keys, cp.key_id)
         if not signed:
             problems.append(
-                f"checkpoint {cp.number} (seq {cp.seq}): signature does not verify with the terminal's public key "
-                "(forged checkpoint)"
+                f"checkpoint {cp.number} (seq {cp.seq}): signature does not verify with the log's audit keys "
+                "(forged signed head)"
             )
         elif cp.number == expected_number and expected_prev is not None and cp.prev_digest != expected_prev:
-            problems.append(f"checkpoint {cp.number}: does not follow checkpoint {cp.number - 1} (checkpoints altered)")
+            problems.append(
+                f"checkpoint {cp.number}: does not follow checkpoint {cp.number - 1} (signed heads altered)"
+            )
+        elif period is not None and not (period[0] < cp.seq and (period[1] is None or cp.seq <= period[1])):
+            problems.append(
+                f"checkpoint {cp.number} (seq {cp.seq}): signed with key {cp.key_id[:16]} outside the events it "
+                "may sign (forged signed head)"
+            )
         elif cp.seq > last_seq:
             problems.append(
                 f"log truncated: checkpoint {cp.number} covers seq {cp.seq} but the log ends at seq {last_seq}"
@@ -255,8 +364,55 @@ def verify(conn: Any, public_key: PublicKeyInput) -> VerifyResult:
             )
         else:
             valid += 1
-            if first_bad is None or cp.seq < first_bad:
-                signed_through = max(signed_through, cp.seq)
+            vouched.add((cp.seq, cp.key_id))
+            if (first_bad is None or cp.seq < first_bad) and cp.seq >= signed_through:
+                signed_through = cp.seq
+                head = (cp.seq, cp.event_hash)
         expected_number, expected_prev = cp.number + 1, (cp.digest if signed else None)
 
-    return VerifyResult(not problems, len(rows), problems, valid, signed_through)
+    # A rotation is real only if the key being retired signed the head of the event that hands over:
+    # anyone can append an audit.key_rotated event and a key row, but only the old key can vouch for them.
+    for retired, key in pairwise(keys):
+        if _named_by_rotation(key, by_seq) and (key.introduced_seq, retired.key_id) not in vouched:
+            problems.append(
+                f"audit key {key.key_id[:16]}: the rotation at seq {key.introduced_seq} is not signed by the key "
+                f"it replaces ({retired.key_id[:16]}) (key inserted)"
+            )
+    if not rows and keys:
+        # start_log registers the first key and writes the first event in one transaction: never one without the other.
+        problems.append(
+            f"the log has no events, yet it was started with audit key {keys[0].key_id[:16]}: every event was deleted"
+        )
+    if rows and first_bad is None:
+        if valid == 0:
+            problems.append(
+                f"no signed head covers the log: {_span(rows[0].seq, last_seq)} are unsigned "
+                "(signed heads deleted, or events written behind the terminal's back)"
+            )
+        elif signed_through < last_seq:
+            verb = "follows" if signed_through + 1 == last_seq else "follow"
+            problems.append(
+                f"{_span(signed_through + 1, last_seq)} {verb} the last signed head (seq {signed_through}): "
+                "events written behind the terminal's back, or signed heads deleted"
+            )
+    if trusted_from is not None and head is not None and valid:
+        last_key = next(
+            (cp.key_id for _, cp in reversed(checkpoint_rows(conn)) if cp is not None and cp.seq == head[0]), None
+        )
+        last = known.get(last_key or "")
+        if last is None or last.introduced_seq < trusted_from:
+            problems.append(
+                f"the last signed head (seq {head[0]}) is not signed with the public key given or a key it "
+                "handed over to"
+            )
+    if expect is not None:
+        seq, digest = expect
+        row = by_seq.get(seq)
+        if row is None or row.hash != digest.lower():
+            problems.append(
+                f"the log does not hold the head recorded outside the terminal (seq {seq}, hash {digest[:16]}): "
+                "it was rolled back or rebuilt"
+            )
+        elif seq > signed_through:
+            problems.append(f"the recorded head seq {seq} is not covered by a valid signed head")
+    return VerifyResult(not problems, len(rows), problems, valid, signed_through, head, tuple(k.key_id for k in keys))

@@ -19,7 +19,6 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,6 +29,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.errors import KeySourceError, WorkspaceError
+from engine.files import read_regular_file
+from engine.security.environment import take_secret
 
 KEY_BYTES = 32
 SALT_BYTES = 16
@@ -181,24 +182,11 @@ class WorkspaceKey:
 
 
 def read_key_file(path: Path) -> WorkspaceKey:
-    """Read a key file: a regular file of exactly 32 bytes that only its owner can read."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        raise KeySourceError(f"key file {path} does not exist") from None
-    except OSError as exc:
-        raise KeySourceError(f"cannot read key file {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise KeySourceError(f"key file {path} is not a regular file")
-        if os.name == "posix" and info.st_mode & 0o077:
-            raise KeySourceError(f"key file {path} can be read by other users: run 'chmod 600 {path}'")
-        if info.st_size != KEY_BYTES:
-            raise KeySourceError(f"key file {path} is not a workspace key ({KEY_BYTES} bytes expected)")
-        raw = os.read(fd, KEY_BYTES + 1)
-    finally:
-        os.close(fd)
+    """Read a key file: a regular file of exactly 32 bytes that only its owner can read.
+
+    Never follows a symbolic link and never blocks on a FIFO or device (``engine.files``).
+    """
+    raw = read_regular_file(Path(path), limit=4096, what="key file", error=KeySourceError, private=True)
     if len(raw) != KEY_BYTES:
         raise KeySourceError(f"key file {path} is not a workspace key ({KEY_BYTES} bytes expected)")
     return WorkspaceKey(raw, KdfSpec.key_file())
@@ -210,12 +198,11 @@ Prompt = Callable[[str], str]
 def read_passphrase(
     *, confirm: bool = False, env: Mapping[str, str] | None = None, prompt: Prompt | None = None
 ) -> str:
-    """The passphrase from ``RFR_PASSPHRASE``, else an interactive prompt when stdin is a terminal.
+    """The passphrase from ``RFR_PASSPHRASE`` (taken out of the environment), else a prompt at a terminal.
 
     ``confirm`` asks twice (for a new workspace) and enforces a minimum length.
     """
-    environ = os.environ if env is None else env
-    passphrase = environ.get(PASSPHRASE_ENV)
+    passphrase = take_secret(PASSPHRASE_ENV) if env is None else env.get(PASSPHRASE_ENV)
     if passphrase is None:
         if prompt is None:
             if not sys.stdin.isatty():

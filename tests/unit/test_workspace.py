@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from engine.audit import AuditSigningKey
 from engine.errors import WorkspaceError, WrongKeyError
 from engine.schema import Migration, applied_versions, migrate, registry, split_statements
 from engine.security.keys import KdfSpec, WorkspaceKey
 from engine.workspace import DB_NAME, HEADER_NAME, Workspace
+
+AUDIT_KEY = AuditSigningKey.generate()  # the terminal's audit key, held in memory here
 
 
 def fingerprint(directory: Path) -> dict[str, str]:
@@ -31,7 +34,7 @@ def key() -> WorkspaceKey:
 @pytest.fixture
 def ws_dir(tmp_path: Path, key: WorkspaceKey) -> Path:
     directory = tmp_path / "ws"
-    Workspace.create(directory, key).close()
+    Workspace.create(directory, key, audit_key=AUDIT_KEY).close()
     return directory
 
 
@@ -75,7 +78,9 @@ class TestCreateAndOpen:
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         spec = KdfSpec.new_scrypt(n=2**10)
-        Workspace.create(tmp_path / "p", WorkspaceKey.from_passphrase("a passphrase for tests", spec)).close()
+        Workspace.create(
+            tmp_path / "p", WorkspaceKey.from_passphrase("a passphrase for tests", spec), audit_key=AUDIT_KEY
+        ).close()
         monkeypatch.setenv("RFR_PASSPHRASE", "a passphrase for tests")
         with Workspace.unlock(tmp_path / "p") as ws:
             assert ws.header.kdf == spec
@@ -88,13 +93,13 @@ class TestCreateAndOpen:
         target.mkdir()
         (target / "something").write_text("x")
         with pytest.raises(WorkspaceError, match="not empty"):
-            Workspace.create(target, key)
-        Workspace.create(tmp_path / "empty", key).close()
+            Workspace.create(target, key, audit_key=AUDIT_KEY)
+        Workspace.create(tmp_path / "empty", key, audit_key=AUDIT_KEY).close()
         assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "empty"]
 
     def test_empty_existing_folder_is_fine(self, tmp_path: Path, key: WorkspaceKey) -> None:
         (tmp_path / "e").mkdir()
-        Workspace.create(tmp_path / "e", key).close()
+        Workspace.create(tmp_path / "e", key, audit_key=AUDIT_KEY).close()
         assert (tmp_path / "e" / HEADER_NAME).is_file()
 
     def test_not_a_workspace(self, tmp_path: Path, key: WorkspaceKey) -> None:
@@ -127,8 +132,8 @@ class TestWrongKey:
 
     def test_database_under_another_key_is_refused(self, tmp_path: Path, key: WorkspaceKey) -> None:
         # The header's key check passes, but the database was encrypted with another key.
-        Workspace.create(tmp_path / "a", key).close()
-        Workspace.create(tmp_path / "b", WorkspaceKey.generate()).close()
+        Workspace.create(tmp_path / "a", key, audit_key=AUDIT_KEY).close()
+        Workspace.create(tmp_path / "b", WorkspaceKey.generate(), audit_key=AUDIT_KEY).close()
         (tmp_path / "a" / DB_NAME).write_bytes((tmp_path / "b" / DB_NAME).read_bytes())
         before = fingerprint(tmp_path / "a")
         with pytest.raises(WrongKeyError):
@@ -136,8 +141,8 @@ class TestWrongKey:
         assert fingerprint(tmp_path / "a") == before
 
     def test_header_and_database_must_belong_together(self, tmp_path: Path, key: WorkspaceKey) -> None:
-        Workspace.create(tmp_path / "a", key).close()
-        Workspace.create(tmp_path / "b", key).close()
+        Workspace.create(tmp_path / "a", key, audit_key=AUDIT_KEY).close()
+        Workspace.create(tmp_path / "b", key, audit_key=AUDIT_KEY).close()
         (tmp_path / "a" / DB_NAME).write_bytes((tmp_path / "b" / DB_NAME).read_bytes())
         with pytest.raises(WorkspaceError, match="do not belong together"):
             Workspace.open(tmp_path / "a", key)
@@ -202,6 +207,7 @@ class TestMigrations:
 
     def test_split_statements_keeps_triggers_whole(self) -> None:
         script = """
+
         CREATE TABLE t (x);
         CREATE TRIGGER t_no BEFORE UPDATE ON t
         BEGIN
