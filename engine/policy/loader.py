@@ -278,6 +278,7 @@ def check_references(policy: Policy) -> list[str]:
     """Problems a schema cannot express, each with its key path."""
     problems: list[str] = []
     _duplicates(problems, "use_cases", "key", (c.key for c in policy.use_cases))
+    _duplicates(problems, "pre_rfr_checks", "key", (c.key for c in policy.pre_rfr_checks))
     _duplicates(problems, "age_bands", "key", (b.key for b in policy.age_bands))
     _duplicates(problems, "approval.flags", "key", (f.key for f in policy.approval.flags))
     _duplicates(problems, "approval.rules", "name", (r.name for r in policy.approval.rules))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, NamedTuple, Protocol
@@ -17,9 +18,17 @@ from typing import Any, Literal, NamedTuple, Protocol
 from engine.errors import PolicyError
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
+_WORD = re.compile(r"[^\W\d_]{2,}")
+
+
+def _squash(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum()) or text.strip()
+
+
 AGE_BAND_KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 
 ScoreShown = Literal["estimated_false_match_rate", "similarity", "hidden"]
+LibraryKindName = Literal["substantive", "temporary"]
 
 
 def meta(doc: str, **constraints: Any) -> dict[str, Any]:
@@ -33,6 +42,61 @@ class UseCase:
 
     key: str = field(metadata=meta("Stable identifier used in forms, commands and the audit log.", pattern=KEY_PATTERN))
     title: str = field(metadata=meta("The policy's own words for the use case.", min_length=1))
+    library_kinds: tuple[LibraryKindName, ...] = field(
+        default=("substantive", "temporary"),
+        metadata=meta(
+            "Kinds of Permitted Image Reference Library this use case may search (substantive, temporary).",
+            min_items=1,
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class PreRfrCheck:
+    """One Pre-RFR Check of the Submission Form's checklist: each is confirmed with what was done."""
+
+    key: str = field(metadata=meta("Identifier recorded on the form.", pattern=KEY_PATTERN))
+    label: str = field(metadata=meta("The check, in the words shown to the officer.", min_length=1))
+
+
+@dataclass(frozen=True)
+class TextLength:
+    """The least a written answer must hold to count as an answer."""
+
+    min_characters: int = field(metadata=meta("Fewest characters, spaces collapsed.", minimum=1, maximum=2000))
+    min_words: int = field(metadata=meta("Fewest different words of two or more letters.", minimum=1, maximum=200))
+
+
+@dataclass(frozen=True)
+class TextRules:
+    """Minimum content of written answers on the form and in the Match Report, so 'n/a' never passes as a reason."""
+
+    short: TextLength = field(
+        metadata=meta("Pre-RFR Check details, Probe Image provenance, each Match Report factor's assessment.")
+    )
+    reasoning: TextLength = field(
+        metadata=meta("Justification, technical advice, the Match Report's reasoning, decision reasons.")
+    )
+    placeholders: tuple[str, ...] = field(
+        default=(),
+        metadata=meta("Answers that are never accepted however long (compared without case, spaces or punctuation)."),
+    )
+
+    def problem(self, text: str, tier: Literal["short", "reasoning"]) -> str | None:
+        """Why ``text`` is not an answer under these rules (a phrase), or None when it is one."""
+        length = self.short if tier == "short" else self.reasoning
+        collapsed = " ".join(text.split())
+        if _squash(collapsed) in {_squash(p) for p in self.placeholders}:
+            return f"{collapsed!r} is not an answer"
+        if len(collapsed) < length.min_characters:
+            return f"too short (at least {length.min_characters} characters)"
+        words = {w.casefold() for w in _WORD.findall(collapsed)}
+        if len(words) < length.min_words:
+            return f"too little said (at least {length.min_words} different words)"
+        letters = [ch.casefold() for ch in collapsed if ch.isalpha()]
+        if letters and max(letters.count(ch) for ch in set(letters)) > 0.6 * len(letters):
+            return "not written text (one character repeated)"
+        return None
 
 
 @dataclass(frozen=True)
@@ -61,6 +125,10 @@ class ApprovalFlag:
 
     key: str = field(metadata=meta("Identifier recorded on the case.", pattern=KEY_PATTERN))
     description: str = field(metadata=meta("What the flag requires, in the policy's words.", min_length=1))
+    requires_recorded_advice: bool = field(
+        default=False,
+        metadata=meta("The advice (who gave it, when, what) must be recorded on the case before it can be approved."),
+    )
 
 
 @dataclass(frozen=True)
@@ -133,20 +201,50 @@ class ScoreDisplay:
 
 
 @dataclass(frozen=True)
+class CaseExpiry:
+    """Days a case may wait in each open state before it expires and its probe data is deleted."""
+
+    draft: int = field(metadata=meta("An unsubmitted draft.", minimum=1, maximum=90))
+    submitted: int = field(metadata=meta("A submission nobody approved or rejected.", minimum=1, maximum=90))
+    approved: int = field(metadata=meta("An approved case never searched.", minimum=1, maximum=90))
+    searched: int = field(
+        metadata=meta("A search whose Potential Matches were not all adjudicated.", minimum=1, maximum=90)
+    )
+    peer_review: int = field(metadata=meta("A 'no viable match' awaiting peer review.", minimum=1, maximum=90))
+    adjudicated: int = field(
+        metadata=meta(
+            "A case with a Viable Match its RFR User never closed: the terminal closes it (probe template deleted).",
+            minimum=1,
+            maximum=90,
+        )
+    )
+
+
+@dataclass(frozen=True)
 class Retention:
     """How long casework data lives."""
 
     no_viable_match_probe_data: Literal["delete_immediately"] = field(
-        metadata=meta("Probe template and probe-derived data when a case closes with no Viable Match.")
+        metadata=meta("Probe Image, template and derived data when a peer reviewer agrees there is no Viable Match.")
     )
     rejected_case_probe_data: Literal["delete_immediately"] = field(
         metadata=meta("Probe Image, template and derived data of a rejected submission.")
     )
+    withdrawn_case_probe_data: Literal["delete_immediately"] = field(
+        metadata=meta("Probe Image, template and derived data of a case withdrawn before adjudication.")
+    )
     viable_match_probe_template: Literal["delete_on_close"] = field(
         metadata=meta("Probe template of a case closed with a Viable Match (the Match Report keeps the image).")
     )
-    draft_expiry_days: int = field(
-        metadata=meta("Days after which an unsubmitted draft and its Probe Image are deleted.", minimum=1, maximum=90)
+    case_expiry_days: CaseExpiry = field(
+        metadata=meta("Open cases left waiting expire after these days, measured from the case's last change.")
+    )
+    sweep_minutes: int = field(
+        metadata=meta(
+            "Minutes between retention sweeps while the terminal runs (it also sweeps whenever it opens).",
+            minimum=1,
+            maximum=1440,
+        )
     )
 
 
@@ -182,11 +280,15 @@ class Lockout:
 
 
 @dataclass(frozen=True)
-class AuditSettings:
-    """The audit log."""
+class AccountSettings:
+    """Administration of user accounts: two engineers for every change that grants access."""
 
-    checkpoint_every_events: int = field(
-        metadata=meta("A signed checkpoint is written after this many events.", minimum=1, maximum=100000)
+    request_valid_hours: int = field(
+        metadata=meta(
+            "Hours an account change (add, roles, password reset) waits for a second engineer before it lapses.",
+            minimum=1,
+            maximum=168,
+        )
     )
 
 
@@ -251,6 +353,10 @@ class Policy:
     version: str = field(metadata=meta("The force's version of the policy, recorded on every case.", min_length=1))
     title: str = field(metadata=meta("Name of the policy document.", min_length=1))
     use_cases: tuple[UseCase, ...] = field(metadata=meta("Permitted use cases.", min_items=1))
+    pre_rfr_checks: tuple[PreRfrCheck, ...] = field(
+        metadata=meta("The Pre-RFR Checks every Submission Form confirms, each exhausted or unviable.", min_items=1)
+    )
+    text_rules: TextRules = field(metadata=meta("Minimum content of written answers."))
     ranks: tuple[Rank, ...] = field(metadata=meta("Rank ladder, lowest first.", min_items=1))
     age_bands: tuple[AgeBand, ...] = field(metadata=meta("Apparent age bands on the form.", min_items=1))
     approval: Approval = field(metadata=meta("Approval rules."))
@@ -260,7 +366,7 @@ class Policy:
     sessions: Sessions = field(metadata=meta("Session settings."))
     passwords: Passwords = field(metadata=meta("Password rules."))
     lockout: Lockout = field(metadata=meta("Account lockout."))
-    audit: AuditSettings = field(metadata=meta("Audit log settings."))
+    accounts: AccountSettings = field(metadata=meta("Account administration."))
     operating_point: OperatingPoint = field(metadata=meta("Match threshold and its false-match rate."))
 
     # Canonical form and identity
@@ -327,6 +433,13 @@ class Policy:
         """The monitoring flags ('under_18', 'under_16') a case with this apparent age band records."""
         band = self.age_band(age_band)
         return tuple(name for name, on in (("under_18", band.under_18), ("under_16", band.under_16)) if on)
+
+    def pre_rfr_check(self, key: str) -> PreRfrCheck:
+        for check in self.pre_rfr_checks:
+            if check.key == key:
+                return check
+        known = ", ".join(c.key for c in self.pre_rfr_checks)
+        raise PolicyError(f"unknown Pre-RFR Check {key!r}: the checks are {known}")
 
     def flag(self, key: str) -> ApprovalFlag:
         for flag in self.approval.flags:

@@ -13,7 +13,7 @@ from engine.audit.clock import Clock, format_utc, utc_now
 from engine.errors import PolicyError
 from engine.policy.loader import parse_policy
 from engine.policy.model import Policy
-from engine.schema import Migration, split_statements
+from engine.schema import Migration
 
 MIGRATIONS: list[Migration] = [
     Migration(
@@ -29,16 +29,6 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
 ]
-
-
-def create_schema(conn: Any) -> None:
-    """Create the policy tables on a fresh connection (tests; the workspace runs ``MIGRATIONS`` itself)."""
-    for migration in MIGRATIONS:
-        assert isinstance(migration.apply, str)
-        for statement in split_statements(migration.apply):
-            conn.execute(statement)
-    if conn.in_transaction:
-        conn.execute("COMMIT")
 
 
 def record_policy(conn: Any, policy: Policy, clock: Clock = utc_now) -> None:

@@ -26,7 +26,9 @@ from engine.policy import (
     render_policy_schema,
     required_approval,
 )
-from engine.policy.store import create_schema, record_policy, recorded_policy
+from engine.policy.store import MIGRATIONS as POLICY_MIGRATIONS
+from engine.policy.store import record_policy, recorded_policy
+from engine.schema import apply_all
 
 REPO = Path(__file__).resolve().parents[2]
 POLICE_RANKS = [
@@ -60,7 +62,7 @@ def problems_of(data: Any) -> tuple[str, ...]:
 
 def test_default_policy_loads_with_version_and_hash() -> None:
     policy = load_default_policy()
-    assert policy.version == "2025.2"
+    assert policy.version == "2026.1"
     assert re.fullmatch(r"[0-9a-f]{64}", policy.sha256)
     assert load_default_policy().sha256 == policy.sha256
 
@@ -122,6 +124,17 @@ def test_settings_mirror_the_policy() -> None:
     assert "not evidence" in policy.score_display.intelligence_lead_statement
     assert policy.lockout.max_failed_attempts == 5 and policy.lockout.lock_minutes == 15
     assert policy.sessions.idle_timeout_minutes == 10
+    assert policy.retention.case_expiry_days.draft == 7 and policy.accounts.request_valid_hours == 24
+    assert [c.key for c in policy.pre_rfr_checks] == [
+        "local_intelligence",
+        "circulation",
+        "other_enquiries",
+        "biometric_identification",
+    ]
+    # The policy's own words: use case 2 finds other imagery in a Temporary Image Reference Library.
+    assert policy.use_case("find_other_imagery").library_kinds == ("temporary",)
+    assert policy.use_case("identify_unknown_subject").library_kinds == ("substantive", "temporary")
+    assert policy.flag("technical_advice").requires_recorded_advice
     point = policy.operating_point
     assert point.target_false_match_rate == 0.001
     # Derived from models/calibration.yaml; test_calibration checks the two agree.
@@ -567,7 +580,7 @@ def test_schema_and_loader_agree_on_structure(
 
 def test_recorded_policy_round_trips_and_detects_tampering() -> None:
     conn = sqlite3.connect(":memory:", isolation_level=None)
-    create_schema(conn)
+    apply_all(conn, POLICY_MIGRATIONS)
     policy = load_default_policy()
     record_policy(conn, policy)
     record_policy(conn, policy)
@@ -582,3 +595,23 @@ def test_recorded_policy_round_trips_and_detects_tampering() -> None:
         recorded_policy(conn, policy.sha256)
     with pytest.raises(PolicyError, match="no policy with hash"):
         recorded_policy(conn, "0" * 64)
+
+
+@pytest.mark.parametrize(
+    ("text", "tier", "problem"),
+    [
+        ("n/a", "short", "'n/a' is not an answer"),
+        ("None.", "short", "'None.' is not an answer"),
+        ("See above", "short", "'See above' is not an answer"),
+        ("xxxxxxxxxxxx", "short", "too little said"),
+        ("ok", "short", "too short"),
+        ("checked it all", "short", None),
+        ("aaaaaaaaaaaaaaaa aab aac", "short", "not written text"),
+        ("PNC and local intelligence searched, no trace", "short", None),
+        ("because it is needed", "reasoning", "too short"),
+        ("The probe and the reference agree on ear shape, nose and the scar over the eye.", "reasoning", None),
+    ],
+)
+def test_text_rules_tell_an_answer_from_a_placeholder(text: str, tier: str, problem: str | None) -> None:
+    found = load_default_policy().text_rules.problem(text, tier)  # type: ignore[arg-type]
+    assert found == problem or (problem is not None and found is not None and problem in found)
