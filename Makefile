@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 RFR_DATA ?= $(abspath ../shared/data)
 export RFR_DATA
 
-.PHONY: setup models run test lint bench reference clean
+.PHONY: setup models run test lint bench reference clean system-tools
 
 # The virtualenv, from the project's own files only (pinned by constraints.txt).
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -29,8 +29,15 @@ lint: setup
 	$(BIN)/ruff check engine rfr_tui scripts tests
 	$(BIN)/ruff format --check engine rfr_tui scripts tests
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
-test: models lint
+# Debian tools the tests drive, installed when missing: strace (tests/security/test_no_network.py
+# watches the terminal's system calls) and tmux (the application's tests run it in a real terminal).
+system-tools:
+	@missing=""; for tool in strace tmux; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
+
+test: models lint system-tools
 	$(BIN)/pytest
 
 # Development only: dlib and face_recognition, for reference fixtures and side-by-side benchmarks.

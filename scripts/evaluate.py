@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from engine.errors import RfrError  # noqa: E402
 from engine.evaluation import metrics as m  # noqa: E402
-from engine.evaluation.calibration import Calibration, build_calibration, derive_threshold  # noqa: E402
+from engine.evaluation.calibration import build_calibration  # noqa: E402
 from engine.evaluation.demographics import (  # noqa: E402
     GENDER_GROUPS,
     RACE_GROUPS,
@@ -56,6 +56,8 @@ from engine.evaluation.demographics import (  # noqa: E402
     load_race_by_person,
 )
 from engine.evaluation.lfw import nearest_to_centre  # noqa: E402
+from engine.scoring import statistics as stats  # noqa: E402
+from engine.scoring.calibration import Calibration, derive_threshold  # noqa: E402
 
 TARGET_FMRS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 FIXED_THRESHOLDS = ((0.5, "fixed"), (0.6, "dlib's rule of thumb"))
@@ -348,11 +350,11 @@ def equity(
             "fnir": vars(fnir_rule),
         },
         "fnmr": [f.to_json() for f in fnmr_groups],
-        "fnmr_spread": m.spread(fnmr_groups).to_json(),
+        "fnmr_spread": stats.spread(fnmr_groups).to_json(),
         "fmr": fmr_groups.to_json(),
-        "fmr_spread": m.spread(fmr_groups.within).to_json(),
+        "fmr_spread": stats.spread(fmr_groups.within).to_json(),
         "fnir": [f.to_json() for f in fnir_groups],
-        "fnir_spread": m.spread(fnir_groups).to_json(),
+        "fnir_spread": stats.spread(fnir_groups).to_json(),
         "rank1_miss": [f.to_json() for f in rank1_groups],
         "_objects": (fnmr_groups, fmr_groups, fnir_groups, rank1_groups),
     }
@@ -416,9 +418,9 @@ def analyse(
             "threshold": thr,
             "source": source,
             "fmr": fm.to_json(),
-            "fmr_wilson": m.wilson_interval(fm.events, fm.trials),
+            "fmr_wilson": stats.wilson_interval(fm.events, fm.trials),
             "fnmr": fnm.to_json(),
-            "fnmr_wilson": m.wilson_interval(fnm.events, fnm.trials),
+            "fnmr_wilson": stats.wilson_interval(fnm.events, fnm.trials),
             "fnmr_with_failures_to_acquire": (fnm.events + pairs.genuine_lost) / (fnm.trials + pairs.genuine_lost),
         }
 
@@ -440,8 +442,10 @@ def analyse(
     ]
     at_operating = {
         "threshold": threshold,
-        "fpir": m.wilson(int(m.Scores(ident.nonmated_top).at_or_below(threshold)), ident.nonmated_top.size).to_json(),
-        "fnir": m.wilson(
+        "fpir": stats.wilson(
+            int(m.Scores(ident.nonmated_top).at_or_below(threshold)), ident.nonmated_top.size
+        ).to_json(),
+        "fnir": stats.wilson(
             int(np.count_nonzero(~((ident.ranks <= MAX_RANK) & (ident.mate_d <= threshold)))), ident.mate_d.size
         ).to_json(),
     }
@@ -740,7 +744,7 @@ def render_markdown(j: dict[str, Any], images: list[str], date: str) -> str:
     add("- LFW is posed, well-lit press photography, mostly of adult white men; custody photos, CCTV stills and")
     add("  body-worn video differ in quality, pose, age and demographics. These figures describe the algorithm on")
     add("  this benchmark; they are not a prediction for the force's probes. The force must repeat the exercise on")
-    add("  its own data (the quarterly casework breakdown in `engine.evaluation.metrics.outcome_breakdown` starts it).")
+    add("  its own data (the quarterly casework breakdown in `engine.scoring.statistics.outcome_breakdown` starts it).")
     add("- The people are unequally represented (one person has 530 images), so genuine pairs are dominated by a")
     add("  few people, and pairs that share a person are not independent. Intervals are therefore computed by a")
     add("  **subject bootstrap** (people resampled, 95 %, percentile), not by treating pairs as independent; the")

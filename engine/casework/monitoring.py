@@ -3,7 +3,7 @@
 The policy (Monitoring and reporting) has the FR Technology Board review, every quarter, how
 RFR was used and its results with "aggregated demographic data about searches". This module
 turns a terminal's own casework into those figures with the same code as the LFW equity
-evaluation (``engine.evaluation.metrics.outcome_breakdown``):
+evaluation (``engine.scoring.statistics.outcome_breakdown``):
 
 - per closed case: the outcome (Viable Match or none) by the Probe Image's recorded age band,
   the use case and the under-18 / under-16 monitoring flags;
@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from engine.evaluation.metrics import OutcomeBreakdown, Proportion, outcome_breakdown, wilson
+from engine.scoring.statistics import OutcomeBreakdown, Proportion, outcome_breakdown, wilson
 from engine.workspace import Workspace
 
 CASE_FIELDS = ("age_band", "use_case", "under_18", "under_16")

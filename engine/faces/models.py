@@ -208,16 +208,6 @@ class ModelLoader:
             return {k: z[k] for k in z.files}
 
 
-def load_verified_calibration(directory: Path | None = None) -> Any:
-    """The score calibration, hash-checked against the manifest: a changed one changes every score's meaning."""
-    from engine.evaluation.calibration import parse_calibration
-
-    directory = directory or models_dir()
-    manifest = Manifest.load(directory / "manifest.yaml")
-    text = manifest.read_verified(directory, CALIBRATION_FILE).decode("utf-8")
-    return parse_calibration(text, str(directory / CALIBRATION_FILE))
-
-
 def execution_devices(compiled: Any) -> list[str]:
     """The devices a compiled model actually runs on (what AUTO chose)."""
     try:

@@ -11,15 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import CalibrationError, RfrError
-from engine.evaluation.calibration import (
+from engine.evaluation.calibration import build_calibration
+from engine.policy import OperatingPoint, load_default_policy
+from engine.scoring.calibration import (
     Calibration,
-    build_calibration,
     check_policy_threshold,
     derive_threshold,
     load_calibration,
     parse_calibration,
 )
-from engine.policy import OperatingPoint, load_default_policy
 
 REPO = Path(__file__).resolve().parents[2]
 SHA = "ab" * 32

@@ -21,15 +21,10 @@ from engine.evaluation.demographics import (
 )
 from engine.evaluation.metrics import (
     NO_RANK,
-    NOT_RECORDED,
-    GroupFigure,
-    Proportion,
     Scores,
     SizeRule,
     bootstrap_error_interval,
     bootstrap_fmr_interval,
-    clopper_pearson_interval,
-    clopper_pearson_upper,
     cmc,
     cross_pair_count,
     det_curve,
@@ -45,9 +40,16 @@ from engine.evaluation.metrics import (
     group_fmr,
     mate_ranks,
     nonmated_top_distance,
+    threshold_at_fmr,
+)
+from engine.scoring.statistics import (
+    NOT_RECORDED,
+    GroupFigure,
+    Proportion,
+    clopper_pearson_interval,
+    clopper_pearson_upper,
     outcome_breakdown,
     spread,
-    threshold_at_fmr,
     wilson_interval,
 )
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.evaluation.calibration import Calibration, check_policy_threshold
-from engine.faces.models import load_verified_calibration
 from engine.policy import Policy
+from engine.scoring.calibration import Calibration, check_policy_threshold, load_verified_calibration
 
 INTELLIGENCE_LEAD = (
     "A Potential Match is an intelligence lead only: never a formal identification, never evidence. "
