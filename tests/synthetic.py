@@ -1,4 +1,4 @@
-"""A deterministic stand-in for the face engine, for tests and benchmarks of the library layer.
+"""A deterministic stand-in for the face engine, for tests of the library layer and casework (never shipped in engine/).
 
 It is not face recognition. Its "template" is the image shrunk to 16 x 8 grey levels, so
 similar pictures get near templates and identical pictures identical ones; it "finds" no face

@@ -8,15 +8,17 @@ at run time.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from engine.errors import UsageError
 from engine.faces.align import extract_face_chip
-from engine.faces.detect import FaceDetector
+from engine.faces.detect import MAX_PIXELS, FaceDetector, upsampled_size
 from engine.faces.dlib_format import ShapePredictorArrays
 from engine.faces.embed import FaceEmbedder
 from engine.faces.landmarks import ShapePredictor
@@ -29,6 +31,12 @@ MODEL_ID = "dlib_face_recognition_resnet_model_v1"
 MMOD_AVG = (122.78199768066406, 117.0009994506836, 104.2979965209961)
 MMOD_NMS_THRESHOLD = 0.3382761351109955
 MAX_UPSAMPLE = 3
+AUTO_UPSAMPLE_LIMIT = 2
+"""``find_faces`` enlarges a photograph at most this many times (4x), and only when nothing was found."""
+DOMINANT_AREA_RATIO = 1.5
+"""A face is clearly dominant when the part of its box inside the photograph is at least this many
+times that of every other face and it is the face nearest the image centre. Chosen on LFW as the
+lowest ratio at which size alone never chose the wrong person (docs/benchmarks.md)."""
 
 
 @dataclass(frozen=True)
@@ -134,3 +142,158 @@ class FaceEngine:
 
 def largest_face(faces: Sequence[Face]) -> Face | None:
     return max(faces, key=lambda f: f.box.area, default=None)
+
+
+class Analyzer(Protocol):
+    """What ``find_faces`` needs of a face engine (``FaceEngine`` or a stand-in with the same ``analyze``)."""
+
+    def analyze(self, rgb: NDArray[np.uint8], upsample: int = 0, embed: bool = True) -> list[Face]: ...
+
+
+@dataclass(frozen=True)
+class FoundFaces:
+    """The faces of a photograph, the detector upsampling they were found at, and what was done to find them.
+
+    ``note`` is a plain sentence when the photograph had to be enlarged, or could not be enlarged
+    further within the detector's pixel budget; None when the faces were found as first asked.
+    """
+
+    faces: list[Face]
+    upsample: int  # the level the faces come from (with no face: the last level tried)
+    tried: tuple[int, ...]
+    note: str | None = None
+
+    @property
+    def enlarged(self) -> bool:
+        return bool(self.faces) and self.upsample > self.tried[0]
+
+
+def _size_words(upsample: int) -> str:
+    return "the photograph's own size" if upsample == 0 else f"{2**upsample}x enlargement"
+
+
+def _levels_words(levels: Sequence[int]) -> str:
+    words = [_size_words(level) for level in levels]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def find_faces(
+    analyzer: Analyzer,
+    rgb: NDArray[np.uint8],
+    *,
+    embed: bool = True,
+    start: int = 0,
+    max_pixels: int = MAX_PIXELS,
+) -> FoundFaces:
+    """Faces at whatever size the photograph holds them: at upsampling ``start``, then enlarged
+    again (one level more each time, up to ``AUTO_UPSAMPLE_LIMIT``) only while nothing is found.
+
+    The detector's window is 80 pixels, so a face smaller than that is found only enlarged. An
+    enlargement that would take the image over ``max_pixels`` (the detector's budget) is not
+    tried; the note says so. ``start`` itself is always tried: over the budget, the analyzer's
+    own refusal (``ImageError``) names the limit.
+    """
+    if not 0 <= start <= MAX_UPSAMPLE:
+        raise UsageError(f"upsample must be between 0 and {MAX_UPSAMPLE}, got {start}")
+    rows, cols = int(rgb.shape[0]), int(rgb.shape[1])
+    tried: list[int] = []
+    level = start
+    while True:
+        faces = analyzer.analyze(rgb, upsample=level, embed=embed)
+        tried.append(level)
+        if faces:
+            note = None
+            if level > start:
+                note = f"no face at {_levels_words(tried[:-1])}; found at {_size_words(level)}"
+            return FoundFaces(faces, level, tuple(tried), note)
+        level += 1
+        if level > max(start, AUTO_UPSAMPLE_LIMIT):
+            note = f"no face found at {_levels_words(tried)}" if len(tried) > 1 else None
+            return FoundFaces([], tried[-1], tuple(tried), note)
+        up_rows, up_cols = upsampled_size(rows, cols, level)
+        if up_rows * up_cols > max_pixels:
+            note = (
+                f"no face found at {_levels_words(tried)}; not enlarged further: {_size_words(level)} would be "
+                f"{up_cols}x{up_rows} pixels, over the detector's {max_pixels / 1e6:g}-megapixel limit"
+            )
+            return FoundFaces([], tried[-1], tuple(tried), note)
+
+
+def visible_area(box: Box, image_shape: Sequence[int]) -> int:
+    """Pixels of ``box`` inside an image of ``image_shape`` (dlib's boxes may reach past the edges)."""
+    height, width = int(image_shape[0]), int(image_shape[1])
+    w = min(box.right, width - 1) - max(box.left, 0) + 1
+    h = min(box.bottom, height - 1) - max(box.top, 0) + 1
+    return w * h if w > 0 and h > 0 else 0
+
+
+def dominant_face(faces: Sequence[Face], image_shape: Sequence[int]) -> Face | None:
+    """The one face a photograph is of: its only face, or one clearly dominant; None when ambiguous.
+
+    Clearly dominant: the face's visible area (its box inside the photograph, so a face cut by the
+    edge counts for what shows) is at least ``DOMINANT_AREA_RATIO`` times every other face's, and it
+    is strictly the nearest to the image centre. A reference photograph of a person often holds
+    smaller faces in the background; two people of similar size, or a larger face off to the side
+    of a central one, are ambiguous and left to a person.
+    """
+    if len(faces) <= 1:
+        return faces[0] if faces else None
+    by_area = sorted(faces, key=lambda f: visible_area(f.box, image_shape), reverse=True)
+    largest, others = by_area[0], by_area[1:]
+    if visible_area(largest.box, image_shape) < DOMINANT_AREA_RATIO * visible_area(others[0].box, image_shape):
+        return None
+    off = _off_centre(image_shape)
+    return largest if off(largest) < min(off(f) for f in others) else None
+
+
+def nearest_to_centre(faces: Sequence[Face], image_shape: Sequence[int]) -> Face | None:
+    """The face whose box centre is nearest the image centre (ties: the earlier, more confident one)."""
+    return min(faces, key=_off_centre(image_shape), default=None)
+
+
+def _off_centre(image_shape: Sequence[int]) -> Callable[[Face], float]:
+    """Squared distance of a face's box centre from the centre of an image of ``image_shape``."""
+    cx, cy = (int(image_shape[1]) - 1) / 2.0, (int(image_shape[0]) - 1) / 2.0
+
+    def off(face: Face) -> float:
+        x, y = face.box.center
+        return (x - cx) ** 2 + (y - cy) ** 2
+
+    return off
+
+
+@dataclass(frozen=True)
+class ReferenceFace:
+    """The face taken from a reference photograph (enrolment, an evaluation gallery), or why none was.
+
+    ``reason`` is a stable code (``no_face``, ``several_faces``) and ``detail`` a sentence for people.
+    """
+
+    found: FoundFaces
+    face: Face | None
+    reason: str | None = None
+    detail: str | None = None
+
+    @property
+    def chose_dominant(self) -> bool:
+        """Whether the face was chosen among several as the clearly dominant one."""
+        return self.face is not None and len(self.found.faces) > 1
+
+
+def reference_face(analyzer: Analyzer, rgb: NDArray[np.uint8], *, start: int = 0) -> ReferenceFace:
+    """The face to enrol from a reference photograph: found at any size (``find_faces``), the only
+    face or the clearly dominant one (``dominant_face``); otherwise a refusal saying why."""
+    found = find_faces(analyzer, rgb, embed=True, start=start)
+    if not found.faces:
+        why = found.note or "no face found"
+        return ReferenceFace(found, None, "no_face", f"{why}: a reference image must show one face")
+    face = dominant_face(found.faces, rgb.shape)
+    if face is None:
+        return ReferenceFace(
+            found,
+            None,
+            "several_faces",
+            f"{len(found.faces)} faces found and none clearly dominant: a reference image must show one face, "
+            f"or one at least {DOMINANT_AREA_RATIO:g} times the size of any other and nearest the centre",
+        )
+    return ReferenceFace(found, face)

@@ -11,8 +11,9 @@ Typical use::
 """
 
 from engine.library.enrol import EnrolmentReport, EnrolProgress, FaceAnalyzer, Skipped, enroll_directory
-from engine.library.index import Candidate, IndexSet, IndexSettings, indexes_for, score_from_distance
+from engine.library.index import Candidate, IndexSet, IndexSettings, score_from_distance
 from engine.library.metadata import Metadata, load_metadata
+from engine.library.registry import indexes_for
 from engine.library.store import (
     Composition,
     Library,
@@ -23,7 +24,6 @@ from engine.library.store import (
     delete_library,
     get_library,
     library_counts,
-    library_events,
     list_libraries,
     parse_expiry,
     purge_expired,
@@ -49,7 +49,6 @@ __all__ = [
     "get_library",
     "indexes_for",
     "library_counts",
-    "library_events",
     "list_libraries",
     "load_metadata",
     "parse_expiry",

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.audit.log import SYSTEM_ACTOR
 from engine.errors import LibraryError
 from engine.library.exact import ExactVectors
 from engine.library.index import IndexSet, IndexSettings, LibraryIndex, Tuning, profile_name
@@ -103,14 +104,22 @@ class _Sample:
 
 
 def check_index(
-    indexes: IndexSet, library: Library, *, queries: int = DEFAULT_QUERIES, top_k: int = 50, seed: int = 0
+    indexes: IndexSet,
+    library: Library,
+    *,
+    queries: int = DEFAULT_QUERIES,
+    top_k: int = 50,
+    seed: int = 0,
+    actor: str = SYSTEM_ACTOR,
 ) -> IndexCheck:
     """Measure recall@``top_k`` and search latency of ``library``'s index over ``queries`` of its templates."""
     sample = _sample(indexes, library, queries, top_k, seed)
     result = _measure(indexes, library, sample, None)
     _require_unchanged(sample, library)
     detail = result.to_json()
-    indexes.record(library, "index_checked", {name: value for name, value in detail.items() if name != "library"})
+    indexes.record(
+        library, "index_checked", {name: value for name, value in detail.items() if name != "library"}, actor=actor
+    )
     return result
 
 
@@ -124,6 +133,7 @@ def tune_index(
     seed: int = 0,
     expansions: tuple[int, ...] = TUNING_EXPANSIONS,
     automatic: bool = False,
+    actor: str = SYSTEM_ACTOR,
 ) -> IndexTuning:
     """Measure ``library``'s index at increasing search expansions and keep the smallest whose
     recall@``top_k`` reaches ``target`` (or, if none does, the one with the best recall)."""
@@ -148,8 +158,13 @@ def tune_index(
         {k: t[k] for k in ("expansion_search", "recall", "search_p50_ms", "search_p99_ms")} for t in detail["trials"]
     ]
     detail |= {"templates": chosen.templates, "queries": chosen.queries, "automatic": automatic}
-    indexes.record(library, "index_tuned", detail)
+    indexes.record(library, "index_tuned", detail, actor=actor)
     return result
+
+
+def automatic_tuning(indexes: IndexSet, library: Library) -> IndexTuning:
+    """The measurement the terminal makes by itself when it loads a large library (``IndexSet`` tuner)."""
+    return tune_index(indexes, library, automatic=True)
 
 
 def _sample(indexes: IndexSet, library: Library, queries: int, top_k: int, seed: int) -> _Sample:

@@ -5,7 +5,8 @@ so an interrupted enrolment (Ctrl-C, kill -9, power loss) leaves every image ful
 there at all; the in-memory index follows each commit and its snapshot is saved at the end (a
 snapshot left behind by a crash is caught up at the next open). Image bytes are stored exactly
 as read: nothing is re-encoded. Images that are duplicates (same bytes already in the library),
-unreadable, or show no face or several faces are reported and skipped.
+unreadable, or show no face, or several faces with none clearly dominant, are reported and
+skipped; a face too small for the detector is looked for again enlarged (``reference_face``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import ImageError, LibraryError, MetadataError
+from engine.faces.pipeline import reference_face
 from engine.faces.types import Face
-from engine.library.index import NDIM, IndexSet, indexes_for
+from engine.library.index import NDIM, IndexSet
 from engine.library.metadata import Metadata, load_metadata
-from engine.library.store import Library, ensure_model, record_event, require_usable
+from engine.library.registry import indexes_for
+from engine.library.store import Library, bump_content_version, ensure_model, record_event, require_usable
 from engine.workspace import Workspace
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -91,6 +94,7 @@ class EnrolmentReport:
     subjects_added: int = 0
     retemplated: int = 0  # images already in the library that gained a template for the current model
     skipped: list[Skipped] = field(default_factory=list)
+    chose_dominant_face: list[str] = field(default_factory=list)  # enrolled with the clearly dominant of several
     cancelled: bool = False
     seconds: float = 0.0
 
@@ -104,6 +108,7 @@ class EnrolmentReport:
             "enrolled": self.enrolled,
             "subjects_added": self.subjects_added,
             "retemplated": self.retemplated,
+            "chose_dominant_face": len(self.chose_dominant_face),
             "skipped_by_reason": by_reason,
             "skipped": [s.to_json() for s in self.skipped],
             "cancelled": self.cancelled,
@@ -148,7 +153,7 @@ def enroll_directory(
     progress: Callable[[EnrolProgress], None] | None = None,
     cancel: threading.Event | None = None,
     *,
-    added_by: str | None = None,
+    added_by: str,
     package_id: str | None = None,
     upsample: int = 0,
     loader: ImageLoader = load_rgb,
@@ -198,6 +203,7 @@ def enroll_directory(
                     added_by,
                     package_id,
                     pending,
+                    report.chose_dominant_face,
                 )
                 if len(pending) >= _INDEX_BATCH:
                     _flush(indexes, library, pending)
@@ -220,15 +226,19 @@ def enroll_directory(
             with ws.transaction() as conn:
                 record_event(
                     conn,
-                    ws.now(),
-                    added_by or package_id,
-                    "images_enrolled",
+                    ws,
+                    added_by,
+                    "enrol",
+                    library.id,
                     library.name,
                     {
                         "images": report.enrolled,
                         "subjects_added": report.subjects_added,
                         "retemplated": report.retemplated,
+                        "chose_dominant_face": len(report.chose_dominant_face),
+                        "skipped": len(report.skipped),
                         "cancelled": report.cancelled,
+                        "package": package_id,
                     },
                 )
     report.seconds = time.monotonic() - started
@@ -276,6 +286,7 @@ def _enrol_one(
     added_by: str | None,
     package_id: str | None,
     pending: list[tuple[int, NDArray[np.float32]]],
+    chose_dominant: list[str],
 ) -> Skipped | str:
     """Enrol one image: ``_NEW_SUBJECT``, ``_ENROLLED``, ``_RETEMPLATED``, or why it was skipped.
 
@@ -301,14 +312,12 @@ def _enrol_one(
     except ImageError as exc:
         return Skipped(where, "unreadable", exc.diagnostics())
     try:
-        faces = face_engine.analyze(rgb, upsample=upsample, embed=True)
+        chosen = reference_face(face_engine, rgb, start=upsample)  # enlarged when no face at ``upsample``
     except ImageError as exc:
         return Skipped(where, "unreadable", exc.diagnostics())
-    if not faces:
-        return Skipped(where, "no_face", "no face found: a reference image must show one face")
-    if len(faces) > 1:
-        return Skipped(where, "several_faces", f"{len(faces)} faces found: a reference image must show one face")
-    face = faces[0]
+    if chosen.face is None:
+        return Skipped(where, chosen.reason or "no_face", chosen.detail or "no face found")
+    face = chosen.face
     if face.embedding is None:
         return Skipped(where, "no_template", "the face engine returned no template for the face")
     vector = np.asarray(face.embedding, dtype="<f4")
@@ -328,7 +337,10 @@ def _enrol_one(
             image_id, created = _insert_image(conn, library, new, meta, source_default, added_by, package_id, now)
             template_id = _insert_template(conn, image_id, library, model_ref, blob, face.box.as_list(), now)
             outcome = _NEW_SUBJECT if created else _ENROLLED
+        bump_content_version(conn, library.id)
     pending.append((template_id, vector))
+    if chosen.chose_dominant:
+        chose_dominant.append(where)
     return outcome
 
 

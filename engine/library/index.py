@@ -24,6 +24,8 @@ the size measured; until then the profile's (``RFR_INDEX_PROFILE``) is used.
 Search asks the approximate index for more candidates than requested, re-ranks them exactly in
 float32 from ``ExactVectors``, breaks ties by template id, and checks the final candidates against the database
 (same vector bytes, current model), so the approximate index never decides what the officer sees.
+That ranking of one index is ``shortlist``; ``MemoryIndex`` gives it to templates held only in
+memory (the evaluation gallery of ``rfr evaluate search``), with no workspace, snapshot or database.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import json
 import os
 import struct
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from engine.audit.log import SYSTEM_ACTOR
 from engine.errors import LibraryError, SnapshotError
 from engine.library.exact import ExactVectors, one_blas_thread
 from engine.library.snapshot import (
@@ -54,7 +56,7 @@ from engine.library.snapshot import (
     wipe,
     write_snapshot,
 )
-from engine.library.store import Library, find_model, on_library_destroyed, record_event, require_usable
+from engine.library.store import Library, find_model, record_event, require_usable
 from engine.scoring import ScoreMeaning, candidate_meaning
 from engine.workspace import Workspace
 
@@ -76,6 +78,9 @@ _CANDIDATE_SQL = (
 )
 
 Notify = Callable[[str], None]
+# Measures a library index's search expansion and keeps it (``engine.library.check.automatic_tuning``),
+# handed in so this module does not import the check that is built on it.
+Tuner = Callable[["IndexSet", Library], Any]
 
 
 @dataclass(frozen=True)
@@ -370,6 +375,7 @@ class IndexSet:
         settings: IndexSettings | None = None,
         notify: Notify | None = None,
         tune_from: int | None = None,
+        tuner: Tuner | None = None,
     ) -> None:
         self.ws = ws
         self.model_id = model_id
@@ -379,6 +385,7 @@ class IndexSet:
         # Libraries of at least this many templates with no measured expansion holding for them
         # get one measured when loaded or grown (``_apply_expansion``); None: only on request.
         self.tune_from = tune_from
+        self._tuner = tuner
         self._loaded: dict[int, LibraryIndex] = {}
         self._lock = threading.RLock()
         self._graph_worker = _graph_worker()
@@ -527,10 +534,14 @@ class IndexSet:
         if all_ids.size:
             loaded.add(all_ids, all_vectors, self.settings.threads)
 
-    def record(self, library: Library, action: str, detail: dict[str, Any]) -> None:
-        """Record an index event about ``library`` in its history (with this face model)."""
+    def record(self, library: Library, action: str, detail: dict[str, Any], actor: str = SYSTEM_ACTOR) -> None:
+        """Record an index event about ``library`` in the audit log (with this face model).
+
+        The actor is ``system`` for what the terminal does by itself (a rebuild, a measurement
+        when a library is loaded) and the engineer for what they asked for.
+        """
         with self.ws.transaction() as conn:
-            record_event(conn, self.ws.now(), None, action, library.name, {**detail, "model_id": self.model_id})
+            record_event(conn, self.ws, actor, action, library.id, library.name, {**detail, "model_id": self.model_id})
 
     # ---- how deep the graph searches -----------------------------------------------------------
 
@@ -573,15 +584,19 @@ class IndexSet:
             self.record(loaded.library, "index_tuning_lapsed", {"templates": len(loaded), "expansion": expansion.value})
 
     def _tunes(self, loaded: LibraryIndex) -> bool:
-        return self.tune_from is not None and loaded.model_ref is not None and len(loaded) >= self.tune_from
+        return (
+            self._tuner is not None
+            and self.tune_from is not None
+            and loaded.model_ref is not None
+            and len(loaded) >= self.tune_from
+        )
 
     def _tune(self, loaded: LibraryIndex) -> bool:
-        """Measure the expansion for ``loaded`` now (``check.tune_index``); False, with a notice, if it could not be."""
-        from engine.library.check import tune_index  # the check is built on this module
-
+        """Measure the expansion for ``loaded`` now (the tuner); False, with a notice, if it could not be."""
+        assert self._tuner is not None
         name = loaded.library.name
         try:
-            tuned = tune_index(self, loaded.library, automatic=True)
+            tuned = self._tuner(self, loaded.library)
         except (LibraryError, SnapshotError) as exc:
             self.notify(f"index of library {name!r}: search expansion not measured ({exc}); the profile's is used")
             return False
@@ -699,65 +714,24 @@ class IndexSet:
 
     def rank(self, probe: NDArray[np.float32], libraries: Sequence[Library], top_k: int) -> Ranked:
         """The index part of ``search``: approximate candidates, re-ranked exactly (no database access)."""
-        query = _check_probe(probe)
-        if not 1 <= top_k <= MAX_TOP_K:
-            raise LibraryError(f"top K must be between 1 and {MAX_TOP_K}, not {top_k}")
+        query = _check_request(probe, top_k)
         if not libraries:
             raise LibraryError("choose at least one library to search")
-        keys_parts: list[NDArray[np.uint64]] = []
-        vector_parts: list[NDArray[np.float32]] = []
-        d2_parts: list[NDArray[np.float32]] = []
-        owners: list[NDArray[np.int64]] = []
+        parts: list[Shortlist] = []
         for library in libraries:
             require_usable(self.ws, library)
             loaded = self.get(library)
             with loaded.lock:
-                size = len(loaded.index)
-                if size == 0:
+                if len(loaded.index) == 0:
                     raise LibraryError(
                         f"library {library.name!r} has no templates made with face model {self.model_id}: enrol first"
                     )
-                wanted = min(size, max(int(top_k * self.settings.oversample), top_k + self.settings.min_extra))
-                rows = self._graph_and_cells(loaded, query, wanted)
-                vectors = None
-                if rows is not None:
-                    keys, vectors, d2 = loaded.exact.ranked(query, rows, wanted)
-                    if keys.size < wanted or float(d2.min()) > self.settings.verify_beyond**2:
-                        keys, vectors, d2 = loaded.exact.nearest(query, wanted)
-            if vectors is None:
+                found = shortlist(loaded.index, loaded.exact, query, top_k, self.settings, self._graph_worker)
+            if found is None:
                 self._distrust(library.id)
                 raise SnapshotError("the index disagreed with the database and has been discarded: search again")
-            keys_parts.append(keys)
-            vector_parts.append(vectors)
-            d2_parts.append(d2)
-            owners.append(np.full(keys.size, library.id, dtype=np.int64))
-        keys = np.concatenate(keys_parts)
-        d2 = np.concatenate(d2_parts)
-        order = np.lexsort((keys, d2))[:top_k]
-        return Ranked(keys[order], d2[order], np.concatenate(vector_parts)[order], np.concatenate(owners)[order])
-
-    def _graph_and_cells(
-        self, loaded: LibraryIndex, query: NDArray[np.float32], wanted: int
-    ) -> NDArray[np.int64] | None:
-        """Rows the graph proposes and the shortlist of the probe's nearest cells (``ExactVectors.scan``),
-        or None if the graph proposed a template the exact store does not hold. Call with the lock held.
-
-        The graph searches on a worker thread (usearch lets go of the GIL) while this thread scans
-        the cells, so a search costs the slower of the two, not their sum (measured at 1M, 8 cells
-        and search expansion 64: p50 1.26 ms one after the other, 0.91 ms side by side).
-        """
-        near: NDArray[np.int64] | None = None
-        if self.settings.cells_probed > 0 and len(loaded.exact.centroids) > 0:
-            graph = self._graph_worker.submit(loaded.index.search, query, wanted, threads=1)
-            try:
-                with one_blas_thread():  # a second BLAS thread would take the graph's core
-                    near = loaded.exact.scan(query, self.settings.cells_probed, wanted)
-            finally:
-                found = graph.result()  # never leave the graph searching once the lock is let go
-        else:
-            found = loaded.index.search(query, wanted, threads=1)
-        rows = loaded.exact.positions(np.asarray(found.keys[: len(found)], dtype=np.uint64))
-        return rows if rows is None or near is None else np.concatenate([rows, near])
+            parts.append(found)
+        return merge_shortlists(parts, [library.id for library in libraries], top_k)
 
     def _candidates(self, ranked: Ranked, libraries: Sequence[Library]) -> list[Candidate]:
         """Attach subject, image and library to the ranked keys, checking each against its database row."""
@@ -803,8 +777,135 @@ class IndexSet:
 
 
 def _graph_worker() -> ThreadPoolExecutor:
-    """The thread that runs the graph half of each search (``IndexSet._graph_and_cells``); it starts on first use."""
+    """The thread that runs the graph half of each search (``_graph_and_cells``); it starts on first use."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="rfr-graph-search")
+
+
+Shortlist = tuple[NDArray[np.uint64], NDArray[np.float32], NDArray[np.float32]]
+"""One index's nearest templates for a probe: (template ids, float32 templates, exact squared distances)."""
+
+
+def shortlist(
+    graph: Any,
+    exact: ExactVectors,
+    query: NDArray[np.float32],
+    top_k: int,
+    settings: IndexSettings,
+    worker: ThreadPoolExecutor,
+) -> Shortlist | None:
+    """One index's part of every search: the graph's and the nearest cells' candidates, re-ranked exactly.
+
+    Asks for ``top_k * oversample`` (at least ``top_k + min_extra``) candidates, measures them in
+    float32 from ``exact`` (ties by template id), and compares the probe with every template
+    instead when too few came back or the nearest is beyond ``verify_beyond``. Call with the
+    index's lock held. None if the graph proposed a template the exact store does not hold.
+    """
+    wanted = min(len(graph), max(int(top_k * settings.oversample), top_k + settings.min_extra))
+    rows = _graph_and_cells(graph, exact, query, wanted, settings, worker)
+    if rows is None:
+        return None
+    keys, vectors, d2 = exact.ranked(query, rows, wanted)
+    if keys.size < wanted or float(d2.min()) > settings.verify_beyond**2:
+        keys, vectors, d2 = exact.nearest(query, wanted)
+    return keys, vectors, d2
+
+
+def merge_shortlists(parts: Sequence[Shortlist], owners: Sequence[int], top_k: int) -> Ranked:
+    """The ``top_k`` nearest over several indexes' shortlists (``owners[i]`` owns ``parts[i]``), ties by template id."""
+    keys = np.concatenate([p[0] for p in parts])
+    d2 = np.concatenate([p[2] for p in parts])
+    owner = np.concatenate([np.full(p[0].size, o, dtype=np.int64) for p, o in zip(parts, owners, strict=True)])
+    order = np.lexsort((keys, d2))[:top_k]
+    return Ranked(keys[order], d2[order], np.concatenate([p[1] for p in parts])[order], owner[order])
+
+
+def _graph_and_cells(
+    graph: Any,
+    exact: ExactVectors,
+    query: NDArray[np.float32],
+    wanted: int,
+    settings: IndexSettings,
+    worker: ThreadPoolExecutor,
+) -> NDArray[np.int64] | None:
+    """Rows the graph proposes and the shortlist of the probe's nearest cells (``ExactVectors.scan``),
+    or None if the graph proposed a template the exact store does not hold. Call with the lock held.
+
+    The graph searches on a worker thread (usearch lets go of the GIL) while this thread scans
+    the cells, so a search costs the slower of the two, not their sum (measured at 1M, 8 cells
+    and search expansion 64: p50 1.26 ms one after the other, 0.91 ms side by side).
+    """
+    near: NDArray[np.int64] | None = None
+    if settings.cells_probed > 0 and len(exact.centroids) > 0:
+        from_graph = worker.submit(graph.search, query, wanted, threads=1)
+        try:
+            with one_blas_thread():  # a second BLAS thread would take the graph's core
+                near = exact.scan(query, settings.cells_probed, wanted)
+        finally:
+            found = from_graph.result()  # never leave the graph searching once the lock is let go
+    else:
+        found = graph.search(query, wanted, threads=1)
+    rows = exact.positions(np.asarray(found.keys[: len(found)], dtype=np.uint64))
+    return rows if rows is None or near is None else np.concatenate([rows, near])
+
+
+class MemoryIndex:
+    """Templates held only in memory (an evaluation gallery), searched by the code that searches every
+    library (``shortlist``): the graph beside its exact float32 templates, ranked exactly, ties by id.
+
+    Built with the terminal's index profile (``index_profile``) and searched at that profile's
+    expansion. Nothing is written anywhere; ``close`` drops it.
+    """
+
+    def __init__(self, settings: IndexSettings | None = None) -> None:
+        self.settings = settings or index_profile()
+        self.graph = _new_usearch(self.settings)
+        self.exact = ExactVectors(self.settings.cell_size)
+        self._lock = threading.Lock()
+        self._worker = _graph_worker()
+
+    def __len__(self) -> int:
+        return len(self.exact)
+
+    def __enter__(self) -> MemoryIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(self, ids: NDArray[np.uint64], vectors: NDArray[np.float32]) -> None:
+        """Hold templates under their ids (inserted into the graph shuffled, as a library's are)."""
+        ids, vectors = np.asarray(ids, np.uint64), np.ascontiguousarray(vectors, np.float32)
+        if vectors.ndim != 2 or vectors.shape[1:] != (NDIM,) or len(vectors) != ids.size:
+            raise LibraryError(f"templates to add must be {ids.size} rows of {NDIM} values, not {vectors.shape}")
+        if not bool(np.all(np.isfinite(vectors))):
+            raise LibraryError("a template to add contains non-finite values")
+        with self._lock:
+            self.exact.add(ids, vectors)
+            _add_vectors(self.graph, ids, vectors, self.settings.threads)
+
+    def rank(self, probe: NDArray[np.float32], top_k: int) -> Ranked:
+        """The ``top_k`` nearest templates to ``probe``, exactly ranked (owner 0 for every one)."""
+        query = _check_request(probe, top_k)
+        with self._lock:
+            if len(self.exact) == 0:
+                raise LibraryError("the gallery holds no templates: nothing to search")
+            found = shortlist(self.graph, self.exact, query, top_k, self.settings, self._worker)
+        if found is None:  # graph and templates are filled together, so never; refuse rather than guess
+            raise LibraryError("the in-memory index's graph and templates disagree: build the gallery again")
+        return merge_shortlists([found], [0], top_k)
+
+    def nearest(self, probe: NDArray[np.float32], top_k: int) -> Ranked:
+        """The same answer by comparing the probe with every template (no graph), to check ``rank`` against."""
+        query = _check_request(probe, top_k)
+        with self._lock:
+            found = self.exact.nearest(query, top_k)
+        return merge_shortlists([found], [0], top_k)
+
+    def close(self) -> None:
+        with self._lock:
+            self.graph.reset()
+            self.exact.clear()
+        self._worker.shutdown(wait=True)
 
 
 def _add_vectors(index: Any, ids: NDArray[np.uint64], vectors: NDArray[np.float32], threads: int) -> None:
@@ -880,6 +981,13 @@ def restore_index(
     return loaded
 
 
+def _check_request(probe: NDArray[Any], top_k: int) -> NDArray[np.float32]:
+    query = _check_probe(probe)
+    if not 1 <= top_k <= MAX_TOP_K:
+        raise LibraryError(f"top K must be between 1 and {MAX_TOP_K}, not {top_k}")
+    return query
+
+
 def _check_probe(probe: NDArray[Any]) -> NDArray[np.float32]:
     query = np.asarray(probe)
     if query.shape != (NDIM,):
@@ -888,39 +996,3 @@ def _check_probe(probe: NDArray[Any]) -> NDArray[np.float32]:
     if not np.all(np.isfinite(query)):
         raise LibraryError("the probe template contains non-finite values")
     return query
-
-
-_sets: weakref.WeakKeyDictionary[Workspace, dict[str, IndexSet]] = weakref.WeakKeyDictionary()
-_sets_lock = threading.Lock()
-
-
-def indexes_for(ws: Workspace, model_id: str, model_sha256: str, *, notify: Notify | None = None) -> IndexSet:
-    """The workspace's shared ``IndexSet`` for a face model (indexes are loaded once per open workspace)."""
-    with _sets_lock:
-        per_ws = _sets.get(ws)
-        if per_ws is None:
-            per_ws = _sets[ws] = {}
-            ws.on_close(lambda: _close_all(per_ws))
-        found = per_ws.get(model_sha256.lower())
-        if found is None:
-            settings = index_profile()
-            found = per_ws[model_sha256.lower()] = IndexSet(
-                ws, model_id, model_sha256, settings=settings, notify=notify, tune_from=TUNE_FROM
-            )
-        elif notify is not None:
-            found.notify = notify
-        return found
-
-
-def _close_all(per_ws: dict[str, IndexSet]) -> None:
-    for index_set in per_ws.values():
-        index_set.close()
-    per_ws.clear()
-
-
-def _on_destroyed(ws: Workspace, library_id: int) -> None:
-    for index_set in (_sets.get(ws) or {}).values():
-        index_set.drop(library_id)
-
-
-on_library_destroyed(_on_destroyed)

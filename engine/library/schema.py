@@ -132,4 +132,15 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        3,
+        "library content version; library history moves to the signed audit log",
+        """
+        -- Counts every change of a library's content (images enrolled, subjects removed, a snapshot
+        -- replaced): an approval records it, so a case never searches a library changed since.
+        ALTER TABLE libraries ADD COLUMN content_version INTEGER NOT NULL DEFAULT 0;
+        -- Library administration is recorded in the one hash-chained, signed audit log now.
+        DROP TABLE library_events;
+        """,
+    ),
 ]

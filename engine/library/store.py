@@ -3,12 +3,17 @@
 Substantive libraries are standing (custody images). Temporary libraries exist for one
 operation: they carry the authorisation reference and an expiry, cannot be searched or added
 to once the authorisation has lapsed, and ``purge_expired`` destroys them (subjects, images,
-templates, index snapshot) and records the purge in ``library_events``.
+templates, index snapshot).
+
+Every change is made by a named actor (an engineer, or ``system`` for what the terminal does
+by itself under the policy) and recorded in the one hash-chained, signed audit log
+(``record_event``), in the same transaction as the change. Every change of a library's
+content also raises its ``content_version``, which an approval records: a case never
+searches a library that changed since it was approved.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,6 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
+from engine import audit
 from engine.errors import LibraryError
 from engine.library.demographics import AGE_RANGES, IC_CODES, SEXES
 from engine.library.snapshot import remove_snapshots
@@ -42,6 +48,7 @@ class Library:
     created_by: str | None
     description: str
     index_salt: bytes = field(repr=False)
+    content_version: int = 0
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -55,11 +62,13 @@ class Library:
             "created_at": _iso(self.created_at),
             "created_by": self.created_by,
             "description": self.description,
+            "content_version": self.content_version,
         }
 
 
 _SELECT_LIBRARY = (
-    "SELECT id, name, kind, authorisation, expires_at, created_at, created_by, description, index_salt FROM libraries"
+    "SELECT id, name, kind, authorisation, expires_at, created_at, created_by, description, index_salt, "
+    "content_version FROM libraries"
 )
 
 
@@ -74,6 +83,7 @@ def _library(row: tuple[Any, ...]) -> Library:
         created_by=row[6],
         description=str(row[7]),
         index_salt=bytes(row[8]),
+        content_version=int(row[9]),
     )
 
 
@@ -101,9 +111,9 @@ def create_library(
     authorisation: str | None = None,
     expires_at: datetime | None = None,
     description: str = "",
-    created_by: str | None = None,
+    created_by: str,
 ) -> Library:
-    """Create a library. A temporary one needs an authorisation reference and a future expiry."""
+    """Create a library (``created_by``: the engineer). A temporary one needs an authorisation and a future expiry."""
     name = name.strip()
     if not name or len(name) > MAX_NAME or not name.isprintable():
         raise LibraryError(f"library name must be 1 to {MAX_NAME} printable characters")
@@ -139,15 +149,16 @@ def create_library(
                 secrets.token_bytes(16),
             ),
         )
+        library_id = cur.lastrowid
         record_event(
             conn,
-            now,
+            ws,
             created_by,
-            "library_created",
+            "create",
+            int(library_id),
             name,
             {"kind": kind.value, "authorisation": authorisation, "expires_at": _iso(expires_at)},
         )
-        library_id = cur.lastrowid
     return get_library_by_id(ws, int(library_id))
 
 
@@ -178,21 +189,26 @@ def require_usable(ws: Workspace, library: Library) -> None:
         )
 
 
-def record_event(conn: Any, at: datetime, actor: str | None, action: str, library: str, detail: dict[str, Any]) -> None:
-    """Append a library event inside the caller's transaction. Never pass biometric data in ``detail``."""
-    conn.execute(
-        "INSERT INTO library_events (at, actor, action, library_name, detail) VALUES (?, ?, ?, ?, ?)",
-        (_iso(at), actor, action, library, json.dumps(detail, sort_keys=True)),
+def record_event(
+    conn: Any, ws: Workspace, actor: str, action: str, library_id: int, name: str, detail: dict[str, Any]
+) -> None:
+    """Record a library event (``library.<action>``) in the audit log, inside the caller's transaction.
+
+    Never pass biometric data in ``detail``: the audit log leaves the terminal for oversight.
+    """
+    audit.append(
+        conn,
+        actor,
+        f"library.{action}",
+        subjects={"library": library_id},
+        details={"name": name, **detail},
+        clock=ws.clock,
     )
 
 
-def library_events(ws: Workspace, library_name: str | None = None) -> list[dict[str, Any]]:
-    sql = "SELECT at, actor, action, library_name, detail FROM library_events"
-    rows = ws.query(
-        sql + (" WHERE library_name = ? ORDER BY id" if library_name else " ORDER BY id"),
-        (library_name,) if library_name else (),
-    )
-    return [{"at": r[0], "actor": r[1], "action": r[2], "library": r[3], "detail": json.loads(r[4])} for r in rows]
+def bump_content_version(conn: Any, library_id: int) -> None:
+    """The library's content changed (inside the caller's transaction): approvals made before no longer cover it."""
+    conn.execute("UPDATE libraries SET content_version = content_version + 1 WHERE id = ?", (library_id,))
 
 
 @dataclass(frozen=True)
@@ -224,7 +240,7 @@ def on_library_destroyed(hook: Callable[[Workspace, int], None]) -> None:
         _purge_hooks.append(hook)
 
 
-def purge_expired(ws: Workspace, actor: str | None = None) -> list[PurgeRecord]:
+def purge_expired(ws: Workspace, actor: str = audit.SYSTEM_ACTOR) -> list[PurgeRecord]:
     """Destroy every temporary library whose authorisation has lapsed; return what was destroyed.
 
     Each library goes in one transaction (rows and the purge record together), then its index
@@ -234,20 +250,20 @@ def purge_expired(ws: Workspace, actor: str | None = None) -> list[PurgeRecord]:
     lapsed = [lib for lib in list_libraries(ws) if lib.expired(now)]
     records: list[PurgeRecord] = []
     for lib in lapsed:
-        records.append(_destroy(ws, lib, "library_purged", actor, {"reason": "authorisation lapsed"}))
+        records.append(_destroy(ws, lib, "purge", actor, {"reason": "authorisation lapsed"}))
     if records:
         ws.checkpoint()
     return records
 
 
-def delete_library(ws: Workspace, name: str, actor: str | None = None, reason: str = "deleted") -> PurgeRecord:
+def delete_library(ws: Workspace, name: str, actor: str, reason: str) -> PurgeRecord:
     """Destroy a library now (any kind), recording who did it and why."""
-    record = _destroy(ws, get_library(ws, name), "library_deleted", actor, {"reason": reason})
+    record = _destroy(ws, get_library(ws, name), "delete", actor, {"reason": reason})
     ws.checkpoint()
     return record
 
 
-def _destroy(ws: Workspace, lib: Library, action: str, actor: str | None, detail: dict[str, Any]) -> PurgeRecord:
+def _destroy(ws: Workspace, lib: Library, action: str, actor: str, detail: dict[str, Any]) -> PurgeRecord:
     with ws.transaction() as conn:
 
         def count(table: str) -> int:
@@ -263,7 +279,22 @@ def _destroy(ws: Workspace, lib: Library, action: str, actor: str | None, detail
         for table in ("templates", "images", "subjects", "index_snapshots", "index_tuning"):
             conn.execute(f"DELETE FROM {table} WHERE library_id = ?", (lib.id,))  # noqa: S608
         conn.execute("DELETE FROM libraries WHERE id = ?", (lib.id,))
-        record_event(conn, ws.now(), actor, action, lib.name, {**detail, **record.to_json()})
+        record_event(
+            conn,
+            ws,
+            actor,
+            action,
+            lib.id,
+            lib.name,
+            {
+                **detail,
+                "kind": lib.kind.value,
+                "authorisation": lib.authorisation,
+                "subjects": record.subjects,
+                "images": record.images,
+                "templates": record.templates,
+            },
+        )
     for hook in _purge_hooks:  # first: dropping an index waits for a save of it in progress
         hook(ws, lib.id)
     remove_snapshots(ws.index_dir, lib.id)

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from engine.audit import AuditSigningKey
 from engine.errors import LibraryError, SnapshotError
-from engine.library import create_library, delete_library, get_library, library_events
+from engine.library import create_library, delete_library, get_library
 from engine.library import index as index_module
 from engine.library.exact import assign_cells, cell_count, squared_distances
 from engine.library.index import (
@@ -28,10 +29,10 @@ from engine.library.index import (
     LibraryIndex,
     _new_usearch,
     index_profile,
-    indexes_for,
     restore_index,
     rows_digest,
 )
+from engine.library.registry import indexes_for
 from engine.library.snapshot import (
     MAGIC,
     read_snapshot,
@@ -42,6 +43,10 @@ from engine.library.snapshot import (
 from engine.library.store import Library, ensure_model
 from engine.security.keys import WorkspaceKey
 from engine.workspace import Workspace
+from tests.terminals import library_events
+
+AUDIT_KEY = AuditSigningKey.generate()  # the terminal's audit key, held in memory here
+
 
 MODEL = ("test-model", hashlib.sha256(b"test-model").hexdigest())
 OTHER_MODEL = ("other-model", hashlib.sha256(b"other-model").hexdigest())
@@ -49,7 +54,7 @@ OTHER_MODEL = ("other-model", hashlib.sha256(b"other-model").hexdigest())
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Iterator[Workspace]:
-    with Workspace.create(tmp_path / "ws", WorkspaceKey.generate()) as workspace:
+    with Workspace.create(tmp_path / "ws", WorkspaceKey.generate(), audit_key=AUDIT_KEY) as workspace:
         yield workspace
 
 
@@ -232,7 +237,7 @@ class TestSnapshotFormat:
 
 class TestOpenAndRepair:
     def test_restored_without_rebuild_when_snapshot_matches(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         insert_templates(ws, lib, clustered(300))
         notes: list[str] = []
         first = fresh_indexes(ws, notes)
@@ -246,7 +251,7 @@ class TestOpenAndRepair:
 
     @pytest.mark.parametrize("damage", ["flip", "truncate", "swap", "garbage"])
     def test_damaged_snapshot_is_refused_then_rebuilt(self, ws: Workspace, damage: str) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         vectors = clustered(200)
         ids = insert_templates(ws, lib, vectors)
         fresh_indexes(ws, []).get(lib)
@@ -270,7 +275,7 @@ class TestOpenAndRepair:
         read_snapshot(path, key_for=indexes._key_for(lib), library_id=lib.id)  # a good snapshot again
 
     def test_snapshot_behind_the_database_is_caught_up(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         insert_templates(ws, lib, clustered(100, seed=1))
         fresh_indexes(ws, []).get(lib)
         newer = insert_templates(ws, lib, clustered(25, seed=2))  # e.g. an enrolment killed before it saved
@@ -285,7 +290,7 @@ class TestOpenAndRepair:
         assert notes == []  # the caught-up snapshot was saved
 
     def test_rows_gone_from_the_database_force_a_rebuild(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         ids = insert_templates(ws, lib, clustered(50))
         fresh_indexes(ws, []).get(lib)
         with ws.transaction() as conn:
@@ -296,7 +301,7 @@ class TestOpenAndRepair:
         assert ids[3] not in loaded.keys().tolist() and len(loaded) == 49
 
     def test_snapshot_of_another_model_is_not_used(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         insert_templates(ws, lib, clustered(40), model=OTHER_MODEL)
         mine = insert_templates(ws, lib, clustered(10, seed=5), model=MODEL)
         fresh_indexes(ws, [], OTHER_MODEL).get(lib)
@@ -310,7 +315,7 @@ class TestOpenAndRepair:
         # fast open). The first change copies both into memory of their own and wipes every
         # decrypted byte; a graph or template still pointing into them would then hold zeros, so
         # searches and templates read after the change prove the copies are complete.
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         vectors = clustered(3000, seed=6)
         keys = np.arange(1, len(vectors) + 1, dtype=np.uint64)
         built = LibraryIndex(lib, None, _new_usearch(IndexSettings()))
@@ -348,7 +353,7 @@ class TestOpenAndRepair:
         # writing (28 s at 10M) must not hold up the officer's searches. The index here is still
         # viewed in its decrypted snapshot, which the enrolment during the write wipes: what the
         # save writes must be the state it took, whole.
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         vectors = clustered(600, seed=8)
         ids = insert_templates(ws, lib, vectors)
         fresh_indexes(ws, []).get(lib)  # built and saved
@@ -390,7 +395,7 @@ class TestOpenAndRepair:
     def test_a_library_deleted_while_its_index_is_saved_leaves_no_snapshot(
         self, ws: Workspace, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         insert_templates(ws, lib, clustered(300, seed=3))
         indexes = indexes_for(ws, *MODEL)  # the workspace's own, which a deletion drops
         indexes.get(lib)  # built and saved
@@ -406,7 +411,7 @@ class TestOpenAndRepair:
         saver = threading.Thread(target=save)
         saver.start()
         assert writing.wait(timeout=30)
-        deleting = threading.Thread(target=delete_library, args=(ws, "custody"))
+        deleting = threading.Thread(target=delete_library, args=(ws, "custody", "tester", "retention review"))
         deleting.start()
         for _ in range(300):  # the deletion commits, then waits to drop the index being saved
             if not ws.query_one("SELECT count(*) FROM libraries")[0]:
@@ -422,7 +427,7 @@ class TestOpenAndRepair:
         assert ws.query_one("SELECT count(*) FROM index_snapshots")[0] == 0
 
     def test_snapshot_whose_graph_and_templates_disagree_is_refused(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         loaded = LibraryIndex(lib, None, _new_usearch(IndexSettings()))
         loaded.add(np.arange(1, 101, dtype=np.uint64), clustered(100), threads=0)
         loaded.exact.keys = loaded.exact.keys.copy()
@@ -436,7 +441,7 @@ class TestOpenAndRepair:
             restore_index(bytearray(_new_usearch(IndexSettings()).save()), IndexSettings(), lib, None)
 
     def test_snapshot_of_an_older_layout_is_rebuilt_with_a_message(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         insert_templates(ws, lib, clustered(50))
         fresh_indexes(ws, []).get(lib)
         graph_only = _new_usearch(IndexSettings()).save()  # what snapshots held before ExactVectors
@@ -471,7 +476,7 @@ class TestOpenAndRepair:
 
 class TestSearch:
     def test_exact_order_matches_brute_force(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         vectors = clustered(2000, seed=3)
         ids = np.array(insert_templates(ws, lib, vectors), dtype=np.uint64)
         indexes = indexes_for(ws, *MODEL)
@@ -488,7 +493,7 @@ class TestSearch:
     def test_final_order_is_exact_even_when_the_index_is_approximate(self, ws: Workspace) -> None:
         # Stand in for an approximate index that returns the right candidates in a rough order
         # (here: reversed) with rough distances: the officer must still see the exact order.
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         vectors = clustered(500, seed=4)
         ids = np.array(insert_templates(ws, lib, vectors), dtype=np.uint64)
         indexes = IndexSet(ws, *MODEL)
@@ -523,7 +528,7 @@ class TestSearch:
         loaded.index = real
 
     def test_ties_are_broken_by_template_id(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         same = np.tile(clustered(1, seed=6), (5, 1))
         ids = insert_templates(ws, lib, np.vstack([clustered(50, seed=7), same]))
         found = indexes_for(ws, *MODEL).search(same[0], [lib], 5)
@@ -531,8 +536,8 @@ class TestSearch:
         assert {c.distance for c in found} == {0.0}
 
     def test_several_libraries_are_merged_by_distance(self, ws: Workspace) -> None:
-        a = create_library(ws, "a", "substantive")
-        b = create_library(ws, "b", "substantive")
+        a = create_library(ws, "a", "substantive", created_by="tester")
+        b = create_library(ws, "b", "substantive", created_by="tester")
         va, vb = clustered(100, seed=10), clustered(100, seed=11)
         insert_templates(ws, a, va)
         insert_templates(ws, b, vb)
@@ -545,7 +550,7 @@ class TestSearch:
         assert {c.library for c in found} <= {"a", "b"}
 
     def test_only_templates_of_the_current_model_are_searched(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         other = insert_templates(ws, lib, clustered(30, seed=12), model=OTHER_MODEL)
         mine = insert_templates(ws, lib, clustered(30, seed=13), model=MODEL)
         found = indexes_for(ws, *MODEL).search(clustered(30, seed=12)[0], [lib], 60)
@@ -553,8 +558,8 @@ class TestSearch:
         assert not set(other) & {c.template_id for c in found}
 
     def test_refusals(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
-        empty = create_library(ws, "empty", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
+        empty = create_library(ws, "empty", "substantive", created_by="tester")
         insert_templates(ws, lib, clustered(10))
         indexes = indexes_for(ws, *MODEL)
         with pytest.raises(LibraryError, match="no templates made with face model test-model"):
@@ -569,7 +574,7 @@ class TestSearch:
             indexes.search(np.zeros(128, np.float32), [], 5)
 
     def test_index_that_disagrees_with_the_database_is_discarded(self, ws: Workspace) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         vectors = clustered(20)
         insert_templates(ws, lib, vectors)
         indexes = indexes_for(ws, *MODEL)
@@ -666,7 +671,7 @@ def test_a_graph_answer_no_face_could_give_is_checked_against_every_template(ws:
     # Stand in for a graph whose greedy descent ended among the wrong people: it offers only the
     # templates farthest from the probe. Beyond IndexSettings.verify_beyond the search compares the
     # probe with every template, so the officer still sees the true nearest.
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     vectors = clustered(300, seed=14)
     ids = np.array(insert_templates(ws, lib, vectors), dtype=np.uint64)
     indexes = IndexSet(ws, *MODEL)
@@ -757,7 +762,7 @@ def test_scan_and_ranked_give_the_exact_top_of_the_graph_rows_and_the_probed_cel
 def test_search_finds_the_neighbourhood_a_lost_graph_missed(ws: Workspace) -> None:
     # Stand in for a graph whose greedy descent ended among plausible but wrong people (nearer
     # than verify_beyond, so no exhaustive check): the probe's own cells still hold its mates.
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     vectors = clustered(1200, seed=3)
     ids = np.array(insert_templates(ws, lib, vectors), dtype=np.uint64)
     settings = IndexSettings(cell_size=32, cells_probed=2, verify_beyond=3.0)  # this data: people ~1.4 apart
@@ -778,7 +783,7 @@ def test_search_finds_the_neighbourhood_a_lost_graph_missed(ws: Workspace) -> No
 
 
 def test_the_graph_searches_on_its_own_thread_while_the_cells_are_scanned(ws: Workspace) -> None:
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     vectors = clustered(1200, seed=5)
     ids = np.array(insert_templates(ws, lib, vectors), dtype=np.uint64)
     indexes = IndexSet(ws, *MODEL, settings=IndexSettings(cell_size=32, cells_probed=2))
@@ -832,7 +837,7 @@ def test_the_terminal_chooses_its_index_profile(tmp_path: Path, monkeypatch: pyt
     assert (speed.expansion_add, speed.expansion_search, speed.cell_size, speed.cells_probed) == (64, 64, 512, 16)
     monkeypatch.setenv("RFR_INDEX_PROFILE", " Recall ")
     assert index_profile() == IndexSettings() == INDEX_PROFILES["recall"]
-    ws = Workspace.create(tmp_path / "ws", WorkspaceKey.generate())
+    ws = Workspace.create(tmp_path / "ws", WorkspaceKey.generate(), audit_key=AUDIT_KEY)
     try:
         assert indexes_for(ws, *MODEL).settings == IndexSettings()
     finally:
@@ -843,7 +848,7 @@ def test_the_terminal_chooses_its_index_profile(tmp_path: Path, monkeypatch: pyt
 
 
 def test_cells_survive_the_snapshot_and_a_bad_layout_is_refused(ws: Workspace) -> None:
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     vectors = clustered(700, seed=4)
     keys = np.arange(1, 701, dtype=np.uint64)
     settings = IndexSettings(cell_size=16)

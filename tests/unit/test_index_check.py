@@ -10,24 +10,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.audit import AuditSigningKey
 from engine.errors import LibraryError
-from engine.library import create_library, library_events
-from engine.library.check import check_index, tune_index
+from engine.library import create_library
+from engine.library.check import automatic_tuning, check_index, tune_index
 from engine.library.exact import ExactVectors
-from engine.library.index import INDEX_PROFILES, TUNE_FROM, IndexSet, IndexSettings, indexes_for
+from engine.library.index import INDEX_PROFILES, TUNE_FROM, IndexSet, IndexSettings
+from engine.library.registry import indexes_for
 from engine.security.keys import WorkspaceKey
 from engine.workspace import Workspace
+from tests.terminals import library_events
 from tests.unit.test_index import MODEL, clustered, insert_templates
+
+AUDIT_KEY = AuditSigningKey.generate()  # the terminal's audit key, held in memory here
 
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Iterator[Workspace]:
-    with Workspace.create(tmp_path / "ws", WorkspaceKey.generate()) as workspace:
+    with Workspace.create(tmp_path / "ws", WorkspaceKey.generate(), audit_key=AUDIT_KEY) as workspace:
         yield workspace
 
 
 def test_a_sound_index_finds_what_every_template_finds_and_the_check_is_recorded(ws: Workspace) -> None:
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     insert_templates(ws, lib, clustered(3000, seed=21))
     settings = IndexSettings(cell_size=64, expansion_search=256)
     indexes = IndexSet(ws, *MODEL, settings=settings)
@@ -44,7 +49,7 @@ def test_a_sound_index_finds_what_every_template_finds_and_the_check_is_recorded
 def test_an_index_that_misses_templates_is_measured_as_missing_them(ws: Workspace) -> None:
     # Half of the templates taken out of the graph (the exact store still holds them) and no cells:
     # searches can only find the other half, and the check must say so.
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     insert_templates(ws, lib, clustered(2000, seed=22))
     indexes = IndexSet(ws, *MODEL, settings=IndexSettings(cells_probed=0))
     loaded = indexes.get(lib)
@@ -55,7 +60,7 @@ def test_an_index_that_misses_templates_is_measured_as_missing_them(ws: Workspac
 
 
 def test_a_library_too_small_to_check_is_a_clear_error(ws: Workspace) -> None:
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     insert_templates(ws, lib, clustered(1))
     with pytest.raises(LibraryError, match="too few to check its index"):
         check_index(IndexSet(ws, *MODEL), lib)
@@ -69,7 +74,7 @@ def test_a_library_too_small_to_check_is_a_clear_error(ws: Workspace) -> None:
 def test_queries_are_the_librarys_own_templates_left_out_of_their_answers(ws: Workspace) -> None:
     # Two far-apart pairs: each template's only neighbour is its pair, so with K = 1 a check that
     # counted the query's own template would still score 1.0 against an index that found only it.
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     pairs = np.repeat(clustered(2, seed=4) * 10, 2, axis=0) + np.float32(0.01) * np.arange(4)[:, None]
     insert_templates(ws, lib, pairs.astype(np.float32))
     indexes = IndexSet(ws, *MODEL, settings=IndexSettings(cells_probed=0))
@@ -83,7 +88,7 @@ def test_queries_are_the_librarys_own_templates_left_out_of_their_answers(ws: Wo
 
 def test_searches_go_on_while_every_template_is_compared(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     # Comparing every template takes seconds at 10M: the check must not hold the index lock meanwhile.
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     insert_templates(ws, lib, clustered(300, seed=31))
     indexes = IndexSet(ws, *MODEL)
     loaded = indexes.get(lib)
@@ -107,7 +112,7 @@ def test_searches_go_on_while_every_template_is_compared(ws: Workspace, monkeypa
 
 
 def test_a_library_that_changes_during_its_check_gets_no_figure(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     insert_templates(ws, lib, clustered(300, seed=32))
     indexes = IndexSet(ws, *MODEL)
     rank = indexes.rank
@@ -139,7 +144,7 @@ WEAK = IndexSettings(connectivity=16, expansion_add=64, cells_probed=0, threads=
 
 
 def weak_library(ws: Workspace) -> tuple[IndexSet, object]:
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     insert_templates(ws, lib, np.random.default_rng(7).normal(size=(3000, 128)).astype(np.float32))
     return IndexSet(ws, *MODEL, settings=WEAK), lib
 
@@ -182,7 +187,7 @@ def test_a_target_no_expansion_reaches_keeps_the_best_recall_and_says_so(ws: Wor
 
 
 def test_a_measured_expansion_lapses_when_the_library_has_doubled(ws: Workspace) -> None:
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     insert_templates(ws, lib, clustered(300, seed=41))
     notes: list[str] = []
     indexes = IndexSet(ws, *MODEL, notify=notes.append)
@@ -205,10 +210,10 @@ def test_a_measured_expansion_lapses_when_the_library_has_doubled(ws: Workspace)
 
 
 def test_a_library_big_enough_is_measured_when_loaded_and_again_when_it_has_doubled(ws: Workspace) -> None:
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     insert_templates(ws, lib, clustered(299, seed=51))
     notes: list[str] = []
-    indexes = IndexSet(ws, *MODEL, notify=notes.append, tune_from=300)
+    indexes = IndexSet(ws, *MODEL, notify=notes.append, tune_from=300, tuner=automatic_tuning)
     assert indexes.get(lib).index.expansion_search == 512 and indexes.tuning(lib) is None  # 299: too small
     more = clustered(1, seed=52)
     indexes.add(lib, np.array(insert_templates(ws, lib, more), np.uint64), more)
@@ -217,7 +222,9 @@ def test_a_library_big_enough_is_measured_when_loaded_and_again_when_it_has_doub
     tuned = [e["detail"] for e in library_events(ws, "custody") if e["action"] == "index_tuned"]
     assert len(tuned) == 1 and tuned[0]["automatic"] is True and tuned[0]["templates"] == 300
 
-    again = IndexSet(ws, *MODEL, tune_from=300)  # a fresh process: the measurement holds, nothing re-measured
+    again = IndexSet(
+        ws, *MODEL, tune_from=300, tuner=automatic_tuning
+    )  # a fresh process: the measurement holds, nothing re-measured
     assert again.get(lib).index.expansion_search == 64
     more = clustered(301, seed=53)
     again.add(lib, np.array(insert_templates(ws, lib, more), np.uint64), more)  # 601: measured again
@@ -235,10 +242,10 @@ def test_a_measurement_that_fails_leaves_the_profiles_expansion_and_says_why(
         raise LibraryError("library 'custody' changed while its index was checked: check it again")
 
     monkeypatch.setattr(check, "tune_index", refuse)
-    lib = create_library(ws, "custody", "substantive")
+    lib = create_library(ws, "custody", "substantive", created_by="tester")
     insert_templates(ws, lib, clustered(300, seed=54))
     notes: list[str] = []
-    indexes = IndexSet(ws, *MODEL, notify=notes.append, tune_from=300)
+    indexes = IndexSet(ws, *MODEL, notify=notes.append, tune_from=300, tuner=automatic_tuning)
     assert indexes.get(lib).index.expansion_search == 512
     assert notes[-1] == (
         "index of library 'custody': search expansion not measured (library 'custody' changed while its index"

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.audit import AuditSigningKey
 from engine.errors import LibraryError
 from engine.library import (
     composition,
@@ -17,7 +18,6 @@ from engine.library import (
     enroll_directory,
     get_library,
     indexes_for,
-    library_events,
     list_libraries,
     parse_expiry,
     purge_expired,
@@ -25,9 +25,13 @@ from engine.library import (
 from engine.library.check import tune_index
 from engine.library.metadata import parse_csv
 from engine.library.snapshot import snapshot_path
-from engine.library.synthetic import SyntheticFaceEngine, load_rgb_with_opencv, write_subject_folders
 from engine.security.keys import WorkspaceKey
 from engine.workspace import Workspace
+from tests.synthetic import SyntheticFaceEngine, load_rgb_with_opencv, write_subject_folders
+from tests.terminals import library_events
+
+AUDIT_KEY = AuditSigningKey.generate()  # the terminal's audit key, held in memory here
+
 
 START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -47,7 +51,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def ws(tmp_path: Path, clock: Clock) -> Iterator[Workspace]:
-    with Workspace.create(tmp_path / "ws", WorkspaceKey.generate(), clock=clock) as workspace:
+    with Workspace.create(tmp_path / "ws", WorkspaceKey.generate(), clock=clock, audit_key=AUDIT_KEY) as workspace:
         yield workspace
 
 
@@ -61,7 +65,14 @@ def count(ws: Workspace, table: str, library_id: int) -> int:
 class TestCreate:
     def test_substantive_and_temporary(self, ws: Workspace) -> None:
         custody = create_library(ws, "custody", "substantive", created_by="tester")
-        op = create_library(ws, "op-x", "temporary", authorisation="AUTH/123", expires_at=START + timedelta(days=30))
+        op = create_library(
+            ws,
+            "op-x",
+            "temporary",
+            authorisation="AUTH/123",
+            expires_at=START + timedelta(days=30),
+            created_by="tester",
+        )
         assert [lib.name for lib in list_libraries(ws)] == ["custody", "op-x"]
         assert get_library(ws, "op-x") == op
         assert custody.to_json()["expires_at"] is None
@@ -84,16 +95,16 @@ class TestCreate:
         name = kwargs.pop("name")
         kind = kwargs.pop("kind")
         with pytest.raises(LibraryError, match=match):
-            create_library(ws, name, kind, **kwargs)  # type: ignore[arg-type]
+            create_library(ws, name, kind, **kwargs, created_by="tester")  # type: ignore[arg-type]
         assert list_libraries(ws) == []
 
     def test_duplicate_name(self, ws: Workspace) -> None:
-        create_library(ws, "custody", "substantive")
+        create_library(ws, "custody", "substantive", created_by="tester")
         with pytest.raises(LibraryError, match="already exists"):
-            create_library(ws, "custody", "substantive")
+            create_library(ws, "custody", "substantive", created_by="tester")
 
     def test_unknown_library_names_the_known_ones(self, ws: Workspace) -> None:
-        create_library(ws, "custody", "substantive")
+        create_library(ws, "custody", "substantive", created_by="tester")
         with pytest.raises(LibraryError, match="no library called 'custdy' \\(libraries: custody\\)"):
             get_library(ws, "custdy")
 
@@ -108,15 +119,17 @@ class TestCreate:
 def enrol_some(ws: Workspace, library_name: str, root: Path, subjects: dict[str, int], seed: int = 0) -> None:
     write_subject_folders(root, subjects, seed=seed)
     engine = SyntheticFaceEngine()
-    enroll_directory(ws, get_library(ws, library_name), root, engine, loader=load_rgb_with_opencv)
+    enroll_directory(ws, get_library(ws, library_name), root, engine, loader=load_rgb_with_opencv, added_by="tester")
 
 
 class TestPurge:
     def test_lapsed_temporary_library_is_destroyed_and_recorded(
         self, ws: Workspace, clock: Clock, tmp_path: Path
     ) -> None:
-        create_library(ws, "custody", "substantive")
-        op = create_library(ws, "op", "temporary", authorisation="AUTH/9", expires_at=START + timedelta(days=2))
+        create_library(ws, "custody", "substantive", created_by="tester")
+        op = create_library(
+            ws, "op", "temporary", authorisation="AUTH/9", expires_at=START + timedelta(days=2), created_by="tester"
+        )
         enrol_some(ws, "custody", tmp_path / "c", {"keep_a": 2, "keep_b": 1})
         enrol_some(ws, "op", tmp_path / "o", {"gone_a": 2, "gone_b": 3}, seed=1)
         assert snapshot_path(ws.index_dir, op.id).exists()
@@ -150,14 +163,16 @@ class TestPurge:
         custody = get_library(ws, "custody")
         assert count(ws, "templates", custody.id) == 3
         purge = library_events(ws, "op")[-1]
-        assert purge["action"] == "library_purged" and purge["actor"] == "tester"
+        assert purge["action"] == "purge" and purge["actor"] == "tester"
         assert purge["detail"]["templates"] == 5 and purge["detail"]["authorisation"] == "AUTH/9"
         assert (ws.directory / "rfr.db-wal").stat().st_size == 0  # checkpointed: no copy of the rows left in the WAL
         assert purge_expired(ws) == []
 
     def test_search_index_forgets_a_purged_library(self, ws: Workspace, clock: Clock, tmp_path: Path) -> None:
         engine = SyntheticFaceEngine()
-        op = create_library(ws, "op", "temporary", authorisation="A", expires_at=START + timedelta(hours=1))
+        op = create_library(
+            ws, "op", "temporary", authorisation="A", expires_at=START + timedelta(hours=1), created_by="tester"
+        )
         enrol_some(ws, "op", tmp_path / "o", {"a": 2})
         indexes = indexes_for(ws, engine.model_id, engine.model_sha256)
         assert len(indexes.get(op)) == 2
@@ -166,18 +181,18 @@ class TestPurge:
         assert op.id not in indexes._loaded
 
     def test_delete_any_library(self, ws: Workspace, tmp_path: Path) -> None:
-        create_library(ws, "custody", "substantive")
+        create_library(ws, "custody", "substantive", created_by="tester")
         enrol_some(ws, "custody", tmp_path / "c", {"a": 1})
         record = delete_library(ws, "custody", actor="dpo", reason="retention review")
         assert record.images == 1
         assert list_libraries(ws) == []
         event = library_events(ws, "custody")[-1]
-        assert event["action"] == "library_deleted" and event["detail"]["reason"] == "retention review"
+        assert event["action"] == "delete" and event["detail"]["reason"] == "retention review"
 
 
 class TestComposition:
     def test_counts_by_sex_ic_code_and_age_range(self, ws: Workspace, tmp_path: Path) -> None:
-        lib = create_library(ws, "custody", "substantive")
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         root = tmp_path / "c"
         write_subject_folders(root, {"s1": 2, "s2": 1, "s3": 1})
         meta = parse_csv(
@@ -188,7 +203,9 @@ class TestComposition:
             "s2,,M,ic1,,,45-54\n",
             "meta.csv",
         )
-        enroll_directory(ws, lib, root, SyntheticFaceEngine(), metadata=meta, loader=load_rgb_with_opencv)
+        enroll_directory(
+            ws, lib, root, SyntheticFaceEngine(), metadata=meta, loader=load_rgb_with_opencv, added_by="tester"
+        )
         fig = composition(ws, lib).to_json()
         assert fig["subjects"]["total"] == 3
         assert fig["subjects"]["by_sex"] == {"female": 1, "male": 1, "unknown": 1}

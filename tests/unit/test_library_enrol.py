@@ -11,22 +11,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.audit import AuditSigningKey
 from engine.errors import LibraryError, MetadataError
-from engine.library import EnrolProgress, create_library, enroll_directory, indexes_for, library_events
+from engine.library import EnrolProgress, create_library, enroll_directory, indexes_for
 from engine.library.metadata import parse_csv
-from engine.library.synthetic import (
+from engine.security.keys import WorkspaceKey
+from engine.workspace import Workspace
+from tests.synthetic import (
     SyntheticFaceEngine,
     load_rgb_with_opencv,
     synthetic_jpeg,
     write_subject_folders,
 )
-from engine.security.keys import WorkspaceKey
-from engine.workspace import Workspace
+from tests.terminals import library_events
+
+AUDIT_KEY = AuditSigningKey.generate()  # the terminal's audit key, held in memory here
 
 
 @pytest.fixture
 def ws(tmp_path: Path) -> Iterator[Workspace]:
-    with Workspace.create(tmp_path / "ws", WorkspaceKey.generate()) as workspace:
+    with Workspace.create(tmp_path / "ws", WorkspaceKey.generate(), audit_key=AUDIT_KEY) as workspace:
         yield workspace
 
 
@@ -47,7 +51,8 @@ def folder(tmp_path: Path) -> Path:
 
 def enrol(ws: Workspace, folder: Path, **kwargs: object) -> tuple[object, SyntheticFaceEngine]:
     engine = SyntheticFaceEngine()
-    lib = kwargs.pop("library", None) or create_library(ws, "custody", "substantive")
+    lib = kwargs.pop("library", None) or create_library(ws, "custody", "substantive", created_by="tester")
+    kwargs.setdefault("added_by", "tester")
     report = enroll_directory(ws, lib, folder, engine, loader=load_rgb_with_opencv, **kwargs)  # type: ignore[arg-type]
     return report, engine
 
@@ -70,7 +75,7 @@ def test_enrols_good_images_and_reports_the_rest(ws: Workspace, folder: Path) ->
     assert reasons["dark.jpg"] == "no_face" and reasons["pair.jpg"] == "several_faces"
     assert reasons["broken.jpg"] == "unreadable"
     events = library_events(ws, "custody")
-    assert events[-1]["action"] == "images_enrolled" and events[-1]["detail"]["images"] == 6
+    assert events[-1]["action"] == "enrol" and events[-1]["detail"]["images"] == 6
 
 
 def test_every_row_is_complete_and_bytes_are_kept_exactly(ws: Workspace, folder: Path) -> None:
@@ -112,7 +117,7 @@ def test_running_again_adds_nothing(ws: Workspace, folder: Path) -> None:
     again, engine = enrol(ws, folder, library=get_library(ws, "custody"))
     assert again.enrolled == 0  # type: ignore[attr-defined]
     assert again.to_json()["skipped_by_reason"]["duplicate"] == 7  # type: ignore[attr-defined]
-    assert engine.calls == 2  # only the two images skipped for their faces are analysed again
+    assert engine.calls == 4  # only the two images skipped for their faces again: the faceless one at 3 sizes
     assert lib is not None and ws.query_one("SELECT count(*) FROM templates") == (6,)
 
 
@@ -179,7 +184,9 @@ def test_missing_folder_and_lapsed_library(ws: Workspace, tmp_path: Path) -> Non
         enrol(ws, tmp_path / "nowhere")
     from datetime import timedelta
 
-    lib = create_library(ws, "op", "temporary", authorisation="A", expires_at=ws.now() + timedelta(seconds=1))
+    lib = create_library(
+        ws, "op", "temporary", authorisation="A", expires_at=ws.now() + timedelta(seconds=1), created_by="tester"
+    )
     ws.clock = lambda: lib.created_at + timedelta(days=1)
     with pytest.raises(LibraryError, match="lapsed"):
         enrol(ws, tmp_path, library=lib)
@@ -205,7 +212,7 @@ def test_new_face_model_adds_templates_without_duplicating_images(ws: Workspace,
 
     lib = get_library(ws, "custody")
     upgraded = SyntheticFaceEngine(model_id="synthetic-test-engine-v2")
-    report = enroll_directory(ws, lib, folder, upgraded, loader=load_rgb_with_opencv)
+    report = enroll_directory(ws, lib, folder, upgraded, loader=load_rgb_with_opencv, added_by="tester")
     assert report.enrolled == 0 and report.retemplated == 6
     assert ws.query_one("SELECT count(*) FROM images") == (6,)
     assert ws.query(
@@ -214,6 +221,6 @@ def test_new_face_model_adds_templates_without_duplicating_images(ws: Workspace,
         ("synthetic-test-engine-v1", 6),
         ("synthetic-test-engine-v2", 6),
     ]
-    again = enroll_directory(ws, lib, folder, upgraded, loader=load_rgb_with_opencv)
+    again = enroll_directory(ws, lib, folder, upgraded, loader=load_rgb_with_opencv, added_by="tester")
     assert again.retemplated == 0 and again.to_json()["skipped_by_reason"]["duplicate"] == 7
     assert len(indexes_for(ws, upgraded.model_id, upgraded.model_sha256).get(lib)) == 6
