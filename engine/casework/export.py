@@ -15,9 +15,10 @@ from pathlib import Path
 
 from engine.casework.model import CaseCandidate
 from engine.casework.service import ReportMaterial
-from engine.errors import CaseError
+from engine.errors import CaseError, RfrError
 from engine.policy import Policy
 from engine.scoring import UNCALIBRATED, meaning_for_model
+from engine.version import software_version
 
 PLAINTEXT_WARNING = (
     "the Match Report file holds the Probe Image and reference images unencrypted: keep it on approved, "
@@ -40,6 +41,13 @@ def _data_uri(image: tuple[bytes, str] | None) -> str | None:
         return None
     data, media_type = image
     return f"data:{media_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _check_label(policy: Policy, key: str) -> str:
+    try:
+        return policy.pre_rfr_check(key).label
+    except RfrError:  # a check of an older policy this case was made under
+        return key.replace("_", " ")
 
 
 def _row(label: str, value: object) -> str:
@@ -90,7 +98,13 @@ def render_match_report(material: ReportMaterial, policy: Policy) -> str:
         _row("Offence type", form.offence),
         _row("Use case", use_case),
         _row("Legitimate aim, necessity and proportionality", form.justification),
-        _row("Pre-RFR Checks (exhausted or unviable)", form.pre_checks_tried),
+        *[
+            _row(
+                f"Pre-RFR Check: {_check_label(policy, answer.key)}",
+                f"{answer.status.value}: {answer.detail}",
+            )
+            for answer in form.pre_rfr_checks
+        ],
         _row("Form completed by", f"{form.completed_by} ({form.completed_as.value.replace('_', ' ')})"),
         _row("Probe Image source", form.probe_source.value.replace("_", " ")),
         _row("Probe Image captured", form.probe_captured),
@@ -101,6 +115,10 @@ def render_match_report(material: ReportMaterial, policy: Policy) -> str:
         _row("Head or face coverings", form.coverings or "none recorded"),
         _row("Injuries", form.injuries or "none recorded"),
         _row("Flags", ", ".join(case.flags) or "none"),
+        *[
+            _row(f"Advice recorded ({a.flag.replace('_', ' ')})", f"{a.adviser}, {a.given_on}: {a.advice}")
+            for a in case.advice
+        ],
         _row(
             "Approved by", f"{case.decided_by} ({case.decided_rank}) at {case.decided_at}; needed {case.required_rank}"
         ),
@@ -111,8 +129,23 @@ def render_match_report(material: ReportMaterial, policy: Policy) -> str:
         _row("Operating threshold", threshold),
         _row("Policy", f"{policy.title} version {case.policy_version} (sha256 {case.policy_sha256})"),
         _row("Case state", case.state.value),
+        _row(
+            "Exported",
+            f"by {material.exported_by} at {material.exported_at} with {software_version()}",
+        ),
         "</table>",
     ]
+    if case.probe_face is not None:
+        face = case.probe_face
+        how = face.note or "found at the photograph's own size"
+        parts.insert(
+            parts.index("</table>"),
+            _row(
+                "Face searched",
+                f"face {face.number} of {face.faces_found} in the Probe Image ({face.width}x{face.height} pixels), "
+                f"box {list(face.box)}; {how}",
+            ),
+        )
     if case.probe_quality:
         warnings = case.probe_quality.get("warnings") or []
         parts.append(

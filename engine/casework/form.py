@@ -2,24 +2,26 @@
 
 Every Probe Image comes with a completed form (DOMAIN.md): who completed it, the use case,
 the crime or occurrence reference and offence type, the legitimate aim and why the search is
-necessary and proportionate, confirmation that the Pre-RFR Checks are exhausted or unviable
-(with what was tried), the Probe Image's provenance, the subject factors the officer can see
-or suspects, and the Permitted Image Reference Libraries to search. ``SubmissionForm.create``
-refuses an incomplete form with a message naming the field.
+necessary and proportionate, each of the policy's Pre-RFR Checks confirmed exhausted or
+unviable with what was done, the Probe Image's provenance (source, when it was captured, how it
+was obtained), the subject factors the officer can see or suspects, and the Permitted Image
+Reference Libraries to search. ``SubmissionForm.create`` refuses an incomplete form with a
+message naming the field; written answers must carry substance under the policy's
+``text_rules`` (so "n/a", "none" or "xxxxxxxx" are refused, not stored as "checks exhausted").
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from engine.errors import FormError, PolicyError
 from engine.policy import Policy
 
 MAX_TEXT = 4000
-MIN_JUSTIFICATION = 20
 
 
 class CompletedAs(StrEnum):
@@ -34,29 +36,69 @@ class ProbeSource(StrEnum):
 
     POLICE = "police"
     OTHER = "other"
-    NOT_STATED = "not_stated"
 
 
-NOT_STATED = "not stated"
+class CheckStatus(StrEnum):
+    """How a Pre-RFR Check stands: done without identifying the subject, or not possible here."""
+
+    EXHAUSTED = "exhausted"
+    UNVIABLE = "unviable"
 
 
-def _text(field: str, value: object, *, required: bool, hint: str, minimum: int = 1) -> str:
+@dataclass(frozen=True)
+class PreRfrCheckAnswer:
+    """One Pre-RFR Check of the policy's checklist, confirmed with what was done (or why it could not be)."""
+
+    key: str
+    status: CheckStatus
+    detail: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"key": self.key, "status": self.status.value, "detail": self.detail}
+
+
+def _clean(field: str, value: object, *, required: bool, hint: str) -> str:
     if value is None:
         value = ""
     if not isinstance(value, str):
         raise FormError(f"submission form: {field} must be text")
     text = " ".join(value.split())
-    if not text:
-        if required:
-            raise FormError(f"submission form: {field} is missing: {hint}")
-        return ""
-    if len(text) < minimum:
-        raise FormError(f"submission form: {field} is too short (at least {minimum} characters): {hint}")
+    if not text and required:
+        raise FormError(f"submission form: {field} is missing: {hint}")
     if len(text) > MAX_TEXT:
         raise FormError(f"submission form: {field} is longer than {MAX_TEXT} characters")
-    if not text.isprintable():
+    if text and not text.isprintable():
         raise FormError(f"submission form: {field} contains control characters")
     return text
+
+
+def _answer(policy: Policy, field: str, value: object, tier: Literal["short", "reasoning"], hint: str) -> str:
+    """A written answer that must carry substance under the policy's text rules."""
+    text = _clean(field, value, required=True, hint=hint)
+    problem = policy.text_rules.problem(text, tier)
+    if problem is not None:
+        raise FormError(f"submission form: {field}: {problem}: {hint}")
+    return text
+
+
+def parse_capture_time(value: object, now: datetime) -> str:
+    """When the Probe Image was captured: an ISO date or date-time (UTC unless it says), not in the future."""
+    text = _clean("probe_captured", value, required=True, hint="give when the Probe Image was captured (YYYY-MM-DD)")
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            if day > now.date():
+                raise FormError(f"submission form: probe_captured {text} is in the future: check the date")
+            return day.isoformat()
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise FormError(
+            f"submission form: probe_captured {text!r} is not a date: give YYYY-MM-DD or YYYY-MM-DDTHH:MM"
+        ) from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment > now:
+        raise FormError(f"submission form: probe_captured {text} is in the future: check the date and time")
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
 
 
 @dataclass(frozen=True)
@@ -69,8 +111,7 @@ class SubmissionForm:
     reference: str
     offence: str
     justification: str
-    pre_checks_exhausted: bool
-    pre_checks_tried: str
+    pre_rfr_checks: tuple[PreRfrCheckAnswer, ...]
     probe_source: ProbeSource
     probe_captured: str
     probe_obtained: str
@@ -91,20 +132,24 @@ class SubmissionForm:
         reference: str,
         offence: str,
         justification: str,
-        pre_checks_tried: str,
+        pre_rfr_checks: Mapping[str, tuple[str, str]],
+        probe_source: ProbeSource | str,
+        probe_captured: str,
+        probe_obtained: str,
         age_band: str,
         libraries: Sequence[str],
-        pre_checks_exhausted: bool = True,
         completed_as: CompletedAs | str = CompletedAs.RFR_USER,
-        probe_source: ProbeSource | str = ProbeSource.NOT_STATED,
-        probe_captured: str = "",
-        probe_obtained: str = "",
         relevant_disability: bool = False,
         pre_dates_gender_reassignment: bool = False,
         coverings: str = "",
         injuries: str = "",
+        now: datetime | None = None,
     ) -> SubmissionForm:
-        """Validate every field against the policy; raise ``FormError`` naming the first field at fault."""
+        """Validate every field against the policy; raise ``FormError`` naming the first field at fault.
+
+        ``pre_rfr_checks`` maps each of the policy's check keys to (status, what was done).
+        """
+        moment = now or datetime.now(UTC)
         if not isinstance(use_case, str) or not use_case.strip():
             raise FormError("submission form: use_case is missing: choose one of the permitted use cases")
         try:
@@ -123,54 +168,52 @@ class SubmissionForm:
             raise FormError(
                 f"submission form: completed_as {completed_as!r}: use {', '.join(c.value for c in CompletedAs)}"
             ) from None
+        if not probe_source:
+            raise FormError("submission form: probe_source is missing: say whether the Probe Image is police or other")
         try:
             source = ProbeSource(probe_source)
         except ValueError:
             raise FormError(
                 f"submission form: probe_source {probe_source!r}: use {', '.join(s.value for s in ProbeSource)}"
             ) from None
-        if not pre_checks_exhausted:
-            raise FormError(
-                "submission form: pre_checks: confirm that all Pre-RFR Checks have been exhausted or are unviable"
-            )
         names = [" ".join(str(n).split()) for n in libraries]
         if not names or not all(names):
             raise FormError("submission form: libraries: name at least one Permitted Image Reference Library")
         return cls(
-            completed_by=_text("completed_by", completed_by, required=True, hint="who completed the form"),
+            completed_by=_clean("completed_by", completed_by, required=True, hint="who completed the form"),
             completed_as=completed,
             use_case=use_case.strip(),
-            reference=_text("reference", reference, required=True, hint="give the crime or occurrence reference"),
-            offence=_text("offence", offence, required=True, hint="give the offence type"),
-            justification=_text(
+            reference=_clean("reference", reference, required=True, hint="give the crime or occurrence reference"),
+            offence=_clean("offence", offence, required=True, hint="give the offence type"),
+            justification=_answer(
+                policy,
                 "justification",
                 justification,
-                required=True,
-                minimum=MIN_JUSTIFICATION,
-                hint="state the legitimate aim and why the search is necessary and proportionate",
+                "reasoning",
+                "state the legitimate aim and why the search is necessary and proportionate",
             ),
-            pre_checks_exhausted=True,
-            pre_checks_tried=_text(
-                "pre_checks",
-                pre_checks_tried,
-                required=True,
-                hint="confirm all Pre-RFR Checks are exhausted or unviable and say what was tried",
-            ),
+            pre_rfr_checks=_checks(policy, pre_rfr_checks),
             probe_source=source,
-            probe_captured=_text("probe_captured", probe_captured, required=False, hint="") or NOT_STATED,
-            probe_obtained=_text("probe_obtained", probe_obtained, required=False, hint="") or NOT_STATED,
+            probe_captured=parse_capture_time(probe_captured, moment),
+            probe_obtained=_answer(
+                policy, "probe_obtained", probe_obtained, "short", "say how the Probe Image was obtained and from whom"
+            ),
             age_band=age_band.strip(),
             relevant_disability=bool(relevant_disability),
             pre_dates_gender_reassignment=bool(pre_dates_gender_reassignment),
-            coverings=_text("coverings", coverings, required=False, hint=""),
-            injuries=_text("injuries", injuries, required=False, hint=""),
+            coverings=_clean("coverings", coverings, required=False, hint=""),
+            injuries=_clean("injuries", injuries, required=False, hint=""),
             libraries=tuple(dict.fromkeys(names)),
         )
+
+    def check(self, key: str) -> PreRfrCheckAnswer | None:
+        return next((c for c in self.pre_rfr_checks if c.key == key), None)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["completed_as"] = self.completed_as.value
         data["probe_source"] = self.probe_source.value
+        data["pre_rfr_checks"] = [c.to_json() for c in self.pre_rfr_checks]
         data["libraries"] = list(self.libraries)
         return data
 
@@ -180,5 +223,38 @@ class SubmissionForm:
         fields = dict(data)
         fields["completed_as"] = CompletedAs(fields["completed_as"])
         fields["probe_source"] = ProbeSource(fields["probe_source"])
+        fields["pre_rfr_checks"] = tuple(
+            PreRfrCheckAnswer(c["key"], CheckStatus(c["status"]), c["detail"]) for c in fields["pre_rfr_checks"]
+        )
         fields["libraries"] = tuple(fields["libraries"])
         return cls(**fields)
+
+
+def _checks(policy: Policy, given: Mapping[str, tuple[str, str]]) -> tuple[PreRfrCheckAnswer, ...]:
+    """Every check of the policy's list, each exhausted or unviable with substance; nothing else."""
+    if not isinstance(given, Mapping):
+        raise FormError("submission form: pre_rfr_checks must name each check with its status and what was done")
+    for key in given:
+        try:
+            policy.pre_rfr_check(str(key))
+        except PolicyError as exc:
+            raise FormError(f"submission form: pre_rfr_checks: {exc.diagnostics()}") from None
+    answers = []
+    for check in policy.pre_rfr_checks:
+        field = f"pre_rfr_checks.{check.key}"
+        if check.key not in given:
+            raise FormError(
+                f"submission form: {field} is missing: confirm '{check.label}' was exhausted, or say why it is "
+                "unviable; every Pre-RFR Check must be answered"
+            )
+        entry = given[check.key]
+        if not isinstance(entry, tuple | list) or len(entry) != 2:
+            raise FormError(f"submission form: {field}: give its status (exhausted or unviable) and what was done")
+        status_text, detail = entry
+        try:
+            status = CheckStatus(str(status_text).strip().lower())
+        except ValueError:
+            raise FormError(f"submission form: {field}: status {status_text!r} is not exhausted or unviable") from None
+        hint = "say what was done" if status is CheckStatus.EXHAUSTED else "say why it is unviable here"
+        answers.append(PreRfrCheckAnswer(check.key, status, _answer(policy, field, detail, "short", hint)))
+    return tuple(answers)

@@ -24,6 +24,8 @@ from typing import Any
 import yaml
 
 from engine.errors import MatchReportError
+from engine.files import read_regular_file
+from engine.policy import Policy
 
 MAX_REPORT_BYTES = 256 * 1024
 MAX_TEXT = 8000
@@ -64,6 +66,20 @@ class MatchReport:
 
     def factor(self, key: str) -> Factor:
         return next(f for f in self.factors if f.key == key)
+
+    def check_substance(self, policy: Policy) -> None:
+        """Refuse a report whose assessments or reasoning say nothing (``x``, ``n/a``) under the policy's text rules."""
+        for f in self.factors:
+            problem = policy.text_rules.problem(f.assessment, "short")
+            if problem is not None:
+                raise MatchReportError(
+                    f"match report: factors.{f.key}.assessment: {problem}: say how {f.title} was evaluated"
+                )
+        problem = policy.text_rules.problem(self.reasoning, "reasoning")
+        if problem is not None:
+            raise MatchReportError(
+                f"match report: reasoning: {problem}: set out why, taken together, the match is viable"
+            )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,13 +130,7 @@ class MatchReport:
 
     @classmethod
     def from_file(cls, path: Path) -> MatchReport:
-        try:
-            with Path(path).open("rb") as handle:
-                raw = handle.read(MAX_REPORT_BYTES + 1)
-        except OSError as exc:
-            raise MatchReportError(f"match report {path} cannot be read ({exc.strerror or exc})") from None
-        if len(raw) > MAX_REPORT_BYTES:
-            raise MatchReportError(f"match report {path} is larger than {MAX_REPORT_BYTES // 1024} KiB")
+        raw = read_regular_file(Path(path), limit=MAX_REPORT_BYTES, what="match report", error=MatchReportError)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:

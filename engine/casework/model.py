@@ -12,7 +12,13 @@ from engine.casework.match_report import MatchReport
 
 
 class CaseState(StrEnum):
-    """``draft -> submitted -> approved | rejected -> searched -> adjudicated (-> peer_review) -> closed``."""
+    """``draft -> submitted -> approved | rejected -> searched -> adjudicated | peer_review -> closed``.
+
+    A Viable Match makes a case ``adjudicated`` until its RFR User closes it; no Viable Match
+    makes it ``peer_review``, and a peer reviewer's agreement closes it at once. Before
+    adjudication a case can be ``withdrawn``; a case left waiting past the policy's days
+    ``expired``. ``rejected``, ``closed``, ``withdrawn`` and ``expired`` are final.
+    """
 
     DRAFT = "draft"
     SUBMITTED = "submitted"
@@ -22,6 +28,12 @@ class CaseState(StrEnum):
     ADJUDICATED = "adjudicated"
     PEER_REVIEW = "peer_review"
     CLOSED = "closed"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+    @property
+    def final(self) -> bool:
+        return self in (CaseState.REJECTED, CaseState.CLOSED, CaseState.WITHDRAWN, CaseState.EXPIRED)
 
 
 class Decision(StrEnum):
@@ -92,6 +104,75 @@ class Review:
 
 
 @dataclass(frozen=True)
+class ProbeFace:
+    """The face of the Probe Image the case searches with: which of how many, where, found how."""
+
+    number: int
+    faces_found: int
+    box: tuple[int, int, int, int]
+    landmarks: tuple[tuple[int, int], ...]
+    upsample: int
+    note: str | None
+    width: int
+    height: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "face": self.number,
+            "faces_found": self.faces_found,
+            "box": list(self.box),
+            "landmarks": [list(p) for p in self.landmarks],
+            "upsample": self.upsample,
+            "note": self.note,
+            "image_size": [self.width, self.height],
+        }
+
+
+@dataclass(frozen=True)
+class ApprovedLibrary:
+    """A library as an approval covered it: by identity and content version, never by name alone."""
+
+    library_id: int
+    name: str
+    kind: str
+    content_version: int
+    authorisation: str | None
+    expires_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "library_id": self.library_id,
+            "name": self.name,
+            "kind": self.kind,
+            "content_version": self.content_version,
+            "authorisation": self.authorisation,
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass(frozen=True)
+class Advice:
+    """Technical (or legal) advice recorded on a flagged case: who gave it, when, what."""
+
+    flag: str
+    adviser: str
+    given_on: str
+    advice: str
+    recorded_by: str
+    recorded_at: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "flag": self.flag,
+            "adviser": self.adviser,
+            "given_on": self.given_on,
+            "advice": self.advice,
+            "recorded_by": self.recorded_by,
+            "recorded_at": self.recorded_at,
+        }
+
+
+@dataclass(frozen=True)
 class Case:
     """A case as stored: the form, the approval requirement, where it stands, and what was decided."""
 
@@ -122,11 +203,15 @@ class Case:
     closed_by: str | None
     closed_at: str | None
     probe_deleted_at: str | None
+    ended_reason: str | None
     probe_image_held: bool
     probe_template_held: bool
     probe_quality: dict[str, Any] | None
+    probe_face: ProbeFace | None
     candidates: tuple[CaseCandidate, ...]
     reviews: tuple[Review, ...]
+    approved_libraries: tuple[ApprovedLibrary, ...] = ()
+    advice: tuple[Advice, ...] = ()
 
     @property
     def flags(self) -> list[str]:
@@ -140,6 +225,11 @@ class Case:
     @property
     def viable(self) -> tuple[CaseCandidate, ...]:
         return tuple(c for c in self.candidates if c.decision is Decision.VIABLE)
+
+    @property
+    def review_of(self) -> Review | None:
+        """The approval or rejection recorded on the case, if any."""
+        return next((r for r in reversed(self.reviews) if r.kind in ("approval", "rejection")), None)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -167,12 +257,16 @@ class Case:
             "outcome": None if self.outcome is None else self.outcome.value,
             "closed_by": self.closed_by,
             "closed_at": self.closed_at,
+            "ended_reason": self.ended_reason,
             "probe": {
                 "image_held": self.probe_image_held,
                 "template_held": self.probe_template_held,
                 "deleted_at": self.probe_deleted_at,
                 "quality": self.probe_quality,
+                "face": None if self.probe_face is None else self.probe_face.to_json(),
             },
+            "approved_libraries": [a.to_json() for a in self.approved_libraries],
+            "advice": [a.to_json() for a in self.advice],
             "candidates": [c.to_json() for c in self.candidates],
             "reviews": [r.to_json() for r in self.reviews],
         }
@@ -182,7 +276,11 @@ CASE_COLUMNS = (
     "id, state, form, created_by, created_at, updated_at, required_rank, approval_flags, monitoring_flags, "
     "approval_reasons, policy_version, policy_sha256, submitted_by, submitted_at, decided_by, decided_rank, "
     "decided_at, searched_by, searched_at, model_id, model_sha256, libraries_searched, peer_reviewed_by, outcome, "
-    "closed_by, closed_at, probe_deleted_at"
+    "closed_by, closed_at, probe_deleted_at, ended_reason"
+)
+PROBE_COLUMNS = (
+    "image IS NOT NULL, template IS NOT NULL, quality, face_number, faces_found, face_box, face_landmarks, upsample, "
+    "detection_note, width, height"
 )
 CANDIDATE_COLUMNS = (
     "rank, score, distance, library, subject, subject_id, image_id, template_id, decision, decided_by, decided_at, "
@@ -190,13 +288,31 @@ CANDIDATE_COLUMNS = (
 )
 
 
+def _probe_face(probe: tuple[Any, ...] | None) -> ProbeFace | None:
+    if probe is None or probe[3] is None or probe[5] is None:
+        return None
+    _, _, _, number, found, box, landmarks, upsample, note, width, height = probe
+    return ProbeFace(
+        number=int(number),
+        faces_found=int(found),
+        box=tuple(int(v) for v in json.loads(box)),  # type: ignore[arg-type]
+        landmarks=tuple((int(x), int(y)) for x, y in json.loads(landmarks or "[]")),
+        upsample=int(upsample or 0),
+        note=note,
+        width=int(width or 0),
+        height=int(height or 0),
+    )
+
+
 def case_from_rows(
     row: tuple[Any, ...],
     probe: tuple[Any, ...] | None,
     candidates: list[tuple[Any, ...]],
     reviews: list[tuple[Any, ...]],
+    approved: list[tuple[Any, ...]] = (),  # type: ignore[assignment]
+    advice: list[tuple[Any, ...]] = (),  # type: ignore[assignment]
 ) -> Case:
-    """Assemble a ``Case`` from its row, its probe row (image held, template held, quality), candidates, reviews."""
+    """Assemble a ``Case`` from its row, its probe row (``PROBE_COLUMNS``), candidates, reviews, approval, advice."""
     (
         case_id,
         state,
@@ -225,6 +341,7 @@ def case_from_rows(
         closed_by,
         closed_at,
         probe_deleted_at,
+        ended_reason,
     ) = row
     return Case(
         id=str(case_id),
@@ -254,9 +371,11 @@ def case_from_rows(
         closed_by=closed_by,
         closed_at=closed_at,
         probe_deleted_at=probe_deleted_at,
+        ended_reason=ended_reason,
         probe_image_held=bool(probe and probe[0]),
         probe_template_held=bool(probe and probe[1]),
         probe_quality=json.loads(probe[2]) if probe and probe[2] else None,
+        probe_face=_probe_face(probe),
         candidates=tuple(
             CaseCandidate(
                 rank=int(c[0]),
@@ -279,4 +398,8 @@ def case_from_rows(
             Review(kind=r[0], actor=r[1], rank=r[2], agree=None if r[3] is None else bool(r[3]), reason=r[4], at=r[5])
             for r in reviews
         ),
+        approved_libraries=tuple(
+            ApprovedLibrary(int(a[0]), str(a[1]), str(a[2]), int(a[3]), a[4], a[5]) for a in approved
+        ),
+        advice=tuple(Advice(*(str(v) for v in a)) for a in advice),
     )

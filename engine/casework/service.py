@@ -1,35 +1,47 @@
 """The case state machine: every transition checks the policy and the actor, and is audited with it.
 
-``Casework`` is the one way casework changes. Each public method signs nothing in on its own:
-it takes a ``Session`` from ``Accounts.login`` (the CLI signs in per call, the TUI once per
-sitting), checks the actor's role and rank against the policy, changes the case and appends
-the audit event in one transaction. A refusal is itself audited (``case.refused``, in its own
-transaction, naming the rule) and raised as a one-line ``RfrError``.
+``Casework`` is the one way casework changes, and an approved case is the one way a Probe Image
+is ever searched against a Permitted Image Reference Library. Each method takes a ``Session``
+from ``Accounts.login``, checks the actor's role and rank against the policy, changes the case
+and appends the audit event in one transaction. A refusal is itself audited (``case.refused``,
+in its own transaction, naming the rule) and raised as a one-line ``RfrError``.
 
-Retention (the policy's ``retention`` section): a rejected case loses its Probe Image at once;
-a case closed with no Viable Match loses its Probe Image, template, quality measures and
-scores at once; a case closed with a Viable Match loses its template (the Match Report keeps
-the images). Each deletion is audited, and the WAL is folded back afterwards so no copy lingers.
+What a case holds and how long (the policy's ``retention``):
+
+- ``new_case`` decodes the Probe Image, finds its faces (enlarging when none is found at the
+  photograph's own size) and records which face the case is about; an image that can never be
+  searched is refused there and then.
+- An approval records each library it covers by identity (row id and content version) and
+  authorisation; a library deleted, re-created, changed or re-authorised since cannot be
+  searched by that case, which goes back to the approvers.
+- Rejection, withdrawal, expiry and a peer reviewer's "no viable match" delete the Probe Image,
+  its template, quality measures and scores at once; closing a case with a Viable Match deletes
+  its template (the Match Report keeps the images). Each deletion is audited, and the WAL is
+  folded back afterwards so no copy lingers.
+- ``sweep`` expires cases left waiting past the policy's days; the terminal runs it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine import audit
-from engine.audit.clock import Clock, format_utc
+from engine.audit.clock import format_utc, parse_utc
+from engine.audit.log import SYSTEM_ACTOR
 from engine.casework.form import CompletedAs, SubmissionForm
 from engine.casework.match_report import MatchReport
 from engine.casework.model import (
     CANDIDATE_COLUMNS,
     CASE_COLUMNS,
+    PROBE_COLUMNS,
     Case,
     CaseState,
     Decision,
@@ -37,15 +49,20 @@ from engine.casework.model import (
     case_from_rows,
 )
 from engine.casework.monitoring import OutcomeReport, outcome_report
-from engine.errors import CaseError, ImageError, MatchReportError, PermissionRefused, RfrError
+from engine.errors import CaseError, FormError, ImageError, LibraryError, MatchReportError, PermissionRefused, RfrError
+from engine.faces.types import Face
 from engine.library.enrol import MAX_IMAGE_BYTES, FaceAnalyzer, ImageLoader, load_rgb
-from engine.library.index import Candidate, indexes_for
-from engine.library.store import Library, get_library, require_usable
+from engine.library.index import Candidate
+from engine.library.registry import indexes_for
+from engine.library.store import Library, PurgeRecord, get_library, get_library_by_id, list_libraries, require_usable
 from engine.policy import Policy
 from engine.policy.store import record_policy
 from engine.scoring import ScoreMeaning, meaning_for_model
-from engine.security.users import WORKSPACE_ADMIN, Accounts, ReauthPurpose, Role, Session, User
-from engine.workspace import Workspace
+from engine.security.users import Accounts, ReauthPurpose, Role, Session, User
+
+if TYPE_CHECKING:
+    from engine.library.service import Libraries
+    from engine.workspace import Workspace
 
 _MEDIA_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"))
 # Roles that may read casework (an engineer "never sees casework").
@@ -68,8 +85,12 @@ _CASE_COLUMNS_SETTABLE = frozenset(
         "outcome",
         "closed_by",
         "closed_at",
+        "ended_reason",
     }
 )
+# States a case can be withdrawn from: anything before adjudication is complete.
+_WITHDRAWABLE = (CaseState.DRAFT, CaseState.SUBMITTED, CaseState.APPROVED, CaseState.SEARCHED)
+_EXPIRING = (CaseState.DRAFT, CaseState.SUBMITTED, CaseState.APPROVED, CaseState.SEARCHED, CaseState.PEER_REVIEW)
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,43 @@ class ReportMaterial:
     probe_image: bytes | None
     probe_media_type: str | None
     references: dict[int, tuple[bytes, str] | None]
+    exported_by: str = ""
+    exported_at: str = ""
+
+
+@dataclass(frozen=True)
+class ProbeView:
+    """The Probe Image and the faces found in it, for the people who decide on the case to see."""
+
+    case_id: str
+    image: bytes
+    media_type: str
+    face: Any  # engine.casework.model.ProbeFace
+
+
+@dataclass
+class SweepReport:
+    """What one retention sweep did."""
+
+    cases_expired: list[tuple[str, str]] = field(default_factory=list)  # (case, state it expired in)
+    cases_closed: list[str] = field(default_factory=list)
+    libraries_destroyed: list[PurgeRecord] = field(default_factory=list)
+    account_requests_lapsed: int = 0
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.cases_expired or self.cases_closed or self.libraries_destroyed or self.account_requests_lapsed)
+
+    def lines(self) -> list[str]:
+        out = [f"case {c} expired ({s} too long): its probe data was deleted" for c, s in self.cases_expired]
+        out += [f"case {c} closed by the terminal (Viable Match left open too long)" for c in self.cases_closed]
+        out += [
+            f"temporary library {r.library!r} destroyed: authorisation {r.authorisation} lapsed at {r.expires_at}"
+            for r in self.libraries_destroyed
+        ]
+        if self.account_requests_lapsed:
+            out.append(f"{self.account_requests_lapsed} account change request(s) lapsed unconfirmed")
+        return out
 
 
 def _media_type(data: bytes) -> str | None:
@@ -110,14 +168,41 @@ def _reason(action: str, reason: str | None) -> str:
     return text
 
 
+def _left_to_right(faces: list[Face]) -> list[Face]:
+    """Faces numbered as a person reads the picture: left to right, then top to bottom."""
+    return sorted(faces, key=lambda f: (f.box.left, f.box.top))
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two boxes (left, top, right, bottom, inclusive)."""
+    w = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    h = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    area = (a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter
+    return inter / area
+
+
 class Casework:
     """Cases in one workspace, under one policy, with users and sessions from ``accounts``."""
 
-    def __init__(self, ws: Workspace, accounts: Accounts, policy: Policy, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        ws: Workspace,
+        accounts: Accounts,
+        policy: Policy,
+        *,
+        faces: Callable[[], FaceAnalyzer],
+        libraries: Libraries | None = None,
+        loader: ImageLoader = load_rgb,
+    ) -> None:
         self._ws = ws
         self._accounts = accounts
         self._policy = policy
-        self._clock: Clock = clock or ws.now
+        self._faces = faces
+        self._libraries = libraries
+        self._loader = loader
 
     @property
     def policy(self) -> Policy:
@@ -126,7 +211,7 @@ class Casework:
     # ---- plumbing -----------------------------------------------------------------------------
 
     def _now(self) -> str:
-        return format_utc(self._clock())
+        return format_utc(self._ws.now())
 
     def _audit(self, conn: Any, actor: str, action: str, case_id: str | None, **details: object) -> None:
         audit.append(
@@ -135,8 +220,7 @@ class Casework:
             action,
             subjects={"case": case_id} if case_id else None,
             details=details,
-            clock=self._clock,
-            checkpoint_every=self._policy.audit.checkpoint_every_events,
+            clock=self._ws.clock,
         )
 
     @contextmanager
@@ -158,11 +242,7 @@ class Casework:
         rows = self._fetch(conn, f"SELECT {CASE_COLUMNS} FROM cases WHERE id = ?", (case_id,))  # noqa: S608
         if not rows:
             raise CaseError(f"no case {case_id!r} on this terminal")
-        probe = self._fetch(
-            conn,
-            "SELECT image IS NOT NULL, template IS NOT NULL, quality FROM case_probes WHERE case_id = ?",
-            (case_id,),
-        )
+        probe = self._fetch(conn, f"SELECT {PROBE_COLUMNS} FROM case_probes WHERE case_id = ?", (case_id,))  # noqa: S608
         candidates = self._fetch(
             conn,
             f"SELECT {CANDIDATE_COLUMNS} FROM case_candidates WHERE case_id = ? ORDER BY rank",  # noqa: S608
@@ -173,7 +253,19 @@ class Casework:
             "SELECT kind, actor, rank, agree, reason, at FROM case_reviews WHERE case_id = ? ORDER BY id",
             (case_id,),
         )
-        return case_from_rows(rows[0], probe[0] if probe else None, candidates, reviews)
+        approved = self._fetch(
+            conn,
+            "SELECT library_id, name, kind, content_version, authorisation, expires_at FROM case_approved_libraries "
+            "WHERE case_id = ? ORDER BY name",
+            (case_id,),
+        )
+        advice = self._fetch(
+            conn,
+            "SELECT flag, adviser, given_on, advice, recorded_by, recorded_at FROM case_advice WHERE case_id = ? "
+            "ORDER BY id",
+            (case_id,),
+        )
+        return case_from_rows(rows[0], probe[0] if probe else None, candidates, reviews, approved, advice)
 
     def _user(self, session: Session) -> User:
         return self._accounts.check(session)
@@ -200,10 +292,26 @@ class Casework:
         """A case as stored, without auditing a view (for the engine's own use and tests)."""
         return self._read(case_id)
 
+    def _check_libraries(self, use_case: str, libraries: list[Library], action: str) -> None:
+        """Each library usable, and of a kind the use case may search (the policy's use-case rules)."""
+        allowed = self._policy.use_case(use_case).library_kinds
+        for lib in libraries:
+            require_usable(self._ws, lib)
+            if lib.kind.value not in allowed:
+                kinds = " or ".join(f"{k} libraries" for k in allowed)
+                raise PermissionRefused(
+                    f"{action} refused: use case {use_case} may search only {kinds}; {lib.name!r} is {lib.kind.value}"
+                )
+
     # ---- the Submission Form --------------------------------------------------------------------
 
-    def new_case(self, session: Session, form: SubmissionForm, probe_image: bytes) -> Case:
-        """Open a draft case from a completed form and its Probe Image (stored encrypted, not yet analysed)."""
+    def new_case(self, session: Session, form: SubmissionForm, probe_image: bytes, *, face: int | None = None) -> Case:
+        """Open a draft case from a completed form and its Probe Image, checked, with its face chosen.
+
+        The Probe Image is decoded and its faces found now (enlarged when none is found at its
+        own size), so an image that can never be searched is refused at once. With several faces,
+        ``face`` (numbered left to right from 1) says which one the case is about.
+        """
         user = self._user(session)
         with self._refusals("new", user.username, None):
             if not (user.has_role(Role.RFR_USER) or user.has_role(Role.TASKING_OFFICER)):
@@ -222,18 +330,18 @@ class Casework:
                     f"case refused: the form says it was completed by the {as_role.label}, a role {user.username} "
                     "does not hold"
                 )
-            for name in form.libraries:
-                require_usable(self._ws, get_library(self._ws, name))
+            self._check_libraries(form.use_case, [get_library(self._ws, n) for n in form.libraries], "case")
             media_type = _media_type(probe_image)
             if media_type is None:
-                raise ImageError("the Probe Image is not a JPEG or PNG file")
+                raise ImageError("the Probe Image is not a JPEG or PNG file: export it as JPEG or PNG")
             if len(probe_image) > MAX_IMAGE_BYTES:
                 raise ImageError(f"the Probe Image is larger than {MAX_IMAGE_BYTES >> 20} MiB")
+            chosen, found, rgb = self._choose_face(probe_image, face)
             requirement = self._policy.required_approval(form)
             monitoring = self._policy.monitoring_flags(form.age_band)
             now = self._now()
             with self._ws.transaction() as conn:
-                record_policy(conn, self._policy, self._clock)
+                record_policy(conn, self._policy, self._ws.clock)
                 number = int(conn.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM cases").fetchone()[0])
                 case_id = f"RFR-{number:06d}"
                 conn.execute(
@@ -256,9 +364,27 @@ class Casework:
                         self._policy.sha256,
                     ),
                 )
+                chosen_face = found.faces[chosen]
                 conn.execute(
-                    "INSERT INTO case_probes (case_id, image, media_type, sha256, byte_length) VALUES (?, ?, ?, ?, ?)",
-                    (case_id, probe_image, media_type, hashlib.sha256(probe_image).hexdigest(), len(probe_image)),
+                    "INSERT INTO case_probes (case_id, image, media_type, sha256, byte_length, quality, width, height, "
+                    "faces_found, face_number, face_box, face_landmarks, upsample, detection_note) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        case_id,
+                        probe_image,
+                        media_type,
+                        hashlib.sha256(probe_image).hexdigest(),
+                        len(probe_image),
+                        None if chosen_face.quality is None else json.dumps(chosen_face.quality.to_json()),
+                        int(rgb.shape[1]),
+                        int(rgb.shape[0]),
+                        len(found.faces),
+                        chosen + 1,
+                        json.dumps(chosen_face.box.as_list()),
+                        json.dumps(np.asarray(chosen_face.landmarks).astype(int).tolist()),
+                        found.upsample,
+                        found.note,
+                    ),
                 )
                 self._audit(
                     conn,
@@ -272,14 +398,52 @@ class Casework:
                     approval_flags=list(requirement.flags),
                     monitoring_flags=list(monitoring),
                     libraries=list(form.libraries),
+                    faces_found=len(found.faces),
+                    face=chosen + 1,
+                    upsample=found.upsample,
                     policy_version=self._policy.version,
                     policy_sha256=self._policy.sha256,
                 )
             return self._read(case_id)
 
+    def _choose_face(self, probe_image: bytes, face: int | None) -> tuple[int, Any, np.ndarray]:
+        """Decode the Probe Image, find its faces, and say which the case is about (index into the faces)."""
+        from engine.faces.pipeline import find_faces  # the face engine is loaded only when a probe is analysed
+
+        rgb = self._loader(probe_image, "the Probe Image")
+        found = find_faces(self._faces(), rgb, embed=False)
+        found.faces[:] = _left_to_right(found.faces)
+        if not found.faces:
+            raise ImageError(
+                f"no face was found in the Probe Image ({found.note or 'at its own size'}): nothing could be searched; "
+                "use a clearer image of the face"
+            )
+        count = len(found.faces)
+        if face is None:
+            if count > 1:
+                raise FormError(
+                    f"submission form: face: the Probe Image shows {count} faces: choose the one to search with "
+                    f"--face N (1 to {count}, numbered left to right)"
+                )
+            return 0, found, rgb
+        if not 1 <= face <= count:
+            raise FormError(f"submission form: face {face}: the Probe Image shows {count} face(s): choose 1 to {count}")
+        return face - 1, found, rgb
+
     def completed_as(self, user: User) -> CompletedAs:
         """How a user completing a form counts: as the RFR User if they hold that role, else as tasking officer."""
         return CompletedAs.RFR_USER if user.has_role(Role.RFR_USER) else CompletedAs.TASKING_OFFICER
+
+    def probe(self, session: Session, case_id: str) -> ProbeView:
+        """The Probe Image with its chosen face, for whoever decides on the case (readers only; audited)."""
+        actor = self._reader(session, "view probe", case_id)
+        case = self._read(case_id)
+        row = self._ws.query_one("SELECT image, media_type FROM case_probes WHERE case_id = ?", (case_id,))
+        if row is None or row[0] is None:
+            raise CaseError(f"case {case_id} no longer holds its Probe Image (deleted {case.probe_deleted_at})")
+        with self._ws.transaction() as conn:
+            self._audit(conn, actor, "case.view_probe", case_id)
+        return ProbeView(case_id, bytes(row[0]), str(row[1]), case.probe_face)
 
     def submit(self, session: Session, case_id: str) -> Case:
         user = self._user(session)
@@ -290,12 +454,61 @@ class Casework:
                 raise PermissionRefused(
                     f"submission refused: only {case.created_by}, who completed the form, may submit case {case.id}"
                 )
+            if self._past_expiry(case):
+                self._expire(case_id, case.state)
+                raise CaseError(
+                    f"submission refused: draft {case_id} is older than the policy's "
+                    f"{self._policy.retention.case_expiry_days.draft} days: it has expired and its Probe Image was "
+                    "deleted; complete a new form"
+                )
             with self._ws.transaction() as conn:
                 self._require_state(self._read(case_id, conn), "submission", CaseState.DRAFT)
                 self._set_state(
                     conn, case_id, CaseState.SUBMITTED, submitted_by=user.username, submitted_at=self._now()
                 )
                 self._audit(conn, user.username, "case.submit", case_id, required_rank=case.required_rank)
+            return self._read(case_id)
+
+    # ---- technical advice -----------------------------------------------------------------------
+
+    def record_advice(
+        self, session: Session, case_id: str, *, flag: str, adviser: str, given_on: str, advice: str
+    ) -> Case:
+        """Record the advice a flagged case needs before approval: who gave it, when, and what it said."""
+        user = self._user(session)
+        with self._refusals("advice", user.username, case_id):
+            case = self._read(case_id)
+            self._require_state(case, "recording advice", CaseState.DRAFT, CaseState.SUBMITTED)
+            if user.username not in {case.created_by, case.submitted_by}:
+                raise PermissionRefused(
+                    f"recording advice refused: only who completed or submitted case {case_id} records its advice"
+                )
+            if flag not in case.approval_flags:
+                raise CaseError(
+                    f"recording advice refused: case {case_id} carries no flag {flag!r} "
+                    f"(its flags: {', '.join(case.approval_flags) or 'none'})"
+                )
+            who = " ".join(adviser.split())
+            if len(who) < 3:
+                raise FormError("advice: adviser is missing: name who gave the advice and their team")
+            try:
+                given = date.fromisoformat(given_on.strip())
+            except ValueError:
+                raise FormError(f"advice: given_on {given_on!r} is not a date (YYYY-MM-DD)") from None
+            if given > self._ws.now().date():
+                raise FormError(f"advice: given_on {given} is in the future")
+            text = " ".join(advice.split())
+            problem = self._policy.text_rules.problem(text, "reasoning")
+            if problem is not None:
+                raise FormError(f"advice: {problem}: set out what the advice said")
+            with self._ws.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO case_advice (case_id, flag, adviser, given_on, advice, recorded_by, recorded_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (case_id, flag, who, given.isoformat(), text, user.username, self._now()),
+                )
+                conn.execute("UPDATE cases SET updated_at = ? WHERE id = ?", (self._now(), case_id))
+                self._audit(conn, user.username, "case.advice", case_id, flag=flag, adviser=who, given_on=str(given))
             return self._read(case_id)
 
     # ---- approval -----------------------------------------------------------------------------
@@ -314,8 +527,20 @@ class Casework:
         if user.username in {case.created_by, case.submitted_by, case.form.completed_by}:
             raise PermissionRefused(f"{action} refused: nobody may approve or reject their own submission")
 
+    def _check_advice(self, case: Case) -> None:
+        for key in case.approval_flags:
+            flag = self._policy.flag(key)
+            if flag.requires_recorded_advice and not any(a.flag == key for a in case.advice):
+                raise CaseError(
+                    f"approval refused: case {case.id} is flagged {key}: the advice ({flag.description.rstrip('.')}) "
+                    "must be recorded on the case first (rfr case advice)"
+                )
+
     def approve(self, session: Session, case_id: str, reason: str | None) -> Case:
-        """Approve a submitted case: approver role, rank at or above the case's, not the submitter, fresh password."""
+        """Approve a submitted case: approver role, rank at or above the case's, not the submitter, fresh password.
+
+        The approval records each library by identity and content version: it covers those, as they are now.
+        """
         user = self._user(session)
         with self._refusals("approve", user.username, case_id):
             case = self._read(case_id)
@@ -325,7 +550,10 @@ class Casework:
                 raise PermissionRefused(f"approval refused: case needs {needed}, you hold no rank")
             if not self._policy.rank_at_least(user.rank, needed):
                 raise PermissionRefused(f"approval refused: case needs {needed}, you are {user.rank}")
+            self._check_advice(case)
             text = _reason("approval", reason)
+            libraries = [get_library(self._ws, n) for n in case.form.libraries]
+            self._check_libraries(case.form.use_case, libraries, "approval")
             with self._ws.transaction() as conn:
                 current = self._read(case_id, conn)
                 self._check_decider(user, current, "approval")
@@ -334,11 +562,23 @@ class Casework:
                 self._set_state(
                     conn, case_id, CaseState.APPROVED, decided_by=user.username, decided_rank=user.rank, decided_at=now
                 )
-                conn.execute(
-                    _INSERT_REVIEW,
-                    (case_id, "approval", user.username, user.rank, 1, text, now),
-                )
-                record_policy(conn, self._policy, self._clock)
+                conn.execute(_INSERT_REVIEW, (case_id, "approval", user.username, user.rank, 1, text, now))
+                conn.execute("DELETE FROM case_approved_libraries WHERE case_id = ?", (case_id,))
+                for lib in libraries:
+                    conn.execute(
+                        "INSERT INTO case_approved_libraries (case_id, library_id, name, kind, content_version, "
+                        "authorisation, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            case_id,
+                            lib.id,
+                            lib.name,
+                            lib.kind.value,
+                            lib.content_version,
+                            lib.authorisation,
+                            None if lib.expires_at is None else lib.expires_at.isoformat(timespec="seconds"),
+                        ),
+                    )
+                record_policy(conn, self._policy, self._ws.clock)
                 self._audit(
                     conn,
                     user.username,
@@ -348,6 +588,9 @@ class Casework:
                     approver_rank=user.rank,
                     reason=text,
                     flags=case.flags,
+                    libraries=[
+                        {"id": lib.id, "name": lib.name, "content_version": lib.content_version} for lib in libraries
+                    ],
                     policy_version=self._policy.version,
                     policy_sha256=self._policy.sha256,
                 )
@@ -366,14 +609,88 @@ class Casework:
                 self._set_state(
                     conn, case_id, CaseState.REJECTED, decided_by=user.username, decided_rank=user.rank, decided_at=now
                 )
-                conn.execute(
-                    _INSERT_REVIEW,
-                    (case_id, "rejection", user.username, user.rank, 0, text, now),
-                )
+                conn.execute(_INSERT_REVIEW, (case_id, "rejection", user.username, user.rank, 0, text, now))
                 self._audit(conn, user.username, "case.reject", case_id, approver_rank=user.rank, reason=text)
                 self._delete_probe_data(conn, user.username, case_id, "rejected_case_probe_data", keep_image=False)
             self._ws.checkpoint()
             return self._read(case_id)
+
+    # ---- withdrawal and expiry --------------------------------------------------------------------
+
+    def withdraw(self, session: Session, case_id: str, reason: str | None) -> Case:
+        """End a case before adjudication (who completed, submitted or searched it); its probe data goes at once."""
+        user = self._user(session)
+        with self._refusals("withdraw", user.username, case_id):
+            case = self._read(case_id)
+            self._check_withdraw(user, case)
+            text = _reason("withdrawal", reason)
+            with self._ws.transaction() as conn:
+                current = self._read(case_id, conn)
+                self._check_withdraw(user, current)
+                self._set_state(
+                    conn,
+                    case_id,
+                    CaseState.WITHDRAWN,
+                    closed_by=user.username,
+                    closed_at=self._now(),
+                    ended_reason=text,
+                )
+                self._audit(conn, user.username, "case.withdraw", case_id, before=current.state.value, reason=text)
+                self._delete_probe_data(conn, user.username, case_id, "withdrawn_case_probe_data", keep_image=False)
+            self._ws.checkpoint()
+            return self._read(case_id)
+
+    @staticmethod
+    def _check_withdraw(user: User, case: Case) -> None:
+        Casework._require_state(case, "withdrawal", *_WITHDRAWABLE)
+        if case.viable:
+            raise CaseError(
+                f"withdrawal refused: case {case.id} already has a Viable Match; finish adjudication and close it"
+            )
+        if user.username not in {case.created_by, case.submitted_by, case.searched_by}:
+            raise PermissionRefused(
+                f"withdrawal refused: only who completed, submitted or searched case {case.id} may withdraw it"
+            )
+
+    def _past_expiry(self, case: Case) -> bool:
+        days = getattr(self._policy.retention.case_expiry_days, case.state.value, None)
+        if days is None:
+            return False
+        return self._ws.now() - parse_utc(case.updated_at) > timedelta(days=int(days))
+
+    def _expire(self, case_id: str, state: CaseState) -> None:
+        with self._ws.transaction() as conn:
+            current = self._read(case_id, conn)
+            if current.state is not state:
+                return
+            days = getattr(self._policy.retention.case_expiry_days, state.value)
+            rule = f"left {state.value} for more than {days} days"
+            self._set_state(
+                conn, case_id, CaseState.EXPIRED, closed_by=SYSTEM_ACTOR, closed_at=self._now(), ended_reason=rule
+            )
+            self._audit(conn, SYSTEM_ACTOR, "case.expire", case_id, before=state.value, rule=rule)
+            self._delete_probe_data(conn, SYSTEM_ACTOR, case_id, "case_expiry_days", keep_image=False)
+
+    def sweep(self) -> SweepReport:
+        """Expire every case left waiting past the policy's days; close Viable Match cases left open."""
+        report = SweepReport()
+        states = [s.value for s in (*_EXPIRING, CaseState.ADJUDICATED)]
+        marks = ", ".join("?" for _ in states)
+        ids = [str(r[0]) for r in self._ws.query(f"SELECT id FROM cases WHERE state IN ({marks})", tuple(states))]  # noqa: S608
+        for case_id in ids:
+            case = self._read(case_id)
+            if case.state is CaseState.ADJUDICATED:
+                if self._ws.now() - parse_utc(case.updated_at) > timedelta(
+                    days=self._policy.retention.case_expiry_days.searched
+                ):
+                    self._close(SYSTEM_ACTOR, case_id, "closed by the terminal: a Viable Match left open too long")
+                    report.cases_closed.append(case_id)
+            elif self._past_expiry(case):
+                self._expire(case_id, case.state)
+                report.cases_expired.append((case_id, case.state.value))
+        if report.cases_expired or report.cases_closed:
+            self._ws.checkpoint()
+        return report
 
     # ---- search -------------------------------------------------------------------------------
 
@@ -384,36 +701,60 @@ class Casework:
                 f"search refused: case {case.id} is {case.state.value}: no search runs without a recorded approval "
                 "that covers it"
             )
+        if not case.approved_libraries:
+            raise CaseError(f"search refused: case {case.id}'s approval names no library: ask for a new approval")
 
-    def search(
-        self,
-        session: Session,
-        case_id: str,
-        engine: FaceAnalyzer,
-        *,
-        loader: ImageLoader = load_rgb,
-        upsample: int = 0,
-    ) -> SearchResult:
-        """Run the approved search: the approved libraries only, the policy's candidate list size."""
+    def _approved_libraries(self, case: Case) -> tuple[list[Library], str | None]:
+        """The libraries the approval covered, as they are now; or why the approval no longer covers them."""
+        libraries: list[Library] = []
+        for approved in case.approved_libraries:
+            try:
+                lib = get_library_by_id(self._ws, approved.library_id)
+            except LibraryError:
+                return [], f"library {approved.name!r} was deleted since the approval"
+            expires = None if lib.expires_at is None else lib.expires_at.isoformat(timespec="seconds")
+            if lib.name != approved.name or lib.kind.value != approved.kind:
+                return [], f"library {approved.name!r} was replaced since the approval"
+            if (lib.authorisation, expires) != (approved.authorisation, approved.expires_at):
+                return [], f"library {approved.name!r} was re-authorised since the approval"
+            if lib.content_version != approved.content_version:
+                return [], (
+                    f"library {approved.name!r} changed since the approval (content version {lib.content_version}, "
+                    f"approved {approved.content_version})"
+                )
+            libraries.append(lib)
+        named = {lib.name for lib in list_libraries(self._ws)}
+        for name in case.form.libraries:
+            if name in named and name not in {a.name for a in case.approved_libraries}:
+                return [], f"library {name!r} is not the one the approval covered"
+        return libraries, None
+
+    def _lapse_approval(self, case_id: str, why: str) -> None:
+        """The approval no longer covers the libraries: the case goes back to the approvers."""
+        with self._ws.transaction() as conn:
+            self._set_state(conn, case_id, CaseState.SUBMITTED, decided_by=None, decided_rank=None, decided_at=None)
+            conn.execute("DELETE FROM case_approved_libraries WHERE case_id = ?", (case_id,))
+            self._audit(conn, SYSTEM_ACTOR, "case.approval_lapsed", case_id, rule=why)
+
+    def search(self, session: Session, case_id: str) -> SearchResult:
+        """Run the approved search: the approved libraries only, as approved; the policy's candidate list size."""
         user = self._user(session)
         with self._refusals("search", user.username, case_id):
             case = self._read(case_id)
             self._check_search(user, case)
-            libraries: list[Library] = []
-            for name in case.form.libraries:
-                library = get_library(self._ws, name)
-                require_usable(self._ws, library)
-                libraries.append(library)
+            libraries, lapsed = self._approved_libraries(case)
+            if lapsed is not None:
+                self._lapse_approval(case_id, lapsed)
+                raise CaseError(
+                    f"search refused: {lapsed}; the approval no longer covers it, so case {case_id} is back with "
+                    "the approvers for a fresh approval"
+                )
+            self._check_libraries(case.form.use_case, libraries, "search")
             row = self._ws.query_one("SELECT image FROM case_probes WHERE case_id = ?", (case_id,))
-            if row is None or row[0] is None:
+            if row is None or row[0] is None or case.probe_face is None:
                 raise CaseError(f"search refused: case {case_id} holds no Probe Image")
-            faces = engine.analyze(
-                loader(bytes(row[0]), f"Probe Image of case {case_id}"), upsample=upsample, embed=True
-            )
-            faces = [f for f in faces if f.embedding is not None]
-            if not faces:
-                raise ImageError(f"no face found in the Probe Image of case {case_id}: nothing was searched")
-            face = max(faces, key=lambda f: f.box.area)
+            engine = self._faces()
+            face = self._chosen_face(engine, bytes(row[0]), case)
             assert face.embedding is not None
             template = np.asarray(face.embedding, dtype=np.float32)
             quality = face.quality.to_json() if face.quality is not None else None
@@ -423,7 +764,12 @@ class Casework:
             indexes = indexes_for(self._ws, engine.model_id, engine.model_sha256)
             candidates = tuple(indexes.search(template, libraries, top_k))
             with self._ws.transaction() as conn:
-                self._check_search(user, self._read(case_id, conn))
+                current = self._read(case_id, conn)
+                self._check_search(user, current)
+                if self._approved_libraries(current)[1] is not None:
+                    raise CaseError(
+                        f"search refused: a library of case {case_id} changed during the search: search again"
+                    )
                 self._set_state(
                     conn,
                     case_id,
@@ -461,7 +807,9 @@ class Casework:
                     user.username,
                     "case.search",
                     case_id,
-                    libraries=[lib.name for lib in libraries],
+                    libraries=[
+                        {"id": lib.id, "name": lib.name, "content_version": lib.content_version} for lib in libraries
+                    ],
                     candidate_list_size=top_k,
                     candidates=len(candidates),
                     model_id=engine.model_id,
@@ -482,6 +830,20 @@ class Casework:
                 meaning,
                 engine.model_sha256,
             )
+
+    def _chosen_face(self, engine: FaceAnalyzer, image: bytes, case: Case) -> Face:
+        """The face recorded at ``new_case``, found again at the same enlargement, with its template."""
+        probe = case.probe_face
+        assert probe is not None
+        rgb = self._loader(image, f"Probe Image of case {case.id}")
+        faces = [f for f in engine.analyze(rgb, upsample=probe.upsample, embed=True) if f.embedding is not None]
+        best = max(faces, key=lambda f: _overlap(tuple(f.box.as_list()), probe.box), default=None)  # type: ignore[arg-type]
+        if best is None or _overlap(tuple(best.box.as_list()), probe.box) < 0.5:  # type: ignore[arg-type]
+            raise ImageError(
+                f"the face chosen in the Probe Image of case {case.id} is no longer found (the face engine changed "
+                "since the case was made): nothing was searched; withdraw the case and make a new one"
+            )
+        return best
 
     # ---- adjudication -------------------------------------------------------------------------
 
@@ -513,6 +875,7 @@ class Casework:
                         "adjudication refused: a Viable Match needs a Match Report covering factors (i) to (v): "
                         "pass --report FILE"
                     )
+                report.check_substance(self._policy)
                 warnings = (case.probe_quality or {}).get("warnings") or []
                 if warnings and not report.factor("probe_image_quality").relevant:
                     raise MatchReportError(
@@ -582,7 +945,7 @@ class Casework:
             raise PermissionRefused("peer review refused: nobody may peer-review their own adjudication")
 
     def peer_review(self, session: Session, case_id: str, agree: bool, reason: str | None) -> Case:
-        """Sign off (agree: no viable match) or send back (disagree) a case adjudicated with no Viable Match."""
+        """Agree (no viable match: the case closes and its probe data is deleted now) or send back (disagree)."""
         user = self._user(session)
         with self._refusals("peer_review", user.username, case_id):
             case = self._read(case_id)
@@ -592,29 +955,29 @@ class Casework:
                 self._check_peer_review(user, self._read(case_id, conn))
                 self._accounts.require_reauthentication(session, ReauthPurpose.PEER_REVIEW_SIGN_OFF)
                 now = self._now()
-                conn.execute(
-                    _INSERT_REVIEW,
-                    (case_id, "peer_review", user.username, user.rank, int(agree), text, now),
-                )
+                conn.execute(_INSERT_REVIEW, (case_id, "peer_review", user.username, user.rank, int(agree), text, now))
+                after = CaseState.CLOSED if agree else CaseState.SEARCHED
                 if agree:
                     self._set_state(
                         conn,
                         case_id,
-                        CaseState.ADJUDICATED,
+                        CaseState.CLOSED,
                         outcome=Outcome.NO_VIABLE_MATCH.value,
                         peer_reviewed_by=user.username,
+                        closed_by=user.username,
+                        closed_at=now,
                     )
                 else:
                     self._set_state(conn, case_id, CaseState.SEARCHED, outcome=None, peer_reviewed_by=None)
                 self._audit(
-                    conn,
-                    user.username,
-                    "case.peer_review",
-                    case_id,
-                    agree=agree,
-                    reason=text,
-                    after=CaseState.ADJUDICATED.value if agree else CaseState.SEARCHED.value,
+                    conn, user.username, "case.peer_review", case_id, agree=agree, reason=text, after=after.value
                 )
+                if agree:
+                    self._delete_probe_data(
+                        conn, user.username, case_id, "no_viable_match_probe_data", keep_image=False
+                    )
+            if agree:
+                self._ws.checkpoint()
             return self._read(case_id)
 
     # ---- closing and retention ------------------------------------------------------------------
@@ -622,59 +985,46 @@ class Casework:
     def _check_close(self, user: User, case: Case) -> None:
         self._require_role(user, Role.RFR_USER, "close", "closing a case")
         self._require_state(case, "close", CaseState.ADJUDICATED)
-        if case.outcome is Outcome.VIABLE_MATCH:
-            if not case.viable or any(c.report is None for c in case.viable):
-                raise CaseError("close refused: every Viable Match needs its Match Report")
-        elif (
-            case.outcome is not Outcome.NO_VIABLE_MATCH
-            or case.peer_reviewed_by is None
-            or case.peer_reviewed_by in case.adjudicators
-        ):
-            raise CaseError(
-                "close refused: 'no viable match' needs a peer review sign-off by someone other than the adjudicator"
-            )
+        if case.outcome is not Outcome.VIABLE_MATCH or not case.viable or any(c.report is None for c in case.viable):
+            raise CaseError("close refused: every Viable Match needs its Match Report")
 
     def close(self, session: Session, case_id: str, reason: str | None = None) -> Case:
-        """Close an adjudicated case and apply the retention rules at once."""
+        """Close a case adjudicated with a Viable Match; its probe template is deleted at once."""
         user = self._user(session)
         with self._refusals("close", user.username, case_id):
-            case = self._read(case_id)
-            self._check_close(user, case)
-            with self._ws.transaction() as conn:
-                current = self._read(case_id, conn)
+            self._check_close(user, self._read(case_id))
+            return self._close(user.username, case_id, " ".join((reason or "").split()) or None, user)
+
+    def _close(self, actor: str, case_id: str, reason: str | None, user: User | None = None) -> Case:
+        with self._ws.transaction() as conn:
+            current = self._read(case_id, conn)
+            if user is not None:
                 self._check_close(user, current)
-                self._set_state(conn, case_id, CaseState.CLOSED, closed_by=user.username, closed_at=self._now())
-                outcome = current.outcome
-                assert outcome is not None
-                self._audit(
-                    conn,
-                    user.username,
-                    "case.close",
-                    case_id,
-                    outcome=outcome.value,
-                    viable_matches=len(current.viable),
-                    reason=" ".join((reason or "").split()) or None,
-                )
-                if outcome is Outcome.NO_VIABLE_MATCH:
-                    self._delete_probe_data(
-                        conn, user.username, case_id, "no_viable_match_probe_data", keep_image=False
-                    )
-                else:
-                    self._delete_probe_data(
-                        conn, user.username, case_id, "viable_match_probe_template", keep_image=True
-                    )
-            self._ws.checkpoint()
-            return self._read(case_id)
+            elif current.state is not CaseState.ADJUDICATED:
+                return current
+            self._set_state(conn, case_id, CaseState.CLOSED, closed_by=actor, closed_at=self._now())
+            self._audit(
+                conn,
+                actor,
+                "case.close",
+                case_id,
+                outcome=Outcome.VIABLE_MATCH.value,
+                viable_matches=len(current.viable),
+                reason=reason,
+            )
+            self._delete_probe_data(conn, actor, case_id, "viable_match_probe_template", keep_image=True)
+        self._ws.checkpoint()
+        return self._read(case_id)
 
     def _delete_probe_data(self, conn: Any, actor: str, case_id: str, rule: str, *, keep_image: bool) -> None:
         """Delete probe-derived data now, inside the transition's transaction, and audit what went."""
-        deleted = ["probe_template", "probe_quality"]
+        deleted = ["probe_template"]
         if keep_image:
             conn.execute("UPDATE case_probes SET template = NULL WHERE case_id = ?", (case_id,))
         else:
             conn.execute(
-                "UPDATE case_probes SET image = NULL, media_type = NULL, template = NULL, quality = NULL "
-                "WHERE case_id = ?",
+                "UPDATE case_probes SET image = NULL, media_type = NULL, template = NULL, quality = NULL, "
+                "face_box = NULL, face_landmarks = NULL WHERE case_id = ?",
                 (case_id,),
             )
             conn.execute(
@@ -683,14 +1033,19 @@ class Casework:
                 (case_id,),
             )
             conn.execute("UPDATE cases SET probe_deleted_at = ? WHERE id = ?", (self._now(), case_id))
-            deleted = ["probe_image", "probe_template", "probe_quality", "candidate_scores", "reference_image_copies"]
+            deleted = [
+                "probe_image",
+                "probe_template",
+                "probe_quality",
+                "probe_face",
+                "candidate_scores",
+                "reference_image_copies",
+            ]
         self._audit(conn, actor, "case.probe_deleted", case_id, rule=rule, deleted=deleted)
 
     # ---- reading --------------------------------------------------------------------------------
 
-    def _reader(self, session: Session | None, action: str, case_id: str | None) -> str:
-        if session is None:
-            return WORKSPACE_ADMIN.name
+    def _reader(self, session: Session, action: str, case_id: str | None) -> str:
         user = self._user(session)
         if not any(user.has_role(r) for r in CASEWORK_READERS):
             with self._refusals(action, user.username, case_id):
@@ -700,23 +1055,25 @@ class Casework:
                 )
         return user.username
 
-    def show(self, session: Session | None, case_id: str) -> Case:
-        """A case for display; the view is audited (every access is logged). No session: the workspace key holder."""
+    def show(self, session: Session, case_id: str) -> Case:
+        """A case for display; the view is audited (every access is logged)."""
         actor = self._reader(session, "view", case_id)
         case = self._read(case_id)
         with self._ws.transaction() as conn:
             self._audit(conn, actor, "case.view", case_id)
         return case
 
-    def report_material(self, session: Session | None, case_id: str, destination: str) -> ReportMaterial:
-        """What the Match Report export needs; refused unless the case has a Viable Match. The export is audited."""
+    def report_material(self, session: Session, case_id: str, destination: str) -> ReportMaterial:
+        """What the Match Report export needs; only once adjudication is complete with a Viable Match. Audited."""
         actor = self._reader(session, "report", case_id)
         with self._refusals("report", actor, case_id):
             case = self._read(case_id)
-            if not case.viable:
+            if case.state not in (CaseState.ADJUDICATED, CaseState.CLOSED) or case.outcome is not Outcome.VIABLE_MATCH:
                 raise CaseError(
-                    f"report refused: case {case_id} has no Viable Match (it is {case.state.value}); a Match Report "
-                    "is made only for a Viable Match"
+                    f"report refused: case {case_id} is {case.state.value}"
+                    + ("" if case.outcome is None else f" ({case.outcome.value})")
+                    + ": a Match Report is exported only once every Potential Match is adjudicated and one is a "
+                    "Viable Match"
                 )
             probe = self._ws.query_one("SELECT image, media_type FROM case_probes WHERE case_id = ?", (case_id,))
             references: dict[int, tuple[bytes, str] | None] = {}
@@ -740,9 +1097,34 @@ class Casework:
             bytes(probe[0]) if probe and probe[0] is not None else None,
             str(probe[1]) if probe and probe[1] else None,
             references,
+            exported_by=actor,
+            exported_at=self._now(),
         )
 
-    def list_cases(self, session: Session | None, state: CaseState | None = None) -> list[Case]:
+    def reference_image(self, session: Session, case_id: str, rank: int) -> tuple[bytes, str]:
+        """The reference image of one Potential Match, to compare side by side (readers; audited)."""
+        actor = self._reader(session, "view candidate", case_id)
+        case = self._read(case_id)
+        candidate = next((c for c in case.candidates if c.rank == rank), None)
+        if candidate is None:
+            raise CaseError(f"case {case_id} has no Potential Match ranked {rank}")
+        row = self._ws.query_one(
+            "SELECT reference_image, reference_media_type FROM case_candidates WHERE case_id = ? AND rank = ?",
+            (case_id, rank),
+        )
+        if row is None or row[0] is None:
+            row = self._ws.query_one(
+                "SELECT b.data, i.media_type FROM image_bytes b JOIN images i ON i.id = b.image_id "
+                "WHERE b.image_id = ?",
+                (candidate.image_id,),
+            )
+        if row is None or row[0] is None:
+            raise CaseError(f"the reference image of Potential Match {rank} is no longer held (its library changed)")
+        with self._ws.transaction() as conn:
+            self._audit(conn, actor, "case.view_candidate", case_id, candidate=rank, image_id=candidate.image_id)
+        return bytes(row[0]), str(row[1])
+
+    def list_cases(self, session: Session, state: CaseState | None = None) -> list[Case]:
         """Cases in number order, optionally in one state (a queue: drafts, awaiting approval...). Audited."""
         actor = self._reader(session, "list", None)
         cases = [self._read(case_id) for case_id in self.case_ids()]
@@ -751,7 +1133,7 @@ class Casework:
             self._audit(conn, actor, "case.list", None, state=None if state is None else state.value, cases=len(chosen))
         return chosen
 
-    def outcome_report(self, session: Session | None, since: str, until: str) -> OutcomeReport:
+    def outcome_report(self, session: Session, since: str, until: str) -> OutcomeReport:
         """Outcomes by the recorded demographic fields for ``[since, until)`` (the quarterly review). Audited."""
         actor = self._reader(session, "outcome report", None)
         report = outcome_report(self._ws, since, until)

@@ -1,39 +1,60 @@
-"""``rfr audit ...``: check the hash-chained audit log and its signed checkpoints.
+"""``rfr audit ...``: verify the audit log, browse it, rotate the terminal's signing key.
 
-``verify`` recomputes every event's hash and link and every checkpoint signature, and names
-each problem by sequence number (an edited, deleted, reordered or truncated event). By default
-it checks the signatures with the terminal key stored in the workspace; an auditor passes
-``--public-key FILE`` with the key exported earlier (``rfr audit public-key``), so that a
-workspace whose key was swapped cannot vouch for itself.
+``verify`` recomputes every event's hash and link and every signed head's signature, and names
+each problem by sequence number. It checks the keys against the terminal's own audit signing
+key file, or, with ``--public-key FILE``, against the public key an auditor recorded at
+installation (``rfr workspace init`` prints it; ``rfr audit public-key`` exports it).
+``--expect SEQ:HASH`` checks the log still holds a head recorded outside the terminal (the
+auditor's note of a previous verification, or the last exported bundle): only that shows a log
+rolled back or rebuilt by someone holding the terminal's keys. Every use is itself recorded.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from engine import audit
+from engine.audit.access import EventFilter
 from engine.cli import emit
-from engine.cli.user import actor_option
-from engine.cli.workspace import open_workspace, workspace_options
+from engine.cli.terminal import acting, actor_option, terminal_options
 from engine.errors import AuditError, UsageError
+from engine.files import read_regular_file
 
 MAX_KEY_BYTES = 16 * 1024
+_EXPECT = re.compile(r"^(\d+):([0-9a-fA-F]{64})$")
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("audit", help="verify the audit log; export the terminal's public key")
+    parser = sub.add_parser("audit", help="verify and browse the audit log; the terminal's audit key")
     parser.set_defaults(handler=lambda _args: (parser.print_help(), 0)[1])
     commands = parser.add_subparsers(dest="audit_command", metavar="COMMAND")
-    common = workspace_options()
+    common = terminal_options()
 
-    verify = commands.add_parser("verify", help="check the audit log's chain and signed checkpoints", parents=[common])
+    verify = commands.add_parser("verify", help="check the audit log's chain and signed heads", parents=[common])
     verify.add_argument(
-        "--public-key", type=Path, metavar="FILE", help="the terminal's exported public key (PEM) to verify with"
+        "--public-key", type=Path, metavar="FILE", help="the audit public key (PEM) recorded at installation"
     )
+    verify.add_argument(
+        "--expect",
+        metavar="SEQ:HASH",
+        type=_expectation,
+        help="a head recorded outside the terminal (a previous verification's, or the last bundle's)",
+    )
+    actor_option(verify)
     verify.set_defaults(handler=_verify)
+
+    events = commands.add_parser("events", help="list audit events, newest first (auditors)", parents=[common])
+    events.add_argument("--actor", dest="event_actor", metavar="USER", help="only this actor's events")
+    events.add_argument("--action", metavar="NAME", help="only this action, or a family such as 'case' or 'user'")
+    events.add_argument("--subject", metavar="ID", help="only events about this case, user or library")
+    events.add_argument("--since", type=_date, metavar="YYYY-MM-DD", help="from this day")
+    events.add_argument("--until", type=_date, metavar="YYYY-MM-DD", help="before this day")
+    events.add_argument("--limit", type=int, default=200, metavar="N", help="at most N events (default 200)")
+    actor_option(events)
+    events.set_defaults(handler=_events)
 
     outcomes = commands.add_parser(
         "outcomes",
@@ -44,36 +65,48 @@ def register(sub: Any) -> None:
     outcomes.add_argument(
         "--until", type=_date, metavar="YYYY-MM-DD", help="day after the last (default: next quarter's)"
     )
-    actor_option(outcomes, required=False, help_text="who is reading (default: the workspace key holder)")
+    actor_option(outcomes)
     outcomes.set_defaults(handler=_outcomes)
 
-    public_key = commands.add_parser("public-key", help="print the terminal's audit public key (PEM)", parents=[common])
+    public_key = commands.add_parser(
+        "public-key", help="print the audit public key the log is signed with (PEM)", parents=[common]
+    )
+    actor_option(public_key)
     public_key.set_defaults(handler=_public_key)
 
+    rotate = commands.add_parser(
+        "rotate-key", help="hand the log's signing over to a new key (engineers)", parents=[common]
+    )
+    rotate.add_argument("--reason", required=True, metavar="TEXT", help="why (recorded)")
+    actor_option(rotate)
+    rotate.set_defaults(handler=_rotate)
 
-def _read_key(path: Path) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_KEY_BYTES + 1)
-    except OSError as exc:
-        raise AuditError(f"public key {path} cannot be read ({exc.strerror or exc})") from None
-    if len(data) > MAX_KEY_BYTES:
-        raise AuditError(f"public key {path} is too large to be a public key")
-    return data
+
+def _expectation(text: str) -> tuple[int, str]:
+    match = _EXPECT.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SEQ:HASH (a sequence number and 64 hex digits)")
+    return int(match.group(1)), match.group(2).lower()
 
 
 def _verify(args: argparse.Namespace) -> int:
-    with open_workspace(args) as ws:
-        conn = ws._require_open()
-        key = _read_key(args.public_key) if args.public_key is not None else audit.terminal_public_key(conn)
-        with ws.cursor():
-            result = audit.verify(conn, key)
+    key = None
+    if args.public_key is not None:
+        key = read_regular_file(args.public_key, limit=MAX_KEY_BYTES, what="public key", error=AuditError)
+    with acting(args) as (terminal, session):
+        result = terminal.audit.verify(session, public_key=key, expect=args.expect)
     payload = result.as_dict()
-    source = "the given public key" if args.public_key is not None else "the key stored in the workspace"
+    source = "the public key given" if args.public_key is not None else "the terminal's own audit key"
     if result.ok:
+        assert result.head is not None or result.events == 0
+        head = (
+            ""
+            if result.head is None
+            else f" Record this head for next time: --expect {result.head[0]}:{result.head[1]}"
+        )
         text = (
-            f"Audit log verified with {source}: {result.events} events, {result.checkpoints} signed checkpoints, "
-            f"signed through seq {result.signed_through}."
+            f"Audit log verified with {source}: {result.events} events, {result.checkpoints} signed heads, "
+            f"signed through seq {result.signed_through}.{head}"
         )
     else:
         text = "\n".join(
@@ -81,6 +114,44 @@ def _verify(args: argparse.Namespace) -> int:
         )
     emit(args, payload, text)
     return 0 if result.ok else 1
+
+
+def _events(args: argparse.Namespace) -> int:
+    selection = EventFilter(
+        actor=args.event_actor,
+        action=args.action,
+        subject=args.subject,
+        since=None if args.since is None else f"{args.since.isoformat()}T00:00:00.000000Z",
+        until=None if args.until is None else f"{args.until.isoformat()}T00:00:00.000000Z",
+    )
+    with acting(args) as (terminal, session):
+        found = terminal.audit.events(session, selection, limit=args.limit)
+    rows = [
+        {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "subjects": e.subjects, "details": e.details}
+        for e in found
+    ]
+    lines = [f"{e.seq:>7} {e.at} {e.actor:16} {e.action:28} {e.subjects}" for e in found]
+    emit(args, {"events": rows}, "\n".join(lines) if lines else "No events match.")
+    return 0
+
+
+def _public_key(args: argparse.Namespace) -> int:
+    with acting(args) as (terminal, session):
+        pem = terminal.audit.public_key_pem(session)
+    emit(args, {"public_key": pem}, pem)
+    return 0
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    with acting(args) as (terminal, session):
+        seq = terminal.audit.rotate_key(session, terminal.config.audit_key_file, args.reason)
+        pem = terminal.audit.public_key_pem(session)
+    emit(
+        args,
+        {"rotated_at_seq": seq, "public_key": pem},
+        f"Audit signing key rotated at seq {seq}; the auditors record the new public key:\n{pem}",
+    )
+    return 0
 
 
 def _date(text: str) -> date:
@@ -98,14 +169,12 @@ def quarter_of(day: date) -> tuple[date, date]:
 
 
 def _outcomes(args: argparse.Namespace) -> int:
-    from engine.cli.case import casework_session
-
     default_since, default_until = quarter_of(datetime.now(UTC).date())
     since, until = args.since or default_since, args.until or default_until
     if since >= until:
         raise UsageError(f"--since {since} is not before --until {until}: give a period that is not empty")
-    with casework_session(args) as (cases, session):
-        report = cases.outcome_report(session, since.isoformat(), until.isoformat())
+    with acting(args) as (terminal, session):
+        report = terminal.cases.outcome_report(session, since.isoformat(), until.isoformat())
     payload = report.to_json()
     lines = [
         f"Casework outcomes {since} to {until} (exclusive): {report.cases} closed cases, "
@@ -124,11 +193,4 @@ def _outcomes(args: argparse.Namespace) -> int:
                 )
                 lines.append(f"  {breakdown.field_name:10} {row.value:16} {row.records:6}  {figure}")
     emit(args, payload, "\n".join(lines))
-    return 0
-
-
-def _public_key(args: argparse.Namespace) -> int:
-    with open_workspace(args) as ws:
-        pem = audit.export_public_key_pem(ws._require_open())
-    emit(args, {"public_key": pem}, pem)
     return 0

@@ -1,20 +1,17 @@
-"""``rfr case ...``: casework, step by step: new, submit, approve, reject, search, adjudicate, peer-review, close.
+"""``rfr case ...``: casework, step by step: new, advice, submit, approve, reject, search, adjudicate,
+peer-review, close, withdraw, report, list, show.
 
 The acting person is ``--as USER`` (password from ``RFR_PASSWORD`` or a prompt), signed in for
 the one command; approving and signing off a peer review use that fresh password entry as the
-re-authentication the policy asks for. ``show`` and ``report`` take ``--as`` too; without it
-the reader is the workspace key holder, recorded as such. A refusal exits non-zero with one
-line naming the rule, e.g. ``approval refused: case needs Superintendent, you are Inspector``.
+re-authentication the policy asks for. Every command, reading ones included, needs ``--as``.
+A refusal exits non-zero with one line naming the rule, e.g. ``approval refused: case needs
+Superintendent, you are Inspector``.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,74 +19,31 @@ from engine.casework import (
     PLAINTEXT_WARNING,
     Case,
     CaseState,
-    Casework,
     MatchReport,
     SearchResult,
     SubmissionForm,
     render_match_report,
     write_report_file,
 )
+from engine.casework.form import CheckStatus
 from engine.cli import emit
-from engine.cli import library as library_cli
-from engine.cli.user import accounts_for, actor_option, cli_policy, sign_in
-from engine.cli.workspace import open_workspace, workspace_options
+from engine.cli.terminal import acting, actor_option, terminal_options
 from engine.errors import ImageError, UsageError
+from engine.files import read_regular_file
 from engine.library.enrol import MAX_IMAGE_BYTES
-from engine.library.store import purge_expired
-from engine.scoring import scoring_json, scoring_text
-from engine.security.users import Accounts, Session
-from engine.workspace import Workspace
-
-
-@dataclass
-class _Context:
-    ws: Workspace
-    accounts: Accounts
-    cases: Casework
-
-
-@contextmanager
-def _casework(args: argparse.Namespace) -> Iterator[_Context]:
-    """Open the workspace, purge lapsed temporary libraries (the policy), and set up casework."""
-    policy = cli_policy()
-    with open_workspace(args) as ws:
-        for record in purge_expired(ws, actor=f"os-user:{getpass.getuser()}"):
-            sys.stderr.write(
-                f"rfr: temporary library {record.library!r} destroyed: authorisation {record.authorisation} lapsed"
-                f" at {record.expires_at}\n"
-            )
-        accounts = accounts_for(ws, policy)
-        yield _Context(ws, accounts, Casework(ws, accounts, policy))
-
-
-@contextmanager
-def casework_session(args: argparse.Namespace) -> Iterator[tuple[Casework, Session | None]]:
-    """Casework and the reader's session (None: the workspace key holder), for read-only commands."""
-    with _casework(args) as ctx:
-        yield ctx.cases, _session(ctx, args)
-
-
-def _session(ctx: _Context, args: argparse.Namespace) -> Session | None:
-    return sign_in(ctx.accounts, args.actor) if getattr(args, "actor", None) else None
-
-
-def _required_session(ctx: _Context, args: argparse.Namespace) -> Session:
-    session = _session(ctx, args)
-    if session is None:
-        raise UsageError("say who is acting: --as USER")
-    return session
+from engine.scoring import INTELLIGENCE_LEAD, scoring_json, scoring_text
 
 
 def register(sub: Any) -> None:
     parser = sub.add_parser("case", help="casework: submission, approval, search, adjudication, Match Report")
     parser.set_defaults(handler=lambda _args: (parser.print_help(), 0)[1])
     commands = parser.add_subparsers(dest="case_command", metavar="COMMAND")
-    common = workspace_options()
+    common = terminal_options()
 
     new = commands.add_parser(
         "new", help="complete an RFR Submission Form for a Probe Image (a draft case)", parents=[common]
     )
-    actor_option(new, required=True)
+    actor_option(new)
     new.add_argument("--use-case", metavar="KEY", help="permitted use case key from the policy")
     new.add_argument("--reference", metavar="REF", help="crime or occurrence reference")
     new.add_argument("--offence", metavar="TEXT", help="offence type")
@@ -97,43 +51,60 @@ def register(sub: Any) -> None:
         "--justification", metavar="TEXT", help="legitimate aim; why the search is necessary and proportionate"
     )
     new.add_argument(
-        "--pre-checks",
-        metavar="TEXT",
-        help="confirms all Pre-RFR Checks are exhausted or unviable: say what was tried",
+        "--check",
+        nargs=3,
+        action="append",
+        metavar=("CHECK", "STATUS", "WHAT"),
+        help=(
+            "a Pre-RFR Check of the policy's list: its key, exhausted or unviable, and what was done (or why it "
+            "is unviable); give every check"
+        ),
     )
     new.add_argument("--age-band", metavar="BAND", help="apparent age band: under13, 13-15, 16-17, adult, unknown")
     new.add_argument("--disability", action="store_true", help="a relevant disability affecting facial appearance")
     new.add_argument("--pre-reassignment", action="store_true", help="the image pre-dates gender reassignment")
     new.add_argument("--coverings", default="", metavar="TEXT", help="head or face coverings")
     new.add_argument("--injuries", default="", metavar="TEXT", help="injuries")
-    new.add_argument("--probe-source", default="not_stated", choices=["police", "other", "not_stated"])
-    new.add_argument("--captured", default="", metavar="WHEN", help="when the Probe Image was captured")
-    new.add_argument("--obtained", default="", metavar="HOW", help="how the Probe Image was obtained")
-    new.add_argument("--probe", required=True, metavar="IMAGE", type=Path, help="the Probe Image (JPEG or PNG)")
+    new.add_argument("--probe-source", choices=["police", "other"], help="is the Probe Image police-originated")
+    new.add_argument("--captured", metavar="WHEN", help="when the Probe Image was captured: YYYY-MM-DD[THH:MM]")
+    new.add_argument("--obtained", metavar="HOW", help="how the Probe Image was obtained, and from whom")
+    new.add_argument(
+        "--probe", action="append", metavar="IMAGE", type=Path, help="the Probe Image (JPEG or PNG); one per case"
+    )
+    new.add_argument("--face", type=int, metavar="N", help="which face to search with, when it shows several")
     new.add_argument("--library", action="append", metavar="NAME", help="library to search (repeatable)")
     new.set_defaults(handler=_new)
+
+    advice = commands.add_parser(
+        "advice", help="record the technical or legal advice a flagged case needs before approval", parents=[common]
+    )
+    advice.add_argument("case", metavar="CASE")
+    actor_option(advice)
+    advice.add_argument("--flag", default="technical_advice", help="the case's flag the advice answers")
+    advice.add_argument("--adviser", required=True, metavar="WHO", help="who gave the advice, and their team")
+    advice.add_argument("--given", required=True, metavar="YYYY-MM-DD", help="when the advice was given")
+    advice.add_argument("--advice", required=True, metavar="TEXT", help="what the advice said")
+    advice.set_defaults(handler=_advice)
 
     for name, help_text, needs_reason in (
         ("submit", "submit a draft case for approval", False),
         ("approve", "approve a submitted case (re-authenticates)", True),
         ("reject", "reject a submitted case (its Probe Image is deleted)", True),
         ("search", "run an approved search", False),
-        ("close", "close an adjudicated case (retention applies at once)", False),
+        ("close", "close a case adjudicated with a Viable Match (its probe template is deleted)", False),
+        ("withdraw", "end a case before adjudication (its probe data is deleted)", True),
     ):
         step = commands.add_parser(name, help=help_text, parents=[common])
         step.add_argument("case", metavar="CASE")
-        actor_option(step, required=True)
+        actor_option(step)
         step.add_argument(
             "--reason", metavar="TEXT", help="recorded on the case" + (" (required)" if needs_reason else "")
         )
-        if name == "search":
-            step.add_argument("--upsample", type=int, default=0, choices=range(0, 3), help="detector upsampling")
-            step.add_argument("--device", default="CPU", help="inference device (default CPU)")
         step.set_defaults(handler=_STEPS[name])
 
     adjudicate = commands.add_parser("adjudicate", help="decide one Potential Match", parents=[common])
     adjudicate.add_argument("case", metavar="CASE")
-    actor_option(adjudicate, required=True)
+    actor_option(adjudicate)
     adjudicate.add_argument("--candidate", type=int, required=True, metavar="RANK", help="rank in the candidate list")
     adjudicate.add_argument("--decision", required=True, choices=["viable", "not-viable"])
     adjudicate.add_argument("--report", type=Path, metavar="FILE", help="the Match Report (YAML), needed for viable")
@@ -143,9 +114,9 @@ def register(sub: Any) -> None:
         "peer-review", help="peer review a 'no viable match' (re-authenticates)", parents=[common]
     )
     review.add_argument("case", metavar="CASE")
-    actor_option(review, required=True)
+    actor_option(review)
     verdict = review.add_mutually_exclusive_group(required=True)
-    verdict.add_argument("--agree", action="store_true", help="agree: no viable match")
+    verdict.add_argument("--agree", action="store_true", help="agree: no viable match (the probe data is deleted)")
     verdict.add_argument("--disagree", action="store_true", help="disagree: back to the RFR User")
     review.add_argument("--reason", required=True, metavar="TEXT")
     review.set_defaults(handler=_peer_review)
@@ -153,17 +124,17 @@ def register(sub: Any) -> None:
     report = commands.add_parser("report", help="export the Match Report as printable HTML", parents=[common])
     report.add_argument("case", metavar="CASE")
     report.add_argument("--out", required=True, type=Path, metavar="FILE", help="new file to write (mode 0600)")
-    actor_option(report, required=False, help_text="who is exporting (default: the workspace key holder)")
+    actor_option(report)
     report.set_defaults(handler=_report)
 
     listing = commands.add_parser("list", help="list cases (a queue with --state)", parents=[common])
     listing.add_argument("--state", choices=[s.value for s in CaseState], help="only cases in this state")
-    actor_option(listing, required=False, help_text="who is reading (default: the workspace key holder)")
+    actor_option(listing)
     listing.set_defaults(handler=_list)
 
     show = commands.add_parser("show", help="show a case", parents=[common])
     show.add_argument("case", metavar="CASE")
-    actor_option(show, required=False, help_text="who is reading (default: the workspace key holder)")
+    actor_option(show)
     show.set_defaults(handler=_show)
 
 
@@ -171,42 +142,63 @@ def _summary(case: Case) -> dict[str, Any]:
     return {"case": case.id, "state": case.state.value, "required_rank": case.required_rank, "flags": case.flags}
 
 
+def _probe_bytes(paths: list[Path] | None) -> bytes:
+    if not paths:
+        raise UsageError("give the Probe Image: --probe IMAGE")
+    if len(paths) > 1:
+        raise UsageError(
+            f"{len(paths)} Probe Images given: a case searches one Probe Image (several images of one subject "
+            "cannot be searched together yet); make one case per image"
+        )
+    return read_regular_file(paths[0], limit=MAX_IMAGE_BYTES, what="Probe Image", error=ImageError)
+
+
+def _checks(given: list[list[str]] | None) -> dict[str, tuple[str, str]]:
+    checks: dict[str, tuple[str, str]] = {}
+    for key, status, detail in given or []:
+        if key in checks:
+            raise UsageError(f"Pre-RFR Check {key!r} is given twice: give each check once")
+        if status.strip().lower() not in {s.value for s in CheckStatus}:
+            raise UsageError(f"Pre-RFR Check {key!r}: status {status!r} is not exhausted or unviable")
+        checks[key] = (status, detail)
+    return checks
+
+
 def _new(args: argparse.Namespace) -> int:
-    path: Path = args.probe
-    if not path.is_file():
-        raise ImageError(f"Probe Image {path} does not exist or is not a file")
-    if path.stat().st_size > MAX_IMAGE_BYTES:
-        raise ImageError(f"Probe Image {path} is larger than {MAX_IMAGE_BYTES >> 20} MiB")
-    with _casework(args) as ctx:
-        session = _required_session(ctx, args)
-        user = ctx.accounts.check(session)
+    probe = _probe_bytes(args.probe)
+    with acting(args) as (terminal, session):
+        user = terminal.accounts.check(session)
         form = SubmissionForm.create(
-            ctx.cases.policy,
+            terminal.policy,
             completed_by=user.username,
-            completed_as=ctx.cases.completed_as(user),
+            completed_as=terminal.cases.completed_as(user),
             use_case=args.use_case or "",
             reference=args.reference or "",
             offence=args.offence or "",
             justification=args.justification or "",
-            pre_checks_exhausted=bool(args.pre_checks and args.pre_checks.strip()),
-            pre_checks_tried=args.pre_checks or "",
+            pre_rfr_checks=_checks(args.check),
             age_band=args.age_band or "",
             relevant_disability=args.disability,
             pre_dates_gender_reassignment=args.pre_reassignment,
             coverings=args.coverings,
             injuries=args.injuries,
-            probe_source=args.probe_source,
-            probe_captured=args.captured,
-            probe_obtained=args.obtained,
+            probe_source=args.probe_source or "",
+            probe_captured=args.captured or "",
+            probe_obtained=args.obtained or "",
             libraries=args.library or [],
+            now=terminal.ws.now(),
         )
-        case = ctx.cases.new_case(session, form, path.read_bytes())
-    payload = _summary(case)
+        case = terminal.cases.new_case(session, form, probe, face=args.face)
+    face = case.probe_face
+    payload = {**_summary(case), "probe": None if face is None else face.to_json()}
+    found = (
+        "" if face is None else f" Face {face.number} of {face.faces_found}" + (f" ({face.note})" if face.note else "")
+    )
     emit(
         args,
         payload,
         f"Case {case.id} drafted: needs approval by {case.required_rank} or above; flags: "
-        f"{', '.join(case.flags) or 'none'}.",
+        f"{', '.join(case.flags) or 'none'}.{found}",
     )
     return 0
 
@@ -215,40 +207,55 @@ def _step_text(case: Case, verb: str) -> str:
     return f"Case {case.id} {verb}: now {case.state.value}."
 
 
+def _advice(args: argparse.Namespace) -> int:
+    with acting(args) as (terminal, session):
+        case = terminal.cases.record_advice(
+            session, args.case, flag=args.flag, adviser=args.adviser, given_on=args.given, advice=args.advice
+        )
+    emit(args, {**_summary(case), "advice": [a.to_json() for a in case.advice]}, _step_text(case, "advice recorded"))
+    return 0
+
+
 def _submit(args: argparse.Namespace) -> int:
-    with _casework(args) as ctx:
-        case = ctx.cases.submit(_required_session(ctx, args), args.case)
+    with acting(args) as (terminal, session):
+        case = terminal.cases.submit(session, args.case)
     emit(args, _summary(case), _step_text(case, "submitted"))
     return 0
 
 
 def _approve(args: argparse.Namespace) -> int:
-    with _casework(args) as ctx:
-        case = ctx.cases.approve(_required_session(ctx, args), args.case, args.reason)
+    with acting(args) as (terminal, session):
+        case = terminal.cases.approve(session, args.case, args.reason)
     emit(args, _summary(case), _step_text(case, f"approved by {case.decided_by} ({case.decided_rank})"))
     return 0
 
 
 def _reject(args: argparse.Namespace) -> int:
-    with _casework(args) as ctx:
-        case = ctx.cases.reject(_required_session(ctx, args), args.case, args.reason)
+    with acting(args) as (terminal, session):
+        case = terminal.cases.reject(session, args.case, args.reason)
     emit(args, _summary(case), _step_text(case, "rejected; its Probe Image was deleted"))
     return 0
 
 
+def _withdraw(args: argparse.Namespace) -> int:
+    with acting(args) as (terminal, session):
+        case = terminal.cases.withdraw(session, args.case, args.reason)
+    payload = {**_summary(case), "probe_image_deleted": not case.probe_image_held}
+    emit(args, payload, _step_text(case, "withdrawn; its probe data was deleted"))
+    return 0
+
+
 def _search(args: argparse.Namespace) -> int:
-    with _casework(args) as ctx:
-        session = _required_session(ctx, args)
-        engine, loader = library_cli.face_tools(args.device)
-        result = ctx.cases.search(session, args.case, engine, loader=loader, upsample=args.upsample)
-        caution = ctx.cases.policy.score_display.rank_caution
+    with acting(args) as (terminal, session):
+        result = terminal.cases.search(session, args.case)
+        caution = terminal.policy.score_display.rank_caution
     payload = _search_json(result, caution)
     emit(args, payload, _search_text(payload))
     return 0
 
 
 def _search_json(result: SearchResult, caution: str) -> dict[str, Any]:
-    """The library search's shape (``probes``, ``libraries``, ``top_k``, ``model_id``, ``notice``) plus the case."""
+    """The candidate list of an approved search, with what the scores mean and the policy's cautions."""
     return {
         "case": result.case.id,
         "state": result.case.state.value,
@@ -263,7 +270,7 @@ def _search_json(result: SearchResult, caution: str) -> dict[str, Any]:
         "top_k": result.top_k,
         "model_id": result.model_id,
         "scoring": scoring_json(result.meaning, result.model_id, result.model_sha256),
-        "notice": library_cli.CAVEAT,
+        "notice": INTELLIGENCE_LEAD,
         "caution": caution,
     }
 
@@ -288,24 +295,30 @@ def _search_text(payload: dict[str, Any]) -> str:
 def _adjudicate(args: argparse.Namespace) -> int:
     report = MatchReport.from_file(args.report) if args.report is not None else None
     decision = args.decision.replace("-", "_")
-    with _casework(args) as ctx:
-        case = ctx.cases.adjudicate(_required_session(ctx, args), args.case, args.candidate, decision, report)
+    with acting(args) as (terminal, session):
+        case = terminal.cases.adjudicate(session, args.case, args.candidate, decision, report)
     payload = {**_summary(case), "candidate": args.candidate, "decision": decision}
     emit(args, payload, _step_text(case, f"Potential Match {args.candidate} adjudicated {args.decision}"))
     return 0
 
 
 def _peer_review(args: argparse.Namespace) -> int:
-    with _casework(args) as ctx:
-        case = ctx.cases.peer_review(_required_session(ctx, args), args.case, bool(args.agree), args.reason)
-    payload = {**_summary(case), "agree": bool(args.agree)}
-    emit(args, payload, _step_text(case, "peer reviewed (" + ("agreed" if args.agree else "disagreed") + ")"))
+    with acting(args) as (terminal, session):
+        case = terminal.cases.peer_review(session, args.case, bool(args.agree), args.reason)
+    payload = {
+        **_summary(case),
+        "agree": bool(args.agree),
+        "probe_image_deleted": not case.probe_image_held,
+        "probe_template_deleted": not case.probe_template_held,
+    }
+    verdict = "agreed: no viable match; its probe data was deleted" if args.agree else "disagreed"
+    emit(args, payload, _step_text(case, f"peer reviewed ({verdict})"))
     return 0
 
 
 def _close(args: argparse.Namespace) -> int:
-    with _casework(args) as ctx:
-        case = ctx.cases.close(_required_session(ctx, args), args.case, args.reason)
+    with acting(args) as (terminal, session):
+        case = terminal.cases.close(session, args.case, args.reason)
     payload = {
         **_summary(case),
         "outcome": None if case.outcome is None else case.outcome.value,
@@ -318,10 +331,9 @@ def _close(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     out: Path = args.out
-    with _casework(args) as ctx:
-        session = _session(ctx, args)
-        material = ctx.cases.report_material(session, args.case, str(out.absolute()))
-        text = render_match_report(material, ctx.cases.policy)
+    with acting(args) as (terminal, session):
+        material = terminal.cases.report_material(session, args.case, str(out.absolute()))
+        text = render_match_report(material, terminal.policy)
     write_report_file(out, text)
     sys.stderr.write(f"rfr: warning: {PLAINTEXT_WARNING}\n")
     emit(
@@ -333,8 +345,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with _casework(args) as ctx:
-        cases = ctx.cases.list_cases(_session(ctx, args), None if args.state is None else CaseState(args.state))
+    with acting(args) as (terminal, session):
+        cases = terminal.cases.list_cases(session, None if args.state is None else CaseState(args.state))
     rows = [
         {
             **_summary(c),
@@ -357,8 +369,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _casework(args) as ctx:
-        case = ctx.cases.show(_session(ctx, args), args.case)
+    with acting(args) as (terminal, session):
+        case = terminal.cases.show(session, args.case)
     payload = case.to_json()
     lines = [
         f"Case {case.id}: {case.state.value}" + (f" ({case.outcome.value})" if case.outcome else ""),
@@ -367,13 +379,28 @@ def _show(args: argparse.Namespace) -> int:
         f"  policy {case.policy_version} ({case.policy_sha256[:16]})",
         f"  libraries {', '.join(case.form.libraries)}",
     ]
+    if case.probe_face is not None:
+        face = case.probe_face
+        lines.append(
+            f"  Probe Image face {face.number} of {face.faces_found}" + (f": {face.note}" if face.note else "")
+        )
+    lines += [f"  advice ({a.flag}) from {a.adviser}, {a.given_on}: {a.advice}" for a in case.advice]
     lines += [f"  {r.kind} by {r.actor}: {r.reason}" for r in case.reviews]
     lines += [
         f"  candidate {c.rank}: {c.subject} ({c.library}) {c.decision.value if c.decision else 'not yet adjudicated'}"
         for c in case.candidates
     ]
+    if case.ended_reason:
+        lines.append(f"  ended: {case.ended_reason}")
     emit(args, payload, "\n".join(lines))
     return 0
 
 
-_STEPS = {"submit": _submit, "approve": _approve, "reject": _reject, "search": _search, "close": _close}
+_STEPS = {
+    "submit": _submit,
+    "approve": _approve,
+    "reject": _reject,
+    "search": _search,
+    "close": _close,
+    "withdraw": _withdraw,
+}

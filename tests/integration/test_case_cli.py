@@ -1,9 +1,10 @@
-"""Casework through the real ``rfr`` commands, on a real workspace, with the real face engine on LFW photographs.
+"""Casework through the real ``rfr`` commands, on a real terminal, with the real face engine on LFW photographs.
 
 Two cases end to end: one adjudicated a Viable Match with a Match Report and exported; one
-adjudicated "no viable match", peer reviewed by someone else and closed, its probe template
-deleted. Along the way each refusal is checked to be one line naming the rule, the audit log
-verifies, and an edited or deleted event is reported by ``rfr audit verify``.
+adjudicated "no viable match" and peer reviewed by someone else, which closes it and deletes its
+probe data at once. Along the way each refusal is checked to be one line naming the rule, every
+command acts as a named, signed-in person, the audit log verifies, and an edited or deleted event
+is reported by ``rfr audit verify``.
 """
 
 from __future__ import annotations
@@ -18,19 +19,28 @@ import pytest
 
 from engine.cli import main
 from engine.security.keys import read_key_file
-from engine.security.users import ScryptParams
 from engine.workspace import Workspace
+from tests.terminals import FAST
 
 pytestmark = pytest.mark.slow
 
 PEOPLE = 5
 PASSWORDS = {
     "eve": "pw-1 correct horse battery",
+    "ed": "pw-0 correct horse battery",
     "alice": "pw-2 correct horse battery",
     "ivan": "pw-3 correct horse battery",
     "sue": "pw-4 correct horse battery",
     "pat": "pw-5 correct horse battery",
+    "ann": "pw-6 correct horse battery",
 }
+FIRST = "a first password an engineer set"
+CHECKS = [
+    "--check", "local_intelligence", "exhausted", "Local intelligence and PNC searched: no trace of him",
+    "--check", "circulation", "exhausted", "Circulated to the response teams; nobody knew him",
+    "--check", "other_enquiries", "exhausted", "Witnesses and post office records checked",
+    "--check", "biometric_identification", "unviable", "No fingerprints or DNA were left at the scene",
+]  # fmt: skip
 REPORT = """
 factors:
   probe_image_quality: {relevant: true, assessment: "press photograph, face about 100 px wide, sharp"}
@@ -38,28 +48,29 @@ factors:
   time_lapse: {relevant: true, assessment: "a few years apart; same hairline and ear shape"}
   lighting: {relevant: false, assessment: "daylight in both"}
   other: {relevant: false, assessment: "no coverings, no eyewear in either"}
-reasoning: "Eyebrows, nose, mouth and ears agree; no unexplained difference."
+reasoning: "Eyebrows, nose, mouth and ears agree, and nothing differs that time does not explain."
 """
 
 
 class Cli:
-    def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, key: Path) -> None:
-        self.capsys, self.monkeypatch, self.key = capsys, monkeypatch, key
+    def __init__(self, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.capsys, self.monkeypatch = capsys, monkeypatch
 
-    def __call__(self, *argv: str, user: str | None = None, new_password: str | None = None) -> tuple[int, Any, str]:
-        if user is None:
-            self.monkeypatch.delenv("RFR_PASSWORD", raising=False)
-        else:
-            self.monkeypatch.setenv("RFR_PASSWORD", PASSWORDS[user])
-        if new_password is None:
-            self.monkeypatch.delenv("RFR_NEW_PASSWORD", raising=False)
-        else:
-            self.monkeypatch.setenv("RFR_NEW_PASSWORD", new_password)
-        args = [*argv, "--key-file", str(self.key), "--json"]
+    def __call__(
+        self, *argv: str, user: str | None = None, password: str | None = None, new_password: str | None = None
+    ) -> tuple[int, Any, str]:
+        for name, value in (("RFR_PASSWORD", password or (PASSWORDS[user] if user else None)),
+                            ("RFR_NEW_PASSWORD", new_password)):  # fmt: skip
+            if value is None:
+                self.monkeypatch.delenv(name, raising=False)
+            else:
+                self.monkeypatch.setenv(name, value)
+        args = [*argv, "--json"]
         if user is not None:
             args += ["--as", user]
         code = main(args)
         out, err = self.capsys.readouterr()
+        assert "RFR_PASSWORD" not in __import__("os").environ  # read once, then gone from the environment
         return code, (json.loads(out) if out.strip() else None), err
 
 
@@ -72,6 +83,36 @@ def refused(result: tuple[int, Any, str], rule: str) -> None:
 def without(argv: list[str], option: str) -> list[str]:
     at = argv.index(option)
     return argv[:at] + argv[at + 2 :]
+
+
+def new_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Cli:
+    """``rfr workspace init`` and the terminal's first two engineers, as an installer does it."""
+    monkeypatch.setattr("engine.cli.terminal.SCRYPT", FAST)  # the terminal's cost is a second a hash
+    monkeypatch.delenv("RFR_PASSPHRASE", raising=False)
+    monkeypatch.setenv("RFR_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("RFR_KEY_FILE", str(tmp_path / "key"))
+    monkeypatch.setenv("RFR_AUDIT_KEY_FILE", str(tmp_path / "audit.key"))
+    init = ["workspace", "init", str(tmp_path / "ws"), "--new-key-file", str(tmp_path / "key")]
+    assert main([*init, "--new-audit-key-file", str(tmp_path / "audit.key"), "--json"]) == 0
+    capsys.readouterr()
+    rfr = Cli(capsys, monkeypatch)
+    code, out, err = rfr("user", "add", "eve", "--role", "engineer", new_password=PASSWORDS["eve"])
+    assert code == 0 and out["roles"] == ["engineer"], err
+    code, out, err = rfr("user", "add", "ed", "--role", "engineer", user="eve", new_password=FIRST)
+    assert code == 0 and out["state"] == "confirmed", err  # the second engineer: nobody else could confirm
+    assert rfr("user", "passwd", "ed", password=FIRST, new_password=PASSWORDS["ed"])[0] == 0
+    return rfr
+
+
+def add_person(rfr: Cli, name: str, roles: list[str], rank: str | None) -> None:
+    """One engineer asks, the other confirms, the person chooses their own password at first use."""
+    argv = ["user", "add", name, *[x for r in roles for x in ("--role", r)]] + (["--rank", rank] if rank else [])
+    code, out, err = rfr(*argv, user="eve")
+    assert code == 0 and out["state"] == "pending", err
+    code, _, err = rfr("user", "confirm", str(out["request"]), user="ed", new_password=FIRST)
+    assert code == 0, err
+    refused(rfr("case", "list", user=name, password=FIRST), f"{name} must choose a new password")
+    assert rfr("user", "passwd", name, password=FIRST, new_password=PASSWORDS[name])[0] == 0
 
 
 @pytest.fixture(scope="module")
@@ -88,45 +129,45 @@ def test_two_cases_end_to_end(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     people: list[tuple[str, list[Path]]],
+    data_root: Path,
 ) -> None:
-    monkeypatch.setattr("engine.cli.user.SCRYPT", ScryptParams(n=2**10))  # the terminal's cost is a second a hash
-    monkeypatch.delenv("RFR_PASSPHRASE", raising=False)
-    monkeypatch.setenv("RFR_WORKSPACE", str(tmp_path / "ws"))
-    key = tmp_path / "key"
-    assert main(["workspace", "init", str(tmp_path / "ws"), "--new-key-file", str(key), "--json"]) == 0
-    capsys.readouterr()
-    rfr = Cli(capsys, monkeypatch, key)
-
-    # Users: the key holder adds the first engineer; after that only a named engineer may.
-    code, out, err = rfr("user", "add", "eve", "--role", "engineer", new_password=PASSWORDS["eve"])
-    assert code == 0 and out["roles"] == ["engineer"], err
-    refused(rfr("user", "add", "alice", "--role", "rfr_user", new_password=PASSWORDS["alice"]), "--as ENGINEER")
+    rfr = new_terminal(tmp_path, capsys, monkeypatch)
+    # Nobody acts as nobody: once a terminal has users, even the first engineer's path is closed.
+    refused(
+        rfr("user", "add", "mallory", "--role", "engineer", new_password=FIRST),
+        "only possible on a terminal with no users",
+    )
     for name, roles, rank in (
         ("alice", ["rfr_user"], "Constable"),
         ("ivan", ["approver"], "Inspector"),
         ("sue", ["approver"], "Superintendent"),
         ("pat", ["peer_reviewer"], None),
+        ("ann", ["auditor"], None),
     ):
-        argv = ["user", "add", name, *[x for r in roles for x in ("--role", r)]] + (["--rank", rank] if rank else [])
-        code, out, err = rfr(*argv, user="eve", new_password=PASSWORDS[name])
-        assert code == 0, err
-    code, out, _ = rfr("user", "list")
-    assert [u["username"] for u in out["users"]] == ["alice", "eve", "ivan", "pat", "sue"]
+        add_person(rfr, name, roles, rank)
+    code, out, _ = rfr("user", "list", user="eve")
+    assert [u["username"] for u in out["users"]] == ["alice", "ann", "ed", "eve", "ivan", "pat", "sue"]
 
-    # A library of real photographs, enrolled with the real face engine.
+    # A library of real photographs, enrolled with the real face engine by a named engineer.
     source = tmp_path / "source"
     for name, images in people:
         (source / name).mkdir(parents=True)
         for image in images[:2]:
             shutil.copy(image, source / name / image.name)
-    assert rfr("library", "create", "custody", "--kind", "substantive")[0] == 0
-    code, out, err = rfr("library", "enroll", str(source), "--library", "custody")
+    refused(rfr("library", "create", "custody", "--kind", "substantive"), "the following arguments are required: --as")
+    refused(rfr("library", "create", "custody", "--kind", "substantive", user="alice"), "needs the Engineer role")
+    assert rfr("library", "create", "custody", "--kind", "substantive", user="eve")[0] == 0
+    code, out, err = rfr("library", "enroll", str(source), "--library", "custody", user="eve")
     assert code == 0 and out["enrolled"] == 2 * PEOPLE, err
+    # The key holder's search without a case is gone: one way to search, an approved case.
+    code, _, err = rfr("library", "search", str(people[0][1][2]), user="alice")
+    assert code == 2 and "invalid choice: 'search'" in err
 
     form = [
         "--use-case", "identify_unknown_subject", "--reference", "OCC/2025/0001", "--offence", "robbery",
         "--justification", "Identify the robber of a post office; every other line of enquiry is exhausted.",
-        "--pre-checks", "CCTV trawl, PNC, local intelligence", "--library", "custody",
+        *CHECKS, "--probe-source", "police", "--captured", "2025-01-02T14:30",
+        "--obtained", "Exported from the post office CCTV by PC 1234", "--library", "custody",
     ]  # fmt: skip
 
     # Refusals, each one line naming the rule.
@@ -139,6 +180,16 @@ def test_two_cases_end_to_end(
         rfr("case", "new", *form, "--age-band", "adult", "--probe", str(people[0][1][2]), user="ivan"),
         "needs the RFR User or Tasking officer / SPOC role",
     )
+    refused(
+        rfr("case", "new", *form, "--age-band", "adult", "--probe", str(people[0][1][2]),
+            "--probe", str(people[0][1][1]), user="alice"),
+        "2 Probe Images given: a case searches one Probe Image",
+    )  # fmt: skip
+    two = data_root / "examples" / "face_recognition" / "examples" / "two_people.jpg"
+    refused(
+        rfr("case", "new", *form, "--age-band", "adult", "--probe", str(two), user="alice"),
+        "shows 2 faces: choose the one to search with --face N",
+    )
     code, young, err = rfr("case", "new", *form, "--age-band", "under13", "--probe", str(people[2][1][2]), user="alice")
     assert code == 0 and young["required_rank"] == "Superintendent" and young["flags"] == ["under_18", "under_16"]
     assert rfr("case", "submit", young["case"], user="alice")[0] == 0
@@ -150,7 +201,12 @@ def test_two_cases_end_to_end(
     probe_name, probe_images = people[0]
     code, case, err = rfr("case", "new", *form, "--age-band", "adult", "--probe", str(probe_images[2]), user="alice")
     assert code == 0, err
-    assert case == {"case": case["case"], "state": "draft", "required_rank": "Inspector", "flags": []}
+    assert {k: case[k] for k in ("state", "required_rank", "flags")} == {
+        "state": "draft",
+        "required_rank": "Inspector",
+        "flags": [],
+    }
+    assert case["probe"]["face"] == 1 and case["probe"]["faces_found"] == 1
     case_id = case["case"]
     assert rfr("case", "submit", case_id, user="alice")[1]["state"] == "submitted"
     refused(rfr("case", "approve", case_id, user="ivan"), "give the reason")
@@ -161,7 +217,7 @@ def test_two_cases_end_to_end(
     candidates = result["probes"][0]["candidates"]
     assert result["top_k"] == 20 and len(candidates) == 2 * PEOPLE and result["libraries"] == ["custody"]
     assert candidates[0]["subject"] == probe_name and candidates[1]["subject"] == probe_name
-    assert "intelligence leads only" in result["notice"]
+    assert "intelligence lead only" in result["notice"]
     assert result["scoring"]["calibrated"] is True and result["scoring"]["calibration"] == "lfw-2026-11.v1"
     assert candidates[0]["within_operating_threshold"] is True
     assert candidates[0]["meaning"].startswith("estimated false-match rate")
@@ -175,14 +231,15 @@ def test_two_cases_end_to_end(
         "case", "adjudicate", case_id, "--candidate", "1", "--decision", "viable", "--report", str(report), user="alice"
     )
     assert code == 0 and out["state"] == "searched", err
+    html_path = tmp_path / "out" / "match-report.html"
+    html_path.parent.mkdir()
+    refused(rfr("case", "report", case_id, "--out", str(html_path), user="alice"), "exported only once every")
     for rank in range(2, len(candidates) + 1):
         code, out, err = rfr(
             "case", "adjudicate", case_id, "--candidate", str(rank), "--decision", "not-viable", user="alice"
         )
         assert code == 0, err
     assert out["state"] == "adjudicated"
-    html_path = tmp_path / "out" / "match-report.html"
-    html_path.parent.mkdir()
     code, out, err = rfr("case", "report", case_id, "--out", str(html_path), user="alice")
     assert code == 0 and "unencrypted" in err, err
     assert stat.S_IMODE(html_path.stat().st_mode) == 0o600
@@ -190,13 +247,13 @@ def test_two_cases_end_to_end(
     assert text.count("data:image/jpeg;base64,") == 2
     assert "A Viable Match is an intelligence lead only. It is not an identification and it is not evidence." in text
     assert "(iii) the time lapse between the two images" in text and "Eyebrows, nose, mouth and ears agree" in text
-    assert "dlib_face_recognition_resnet_model_v1" in text
+    assert "dlib_face_recognition_resnet_model_v1" in text and "with rfr " in text
     assert "within the operating threshold 0.542" in text and "calibration lfw-2026-11 v1" in text
     refused(rfr("case", "report", case_id, "--out", str(html_path), user="alice"), "already exists")
     code, out, err = rfr("case", "close", case_id, user="alice")
     assert code == 0 and out["outcome"] == "viable_match" and out["probe_template_deleted"], err
 
-    # Case 2: no viable match, peer reviewed by someone else, closed: the probe template goes at once.
+    # Case 2: no viable match; the peer reviewer's agreement closes it and deletes its probe data at once.
     code, case2, err = rfr("case", "new", *form, "--age-band", "16-17", "--probe", str(people[1][1][2]), user="alice")
     assert code == 0 and case2["flags"] == ["under_18"], err
     second = case2["case"]
@@ -215,39 +272,47 @@ def test_two_cases_end_to_end(
         rfr("case", "peer-review", second, "--agree", "--reason", "fine", user="alice"), "needs the Peer reviewer role"
     )
     code, out, err = rfr("case", "peer-review", second, "--agree", "--reason", "none is viable", user="pat")
-    assert code == 0 and out["state"] == "adjudicated", err
-    code, out, err = rfr("case", "close", second, user="alice")
-    assert code == 0 and out["outcome"] == "no_viable_match", err
+    assert code == 0 and out["state"] == "closed", err
     assert out["probe_template_deleted"] and out["probe_image_deleted"]
     code, shown, err = rfr("case", "show", second, user="pat")
     assert code == 0 and shown["state"] == "closed" and shown["probe"]["template_held"] is False
-    with Workspace.open(tmp_path / "ws", read_key_file(key)) as ws:
+    with Workspace.open(tmp_path / "ws", read_key_file(tmp_path / "key")) as ws:
         assert ws.query("SELECT image, template, quality FROM case_probes WHERE case_id = ?", (second,)) == [
             (None, None, None)
         ]
         actions = [r[0] for r in ws.query("SELECT action FROM audit_events WHERE subjects LIKE ?", (f'%"{second}"%',))]
-    assert actions[-3:] == ["case.close", "case.probe_deleted", "case.view"]
+    assert actions[-3:] == ["case.peer_review", "case.probe_deleted", "case.view"]
+
+    # A third case withdrawn before search: its probe data goes at once.
+    code, case3, err = rfr("case", "new", *form, "--age-band", "adult", "--probe", str(people[3][1][2]), user="alice")
+    assert code == 0, err
+    refused(rfr("case", "withdraw", case3["case"], user="alice"), "give the reason")
+    code, out, err = rfr("case", "withdraw", case3["case"], "--reason", "suspect named by a witness", user="alice")
+    assert code == 0 and out["state"] == "withdrawn" and out["probe_image_deleted"], err
 
     # The queues: every case, or those in one state; the listing is audited like any view.
     code, out, err = rfr("case", "list", user="pat")
-    assert code == 0 and [c["case"] for c in out["cases"]] == [young["case"], case_id, second], err
+    assert code == 0 and [c["case"] for c in out["cases"]] == [young["case"], case_id, second, case3["case"]], err
     code, out, err = rfr("case", "list", "--state", "submitted", user="sue")
     assert code == 0 and [(c["case"], c["required_rank"]) for c in out["cases"]] == [
         (young["case"], "Superintendent")
     ], err
     refused(rfr("case", "list", user="eve"), "list refused: casework is seen only by")
+    refused(rfr("case", "show", case_id), "the following arguments are required: --as")
 
     # The quarterly figures: outcomes by the recorded demographic fields, this quarter by default.
-    code, out, err = rfr("audit", "outcomes", user="pat")
+    code, out, err = rfr("audit", "outcomes", user="ann")
     assert code == 0 and (out["closed_cases"], out["viable_match_cases"]) == (2, 1), err
     assert out["adjudicated_potential_matches"] == len(candidates) + len(result["probes"][0]["candidates"])
     assert {b["field"] for b in out["by_potential_match"]} == {"sex", "ic_code", "age_range", "library"}
-    refused(rfr("audit", "outcomes", "--since", "2026-02-01", "--until", "2026-01-01"), "is not before --until")
+    refused(
+        rfr("audit", "outcomes", "--since", "2026-02-01", "--until", "2026-01-01", user="ann"), "is not before --until"
+    )
 
     # The audit log verifies, and an edited or deleted event is named.
-    code, out, err = rfr("audit", "verify")
+    code, out, err = rfr("audit", "verify", user="ann")
     assert code == 0 and out["ok"] is True and out["events"] > 40 and out["problems"] == [], err
-    with Workspace.open(tmp_path / "ws", read_key_file(key)) as ws, ws.transaction() as conn:
+    with Workspace.open(tmp_path / "ws", read_key_file(tmp_path / "key")) as ws, ws.transaction() as conn:
         conn.execute("DROP TRIGGER audit_events_no_update")
         conn.execute("DROP TRIGGER audit_events_no_delete")
         conn.execute("UPDATE audit_events SET actor = 'sue' WHERE action = 'case.approve' AND actor = 'ivan'")
@@ -255,7 +320,7 @@ def test_two_cases_end_to_end(
             "SELECT seq FROM audit_events WHERE action = 'case.approve' AND actor = 'sue'"
         ).fetchone()[0]
         conn.execute("DELETE FROM audit_events WHERE seq = 5")
-    code, out, _ = rfr("audit", "verify")
+    code, out, _ = rfr("audit", "verify", user="ann")
     assert code == 1 and out["ok"] is False
     problems = " | ".join(out["problems"])
     assert f"seq {edited}: hash mismatch (event edited)" in problems
@@ -268,36 +333,29 @@ def test_secrets_never_come_from_argv(capsys: pytest.CaptureFixture[str]) -> Non
     assert "unrecognized arguments" in capsys.readouterr().err
 
 
-def test_user_password_lock_and_unlock(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+def test_a_small_face_is_found_enlarged_when_the_case_is_made(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    people: list[tuple[str, list[Path]]],
 ) -> None:
-    monkeypatch.setattr("engine.cli.user.SCRYPT", ScryptParams(n=2**10))
-    monkeypatch.delenv("RFR_PASSPHRASE", raising=False)
-    monkeypatch.setenv("RFR_WORKSPACE", str(tmp_path / "ws"))
-    key = tmp_path / "key"
-    assert main(["workspace", "init", str(tmp_path / "ws"), "--new-key-file", str(key), "--json"]) == 0
-    capsys.readouterr()
-    rfr = Cli(capsys, monkeypatch, key)
-    assert rfr("user", "add", "eve", "--role", "engineer", new_password=PASSWORDS["eve"])[0] == 0
-    refused(
-        rfr("user", "add", "ivan", "--role", "approver", "--rank", "Sergeant", user="eve", new_password="x" * 14),
-        "role approver needs the rank of Inspector or above",
-    )
-    assert rfr("user", "add", "alice", "--role", "rfr_user", user="eve", new_password=PASSWORDS["alice"])[0] == 0
-    refused(rfr("user", "add", "bob", "--role", "rfr_user", user="alice", new_password="y" * 14), "Engineer role")
+    """Found: casework detected at upsampling 0, where the smallest face is about 80 px: a CCTV still with a
+    60 px face was "no face". Here an LFW photograph is shrunk so its face is about 50 px wide."""
+    import cv2
 
-    # Alice changes her own password: the current one from RFR_PASSWORD, the new one from RFR_NEW_PASSWORD.
-    new = "pw-9 a brand new passphrase"
-    code, out, err = rfr("user", "passwd", "alice", user="alice", new_password=new)
-    assert code == 0 and out["username"] == "alice", err
-    refused(rfr("case", "show", "RFR-000001", user="alice"), "wrong username or password")
-    monkeypatch.setitem(PASSWORDS, "alice", new)
-    refused(rfr("case", "show", "RFR-000001", user="alice"), "no case 'RFR-000001'")
-
-    code, out, _ = rfr("user", "lock", "alice", "--reason", "left the unit", user="eve")
-    assert code == 0 and out["locked"] and out["locked_by_engineer"]
-    refused(rfr("case", "show", "RFR-000001", user="alice"), "is locked; ask an engineer")
-    code, out, _ = rfr("user", "unlock", "alice")  # the workspace key holder may always unlock
-    assert code == 0 and not out["locked"]
-    code, out, _ = rfr("audit", "verify")
-    assert code == 0 and out["ok"], out
+    rfr = new_terminal(tmp_path, capsys, monkeypatch)
+    add_person(rfr, "alice", ["rfr_user"], "Constable")
+    assert rfr("library", "create", "custody", "--kind", "substantive", user="eve")[0] == 0
+    image = cv2.imread(str(people[0][1][0]))
+    small = tmp_path / "small.jpg"
+    cv2.imwrite(str(small), cv2.resize(image, (125, 125), interpolation=cv2.INTER_AREA))
+    form = [
+        "--use-case", "identify_unknown_subject", "--reference", "OCC/2025/0002", "--offence", "robbery",
+        "--justification", "Identify the robber of a post office; every other line of enquiry is exhausted.",
+        *CHECKS, "--probe-source", "other", "--captured", "2025-01-02",
+        "--obtained", "Still taken from a member of the public's phone video", "--library", "custody",
+        "--age-band", "adult", "--probe", str(small),
+    ]  # fmt: skip
+    code, out, err = rfr("case", "new", *form, user="alice")
+    assert code == 0, err
+    assert out["probe"]["upsample"] >= 1 and "enlarge" in out["probe"]["note"], out["probe"]

@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.audit import AuditSigningKey
 from engine.library import create_library, enroll_directory, get_library
 from engine.library.index import IndexSet
 from engine.library.snapshot import read_snapshot, snapshot_path
-from engine.library.synthetic import SyntheticFaceEngine, load_rgb_with_opencv, write_subject_folders
 from engine.security.keys import read_key_file
 from engine.workspace import Workspace
 from tests.plaintext import image_needles
+from tests.synthetic import SyntheticFaceEngine, load_rgb_with_opencv, write_subject_folders
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,10 +36,11 @@ CHILD = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
+    from engine.audit import AuditSigningKey
     from engine.security.keys import read_key_file
     from engine.workspace import Workspace
     from engine.library import enroll_directory, get_library
-    from engine.library.synthetic import SyntheticFaceEngine, load_rgb_with_opencv
+    from tests.synthetic import SyntheticFaceEngine, load_rgb_with_opencv
     import engine.library.enrol as enrol
     import engine.library.snapshot as snapshot
 
@@ -84,10 +86,11 @@ CHILD = textwrap.dedent(
             park("parked")
         snapshot.os.replace = replace
 
-    ws = Workspace.open(Path(ws_dir), read_key_file(Path(key_file)))
+    audit_key = AuditSigningKey.read_file(Path(key_file).with_name("audit.key"))
+    ws = Workspace.open(Path(ws_dir), read_key_file(Path(key_file)), audit_key=audit_key)
     lib = get_library(ws, "custody")
     enroll_directory(ws, lib, Path(folder), SyntheticFaceEngine(), loader=load_rgb_with_opencv,
-                     progress=progress if stop_at == "between_images" else None)
+                     progress=progress if stop_at == "between_images" else None, added_by="tester")
     print("finished without being killed", flush=True)
     """
 )
@@ -118,6 +121,12 @@ def run_and_kill(ws_dir: Path, key_file: Path, folder: Path, stop_at: str) -> No
         for stream in (child.stdout, child.stderr):
             if stream is not None:
                 stream.close()
+
+
+def reopen(ws_dir: Path, key_file: Path) -> Workspace:
+    """The workspace as the terminal opens it: with its key file and its audit signing key."""
+    audit_key = AuditSigningKey.read_file(key_file.with_name("audit.key"))
+    return Workspace.open(ws_dir, read_key_file(key_file), audit_key=audit_key)
 
 
 def check_consistent(ws: Workspace) -> None:
@@ -157,10 +166,14 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     from engine.security.keys import new_key
 
     key = new_key(new_key_file=key_file)
-    with Workspace.create(ws_dir, key) as ws:
-        lib = create_library(ws, "custody", "substantive")
+    audit_key = AuditSigningKey.generate()
+    audit_key.write_file(tmp_path / "audit.key")
+    with Workspace.create(ws_dir, key, audit_key=audit_key) as ws:
+        lib = create_library(ws, "custody", "substantive", created_by="tester")
         write_subject_folders(tmp_path / "first", {"a": 3, "b": 3}, seed=1)
-        enroll_directory(ws, lib, tmp_path / "first", SyntheticFaceEngine(), loader=load_rgb_with_opencv)
+        enroll_directory(
+            ws, lib, tmp_path / "first", SyntheticFaceEngine(), loader=load_rgb_with_opencv, added_by="tester"
+        )
     folder = tmp_path / "more"
     write_subject_folders(folder, {"c": 4, "d": 4, "e": 4}, seed=2)
     return ws_dir, key_file, folder
@@ -170,7 +183,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path]:
 def test_kill_during_enrolment(setup: tuple[Path, Path, Path], stop_at: str) -> None:
     ws_dir, key_file, folder = setup
     run_and_kill(ws_dir, key_file, folder, stop_at)
-    with Workspace.open(ws_dir, read_key_file(key_file)) as ws:
+    with reopen(ws_dir, key_file) as ws:
         check_consistent(ws)
         count = ws.query_one("SELECT count(*) FROM templates")
         # 6 before; the killed run committed 3 (killed inside the 4th image's transaction) or 5.
@@ -179,7 +192,7 @@ def test_kill_during_enrolment(setup: tuple[Path, Path, Path], stop_at: str) -> 
         assert len(notes) == 1 and "behind the database: brought up to date" in notes[0]
         # The interrupted enrolment can simply be run again: what is in is skipped, the rest goes in.
         report = enroll_directory(ws, get_library(ws, "custody"), folder, SyntheticFaceEngine(),
-                                  loader=load_rgb_with_opencv)  # fmt: skip
+                                  loader=load_rgb_with_opencv, added_by="tester")  # fmt: skip
         assert report.enrolled + report.to_json()["skipped_by_reason"].get("duplicate", 0) == 12
         assert ws.query_one("SELECT count(*) FROM templates") == (18,)
         check_consistent(ws)
@@ -197,7 +210,7 @@ def test_kill_while_saving_the_index(setup: tuple[Path, Path, Path], stop_at: st
     else:
         assert snapshot_path(ws_dir / "index", 1).read_bytes() == path_before  # the old one, untouched
         assert len(leftovers) == 1
-    with Workspace.open(ws_dir, read_key_file(key_file)) as ws:
+    with reopen(ws_dir, key_file) as ws:
         check_consistent(ws)
         assert ws.query_one("SELECT count(*) FROM templates") == (18,)  # enrolment itself had finished
         notes = check_index_agrees(ws)
@@ -209,7 +222,7 @@ def test_kill_while_saving_the_index(setup: tuple[Path, Path, Path], stop_at: st
     for name in leftovers:
         old = time.time() - 3600
         os.utime(ws_dir / "index" / name, (old, old))
-    with Workspace.open(ws_dir, read_key_file(key_file)) as ws:
+    with reopen(ws_dir, key_file) as ws:
         check_index_agrees(ws)
     assert [p.name for p in (ws_dir / "index").iterdir()] == ["library-1.rfridx"]
 

@@ -1,8 +1,8 @@
 """No plaintext at rest: nothing biometric or personal is readable in the workspace or the temp folder.
 
-Real LFW photographs are enrolled and searched with the real face engine through the real
-``rfr`` commands (separate processes with their own temporary folder), the workspace is
-closed, and every byte of every file in the workspace and in that temporary folder is scanned
+Real LFW photographs are enrolled, and searched in approved cases, with the real face engine
+through the real ``rfr`` commands (separate processes with their own temporary folder), the
+workspace is closed, and every byte of every file in the workspace and in that temporary folder is scanned
 for JPEG and PNG headers and slices of the photographs, the stored templates (whole and in pieces), the probe templates,
 and the subjects' names. A positive control shows the scan finds all of these in plaintext.
 """
@@ -30,11 +30,42 @@ IMAGES_EACH = 3
 pytestmark = pytest.mark.slow
 
 
-def rfr(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+PASSWORD = "correct horse battery"
+FIRST = "a first password an engineer set"
+SEARCHED = 2  # probes searched in approved cases (each case is four commands with the real engine)
+CHECKS = [
+    arg
+    for key, status in (
+        ("local_intelligence", "exhausted"),
+        ("circulation", "exhausted"),
+        ("other_enquiries", "exhausted"),
+        ("biometric_identification", "unviable"),
+    )
+    for arg in ("--check", key, status, "Done as the force's procedure asks, without result")
+]
+
+
+def rfr(
+    env: dict[str, str], *args: str, password: str | None = PASSWORD, new_password: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    secrets = {"RFR_PASSWORD": password, "RFR_NEW_PASSWORD": new_password}
     result = subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "engine.cli", *args],
+        env={**env, **{k: v for k, v in secrets.items() if v is not None}},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return result
+
+
+def add_person(env: dict[str, str], name: str, *role_and_rank: str) -> None:
+    asked = rfr(env, "user", "add", name, *role_and_rank, "--as", "eve", "--json")
+    assert asked.returncode == 0, asked.stderr
+    request = str(json.loads(asked.stdout)["request"])
+    assert rfr(env, "user", "confirm", request, "--as", "ed", new_password=FIRST).returncode == 0
+    assert rfr(env, "user", "passwd", name, password=FIRST, new_password=PASSWORD).returncode == 0
 
 
 def needles_for(names: list[str], templates: list[bytes], images: list[bytes]) -> dict[str, bytes]:
@@ -81,36 +112,58 @@ def test_nothing_readable_at_rest(tmp_path: Path, people: list[tuple[str, list[P
         for image in images[:IMAGES_EACH]:
             (source / name / image.name).write_bytes(image.read_bytes())
         probes.append(images[IMAGES_EACH])  # held out: searched, never enrolled
-    env = {**os.environ, "TMPDIR": str(temp), "TMP": str(temp), "TEMP": str(temp), "RFR_WORKSPACE": str(ws_dir)}
+    env = {
+        **os.environ,
+        "TMPDIR": str(temp),
+        "TMP": str(temp),
+        "TEMP": str(temp),
+        "RFR_WORKSPACE": str(ws_dir),
+        "RFR_KEY_FILE": str(key_file),
+        "RFR_AUDIT_KEY_FILE": str(tmp_path / "audit.key"),
+    }
     env.pop("RFR_PASSPHRASE", None)
-    key = ("--key-file", str(key_file))
-
-    assert rfr(env, "workspace", "init", str(ws_dir), "--new-key-file", str(key_file)).returncode == 0
-    assert rfr(env, "library", "create", "custody", "--kind", "substantive", *key).returncode == 0
-    enrolled = rfr(env, "library", "enroll", "--library", "custody", str(source), *key, "--json")
+    init = ["workspace", "init", str(ws_dir), "--new-key-file", str(key_file)]
+    assert rfr(env, *init, "--new-audit-key-file", str(tmp_path / "audit.key")).returncode == 0
+    assert rfr(env, "user", "add", "eve", "--role", "engineer", new_password=PASSWORD).returncode == 0
+    assert rfr(env, "user", "add", "ed", "--role", "engineer", "--as", "eve", new_password=FIRST).returncode == 0
+    assert rfr(env, "user", "passwd", "ed", password=FIRST, new_password=PASSWORD).returncode == 0
+    add_person(env, "alice", "--role", "rfr_user", "--rank", "Constable")
+    add_person(env, "ivan", "--role", "approver", "--rank", "Inspector")
+    assert rfr(env, "library", "create", "custody", "--kind", "substantive", "--as", "eve").returncode == 0
+    enrolled = rfr(env, "library", "enroll", "--library", "custody", str(source), "--as", "eve", "--json")
     assert enrolled.returncode == 0, enrolled.stderr
     report = json.loads(enrolled.stdout)
     assert report["enrolled"] >= PEOPLE * IMAGES_EACH - 3, report  # an LFW image may show a second face
-    searched = rfr(env, "library", "search", *map(str, probes), "--library", "custody", "--top", "5", *key, "--json")
-    assert searched.returncode == 0, searched.stderr
-    payload = json.loads(searched.stdout)
-    results = payload["probes"]
-    hits = sum(r["candidates"][0]["subject"] == name for r, (name, _) in zip(results, people, strict=True))
-    assert hits >= PEOPLE - 1  # the searches were real searches
-    # ... and every score carries its calibrated meaning and the versions that reproduce it.
-    assert payload["scoring"]["calibrated"] is True and payload["scoring"]["calibration"] == "lfw-2026-11.v1"
-    assert payload["scoring"]["threshold"] == 0.542
-    for result in results:
-        for c in result["candidates"]:
+    hits = 0
+    for probe, (name, _) in zip(probes[:SEARCHED], people, strict=False):
+        form = ["--use-case", "identify_unknown_subject", "--reference", "OCC/1", "--offence", "robbery",
+                "--justification", "Identify the robber; every other line of enquiry is now exhausted.", *CHECKS,
+                "--probe-source", "police", "--captured", "2025-01-01", "--obtained", "From the shop CCTV by PC 1",
+                "--age-band", "adult", "--library", "custody", "--probe", str(probe)]  # fmt: skip
+        made = rfr(env, "case", "new", *form, "--as", "alice", "--json")
+        assert made.returncode == 0, made.stderr
+        case = json.loads(made.stdout)["case"]
+        assert rfr(env, "case", "submit", case, "--as", "alice").returncode == 0
+        assert rfr(env, "case", "approve", case, "--reason", "proportionate", "--as", "ivan").returncode == 0
+        searched = rfr(env, "case", "search", case, "--as", "alice", "--json")
+        assert searched.returncode == 0, searched.stderr
+        payload = json.loads(searched.stdout)
+        candidates = payload["probes"][0]["candidates"]
+        hits += candidates[0]["subject"] == name  # the searches were real searches
+        # ... and every score carries its calibrated meaning and the versions that reproduce it.
+        assert payload["scoring"]["calibrated"] is True and payload["scoring"]["calibration"] == "lfw-2026-11.v1"
+        assert payload["scoring"]["threshold"] == 0.542
+        for c in candidates:
             assert c["meaning"].startswith("estimated false-match rate")
             assert c["within_operating_threshold"] is (c["distance"] <= 0.542)
-    assert rfr(env, "library", "stats", *key).returncode == 0
+    assert hits >= SEARCHED - 1
+    assert rfr(env, "library", "stats", "--as", "eve").returncode == 0
 
     with Workspace.open(ws_dir, read_key_file(key_file)) as ws:
         templates = [bytes(r[0]) for r in ws.query("SELECT vector FROM templates")]
         names = [r[0] for r in ws.query("SELECT reference FROM subjects")]
     assert len(templates) == report["enrolled"] and sorted(names) == sorted(n for n, _ in people)
-    probe_templates = _probe_templates(probes)
+    probe_templates = _probe_templates(probes[:SEARCHED])
 
     images = [image.read_bytes() for _, chosen in people for image in chosen]
     needles = needles_for(names + [p.name for p in probes], templates + probe_templates, images)

@@ -1,14 +1,17 @@
 """Property-based: random sequences of casework actions by random users never break the policy's invariants.
 
-Each example drives 1 to 40 actions (open, submit, approve, reject, search, adjudicate, peer
-review, close) by people drawn from a cast that includes the awkward ones: an RFR User who is
-also an approver (may not approve their own case), an RFR User who is also a peer reviewer
-(may not review their own adjudication), an Inspector facing under-13 cases, an engineer and
-an auditor. Refusals are expected; after every action the invariants are checked against the
-database and the audit log, and the chain must verify at the end of every example.
+Each example drives 1 to 50 actions (open, record advice, submit, approve, reject, search,
+adjudicate, peer review, close, withdraw, and an engineer changing a library under an approved
+case) by people drawn from a cast that includes the awkward ones: an RFR User who is also an
+approver (may not approve their own case), an RFR User who is also a peer reviewer (may not
+review their own adjudication), an Inspector facing under-13 cases, an engineer and an auditor.
+Refusals are expected; after every action the invariants are checked against the database and
+the audit log, and the chain must verify at the end of every example. Among them (issue 14): no
+search with a library changed since its approval; no probe template held after a "no viable
+match" review or a withdrawal; nobody acts without a named user.
 
-One workspace (synthetic face engine, fast scrypt) serves every example; each example opens
-its own cases.
+One terminal (synthetic face engine, fast scrypt) serves every example; each example opens its
+own cases.
 """
 
 from __future__ import annotations
@@ -24,17 +27,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import audit
-from engine.casework import CaseState, Casework, MatchReport, Outcome, SubmissionForm, probe_template
+from engine.casework import CaseState, MatchReport, Outcome, SubmissionForm, probe_template
 from engine.errors import RfrError
-from engine.library import create_library, enroll_directory
-from engine.library.synthetic import SyntheticFaceEngine, load_rgb_with_opencv, synthetic_jpeg, write_subject_folders
 from engine.policy import Policy, load_default_policy
 from engine.policy.model import Search
-from engine.security.keys import WorkspaceKey
-from engine.security.users import WORKSPACE_ADMIN, Accounts, ScryptParams
-from engine.workspace import Workspace
+from engine.terminal import Terminal
+from tests.synthetic import SyntheticFaceEngine, synthetic_jpeg, write_subject_folders
+from tests.terminals import ENGINEERS, PASSWORD, make_terminal, provision
 
-PASSWORD = "correct horse battery"
 CAST: dict[str, tuple[list[str], str | None]] = {
     "alice": (["rfr_user"], "Constable"),
     "bob": (["rfr_user", "approver"], "Inspector"),
@@ -48,21 +48,49 @@ CAST: dict[str, tuple[list[str], str | None]] = {
 REPORT = MatchReport.from_mapping(
     {
         "factors": {
-            key: {"relevant": key == "probe_image_quality", "assessment": "considered"}
+            key: {"relevant": key == "probe_image_quality", "assessment": "considered side by side"}
             for key in ("probe_image_quality", "reference_image_quality", "time_lapse", "lighting", "other")
         },
-        "reasoning": "features agree",
+        "reasoning": "The eyes, nose, mouth and ear shapes agree; nothing unexplained differs between them.",
     }
 )
+CHECKS = {
+    "local_intelligence": ("exhausted", "Local intelligence searched, no trace"),
+    "circulation": ("exhausted", "Circulated to local teams, nobody knew him"),
+    "other_enquiries": ("exhausted", "Witnesses and shop records checked"),
+    "biometric_identification": ("unviable", "No fingerprints or DNA at the scene"),
+}
+# What the terminal may do by itself under the policy; every other event is a named person's.
+SYSTEM_ACTIONS = {
+    "workspace.create",
+    "user.bootstrap",
+    "case.expire",
+    "case.approval_lapsed",
+    "case.close",
+    "case.probe_deleted",
+    "library.purge",
+    "library.index_rebuilt",
+    "library.index_caught_up",
+    "library.index_tuned",
+    "library.index_tuning_lapsed",
+    "user.request_lapsed",
+}
 
 
 @dataclass
 class Shared:
-    ws: Workspace
+    terminal: Terminal
     policy: Policy
-    accounts: Accounts
-    cases: Casework
     engine: SyntheticFaceEngine
+    root: Path
+
+    @property
+    def cases(self) -> Any:
+        return self.terminal.cases
+
+    @property
+    def ws(self) -> Any:
+        return self.terminal.ws
 
 
 _shared: Shared | None = None
@@ -76,20 +104,16 @@ def shared() -> Shared:
         shm = Path("/dev/shm")
         root = Path(tempfile.mkdtemp(prefix="rfr-casework-props-", dir=shm if shm.is_dir() else None))
         policy = replace(load_default_policy(), search=Search(candidate_list_size=2))
-        ws = Workspace.create(root / "ws", WorkspaceKey.generate())
-        accounts = Accounts(
-            ws._require_open(), policy, scrypt=ScryptParams(n=2**10), transaction=ws.transaction, clock=ws.now
-        )
-        for name, (roles, rank) in CAST.items():
-            accounts.add_user(name, PASSWORD, roles, rank=rank, by=WORKSPACE_ADMIN)
         engine = SyntheticFaceEngine()
+        terminal = make_terminal(root / "ws", engine=engine, policy=policy)
+        sessions = provision(terminal, CAST)
         for name, seed in (("custody", 0), ("other", 5)):
-            library = create_library(ws, name, "substantive")
+            terminal.libraries.create(sessions[ENGINEERS[0]], name, "substantive")
             write_subject_folders(root / name, {f"{name}-{i}": 1 for i in range(3)}, seed=seed)
-            enroll_directory(ws, library, root / name, engine, loader=load_rgb_with_opencv)
-        _shared = Shared(ws, policy, accounts, Casework(ws, accounts, policy), engine)
+            terminal.libraries.enrol(sessions[ENGINEERS[0]], name, root / name)
+        _shared = Shared(terminal, policy, engine, root)
         atexit.register(shutil.rmtree, root, True)
-        atexit.register(ws.close)
+        atexit.register(terminal.close)
     return _shared
 
 
@@ -97,12 +121,11 @@ def shared() -> Shared:
 # sequences get deep into the state machine as well as trying every wrong person.
 NATURAL = "*"
 people = st.sampled_from([NATURAL] * (2 * len(CAST)) + sorted(CAST))
-KINDS = ["new", "submit", "approve", "reject", "search", "adjudicate", "peer_review", "close"]
 # Weighted towards the steps that move a case on (hypothesis favours a list's first element).
 # "next" is the step the case's state calls for (submit a draft, approve a submission, search an approved case,
 # adjudicate the first undecided candidate...), so cases get deep; the named kinds try every step out of turn.
 NEXT = {
-    CaseState.DRAFT: "submit",
+    CaseState.DRAFT: "advice_or_submit",
     CaseState.SUBMITTED: "approve",
     CaseState.APPROVED: "search",
     CaseState.SEARCHED: "adjudicate",
@@ -110,7 +133,8 @@ NEXT = {
     CaseState.ADJUDICATED: "close",
 }
 kinds = st.sampled_from(
-    ["next"] * 12 + ["new", "submit", "approve", "reject", "search", "adjudicate", "peer_review", "close"]
+    ["next"] * 12
+    + ["new", "submit", "approve", "reject", "search", "adjudicate", "peer_review", "close", "withdraw", "enrol"]
 )
 actions = st.tuples(
     kinds,
@@ -137,6 +161,16 @@ def perform(world: Shared, mine: list[str], action: tuple[Any, ...]) -> None:
         undecided = [c.rank for c in case.candidates if c.decision is None]
         if kind == "adjudicate" and undecided:
             rank = undecided[0]
+        if kind == "advice_or_submit":
+            kind = "advice" if case.approval_flags and not case.advice else "submit"
+    if kind == "enrol":  # an engineer changes a library under whatever cases are approved
+        engineer = world.terminal.accounts.login(ENGINEERS[0], PASSWORD)
+        library = action[5][0]
+        folder = world.root / f"more-{library}-{action[2]}-{action[6]}-{len(mine)}"
+        if not folder.exists():
+            write_subject_folders(folder, {f"late-{folder.name}": 1}, seed=len(mine) * 7 + action[6])
+        world.terminal.libraries.enrol(engineer, library, folder)
+        return
     if who == NATURAL:
         pick = action[6]
         creator = cases.case(case_id).created_by if case_id else ("alice", "bob", "rita")[pick - 1]
@@ -146,7 +180,7 @@ def perform(world: Shared, mine: list[str], action: tuple[Any, ...]) -> None:
             "reject": "ivan",
             "peer_review": ("pat", "rita")[pick % 2],
         }.get(kind, creator)
-    session = world.accounts.login(who, PASSWORD)
+    session = world.terminal.accounts.login(who, PASSWORD)
     if kind == "new":
         _, _, _, band, disability, libraries, _, _ = action
         form = SubmissionForm.create(
@@ -155,24 +189,39 @@ def perform(world: Shared, mine: list[str], action: tuple[Any, ...]) -> None:
             use_case="identify_unknown_subject",
             reference="OCC/1",
             offence="robbery",
-            justification="necessary and proportionate to identify a robber",
-            pre_checks_tried="PNC and local intelligence",
+            justification="Necessary and proportionate to identify the robber of a shop in the high street.",
+            pre_rfr_checks=CHECKS,
+            probe_source="police",
+            probe_captured="2026-01-02",
+            probe_obtained="From the shop's CCTV by the officer in the case",
             age_band=band,
             relevant_disability=disability,
             libraries=list(libraries),
+            now=world.ws.now(),
         )
         mine.append(cases.new_case(session, form, synthetic_jpeg(1, len(mine))).id)
         return
     if case_id is None:
         return
-    if kind == "submit":
+    if kind == "advice":
+        cases.record_advice(
+            session,
+            case_id,
+            flag="technical_advice",
+            adviser="FRT team duty officer",
+            given_on="2026-01-03",
+            advice="The FRT team advise comparing the eye region and ears; scarring may lower the score.",
+        )
+    elif kind == "submit":
         cases.submit(session, case_id)
     elif kind == "approve":
         cases.approve(session, case_id, "proportionate")
     elif kind == "reject":
         cases.reject(session, case_id, "not proportionate")
     elif kind == "search":
-        cases.search(session, case_id, world.engine, loader=load_rgb_with_opencv)
+        cases.search(session, case_id)
+    elif kind == "withdraw":
+        cases.withdraw(session, case_id, "no longer needed for the investigation")
     elif kind == "close":
         cases.close(session, case_id)
     elif kind == "adjudicate":
@@ -184,7 +233,16 @@ def perform(world: Shared, mine: list[str], action: tuple[Any, ...]) -> None:
 
 def check_invariants(world: Shared, mine: list[str], first_seq: int = 1) -> None:
     policy = world.policy
-    log = list(audit.events(world.ws._require_open(), first=first_seq))
+    with world.ws.reading() as conn:
+        log = list(audit.events(conn, first=first_seq))
+    # Nobody acts without a named user: every event is a person's, or the terminal's own under the policy.
+    people = set(CAST) | set(ENGINEERS)
+    for event in log:
+        assert (
+            event.actor in people
+            or (event.actor == "system" and event.action in SYSTEM_ACTIONS)
+            or (event.actor == "unknown" and event.action == "user.sign_in_refused")
+        ), event
     for case_id in mine:
         case = world.cases.case(case_id)
         trail = [e for e in log if e.subjects.get("case") == case_id and e.action != "case.refused"]
@@ -197,11 +255,16 @@ def check_invariants(world: Shared, mine: list[str], first_seq: int = 1) -> None
         # No under-13 case approved below Superintendent.
         if case.form.age_band == "under13" and approvals:
             assert all(policy.rank_at_least(r.rank or "", "Superintendent") for r in approvals)
-        # No search without a covering approval (in the log: case.approve precedes case.search).
+        # No search without a covering approval (in the log: case.approve precedes case.search) ...
         actions = [e.action for e in trail]
         if "case.search" in actions:
             assert "case.approve" in actions[: actions.index("case.search")]
             assert "case.reject" not in actions
+            # ... and never of a library changed since: the search ran on exactly the libraries, by identity
+            # and content version, that its approval recorded.
+            search = next(e for e in trail if e.action == "case.search")
+            approval = [e for e in trail if e.action == "case.approve" and e.seq < search.seq][-1]
+            assert search.details["libraries"] == approval.details["libraries"]
         if case.state in (CaseState.SEARCHED, CaseState.ADJUDICATED, CaseState.PEER_REVIEW, CaseState.CLOSED):
             assert approvals and case.searched_by is not None
             assert set(case.libraries_searched) == set(case.form.libraries)
@@ -219,8 +282,10 @@ def check_invariants(world: Shared, mine: list[str], first_seq: int = 1) -> None
             assert case.outcome is not None
             if case.outcome is Outcome.VIABLE_MATCH:
                 assert case.viable and all(c.report is not None for c in case.viable)
-        if case.state is CaseState.REJECTED:
+        # No probe data held once a case ended without a Viable Match (rejected, withdrawn, expired, reviewed).
+        if case.state in (CaseState.REJECTED, CaseState.WITHDRAWN, CaseState.EXPIRED):
             assert not case.probe_image_held and probe_template(world.ws, case_id) is None
+            assert case.probe_face is None and all(c.score is None for c in case.candidates)
         # Every peer review was by someone other than the adjudicators at the time it counted.
         if case.peer_reviewed_by is not None:
             assert case.peer_reviewed_by not in case.adjudicators
@@ -243,8 +308,8 @@ def test_random_casework_keeps_the_invariants(opening: list[tuple[Any, ...]], st
         except RfrError:
             pass
         check_invariants(world, mine, first_seq)
-    conn = world.ws._require_open()
-    result = audit.verify(conn, audit.terminal_public_key(conn))
+    with world.ws.reading() as conn:
+        result = audit.verify(conn, world.ws.audit_public_key)
     assert result.ok, result.problems
 
 
@@ -264,7 +329,6 @@ def test_the_cast_reaches_every_state() -> None:
         step("adjudicate", "alice", rank=1),
         step("adjudicate", "alice", rank=2),
         step("peer_review", "rita", flag=True),
-        step("close", "alice"),
         step("new", "rita", band="under13"),
         step("submit", "rita"),
         step("approve", "sue"),
@@ -276,6 +340,21 @@ def test_the_cast_reaches_every_state() -> None:
     for action in script:
         perform(world, mine, action)
         check_invariants(world, mine)
-    first, second = (world.cases.case(c) for c in mine)
+    script = [
+        step("new", "alice"),
+        step("submit", "alice"),
+        step("approve", "ivan"),
+        step("enrol", "alice"),  # the library changes under the approval: the search is refused
+        step("search", "alice"),
+        step("withdraw", "alice"),
+    ]
+    for action in script:
+        try:
+            perform(world, mine, action)
+        except RfrError:
+            assert action[0] == "search"
+        check_invariants(world, mine)
+    first, second, third = (world.cases.case(c) for c in mine)
     assert (first.state, first.outcome) == (CaseState.CLOSED, Outcome.NO_VIABLE_MATCH)
     assert (second.state, second.outcome) == (CaseState.CLOSED, Outcome.VIABLE_MATCH)
+    assert third.state is CaseState.WITHDRAWN and not third.probe_image_held
