@@ -1,0 +1,1 @@
+"""Modal dialogs (``ModalScreen[T]`` returning with ``dismiss``): error, confirm, password again, help."""
