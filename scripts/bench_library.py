@@ -199,6 +199,7 @@ def stolen_share(before: list[int], after: list[int]) -> float:
 
 
 def run_one(args: argparse.Namespace) -> dict[str, Any]:
+    from engine.audit import AuditSigningKey
     from engine.library.check import check_index, tune_index
     from engine.library.exact import ExactVectors
     from engine.library.index import (
@@ -254,8 +255,9 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(args.workdir) / f"ws-{kind}-{size}"
     shutil.rmtree(workdir, ignore_errors=True)
     key = WorkspaceKey.generate()
-    ws = Workspace.create(workdir, key)
-    library = create_library(ws, "bench", "substantive")
+    audit_key = AuditSigningKey.generate()  # the bench's terminal key, held in memory only
+    ws = Workspace.create(workdir, key, audit_key=audit_key)
+    library = create_library(ws, "bench", "substantive", created_by="bench")
     if args.index_only:
         with ws.transaction() as conn:
             ensure_model(conn, *MODEL)
@@ -332,7 +334,7 @@ def run_one(args: argparse.Namespace) -> dict[str, Any]:
     result["db_bytes"] = sum(p.stat().st_size for p in workdir.glob("rfr.db*"))
 
     t = time.perf_counter()
-    ws = Workspace.open(workdir, key)
+    ws = Workspace.open(workdir, key, audit_key=audit_key)
     result["workspace_open_s"] = time.perf_counter() - t
     notices: list[str] = []
     indexes = IndexSet(ws, *MODEL, settings=settings, notify=notices.append)

@@ -33,6 +33,7 @@ def summary(seconds: list[float]) -> str:
 def main() -> int:
     from bench_library import MODEL, insert_templates
 
+    from engine.audit import AuditSigningKey
     from engine.library.index import IndexSet, index_profile
     from engine.library.store import create_library
     from engine.security.keys import WorkspaceKey
@@ -48,8 +49,8 @@ def main() -> int:
     data = data.astype(np.float32)
     probes = data[rng.integers(0, args.templates, 2000)] + np.float32(0.01)
     with tempfile.TemporaryDirectory(prefix="rfr-bench-save-") as folder:
-        ws = Workspace.create(Path(folder) / "ws", WorkspaceKey.generate())
-        library = create_library(ws, "bench", "substantive")
+        ws = Workspace.create(Path(folder) / "ws", WorkspaceKey.generate(), audit_key=AuditSigningKey.generate())
+        library = create_library(ws, "bench", "substantive", created_by="bench")
         insert_templates(ws, library, data)
         indexes = IndexSet(ws, *MODEL, settings=index_profile())
         started = time.perf_counter()
