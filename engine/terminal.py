@@ -275,6 +275,39 @@ class TerminalStatus:
         }
 
 
+@dataclass(frozen=True)
+class ModelFile:
+    name: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SystemStatus:
+    """What an engineer checks: software, keys, device, models and their hashes, disk, policy."""
+
+    terminal: str
+    software: str
+    workspace: str
+    workspace_key: str
+    audit_key_id: str | None
+    device_configured: str
+    device_used: str
+    face_engine: str
+    model_source: str
+    model_files: tuple[ModelFile, ...]
+    policy_version: str
+    policy_sha256: str
+    index_profile: str
+    disk_free_bytes: int
+    disk_total_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["model_files"] = [f.__dict__ for f in self.model_files]
+        return out
+
+
 class Terminal:
     """One open terminal: the workspace, the policy in force, and every service on them."""
 
@@ -414,6 +447,42 @@ class Terminal:
             libraries=sizes,
             policy_version=self.policy.version,
             free_disk_bytes=free,
+        )
+
+    def system_status(self, session: Session) -> SystemStatus:
+        """Software, keys, device, models and their pinned hashes, disk: for engineers (the look is recorded)."""
+        from engine.faces.models import Manifest, models_dir
+        from engine.library.index import index_profile, profile_name
+        from engine.security.users import Role
+        from engine.version import software_version
+
+        user = self.accounts.require_any(session, "reading the system status", Role.ENGINEER)
+        directory = self.config.models_dir or models_dir()
+        manifest = Manifest.load(directory / "manifest.yaml")
+        files = {**manifest.outputs, **manifest.pinned}
+        try:
+            disk = shutil.disk_usage(self.ws.directory)
+            free, total = disk.free, disk.total
+        except OSError:
+            free = total = -1
+        with self.ws.transaction() as conn:
+            audit.append(conn, user.username, "terminal.status_view", clock=self.ws.clock)
+        return SystemStatus(
+            terminal=self.config.name,
+            software=software_version(),
+            workspace=str(self.ws.directory),
+            workspace_key="key file" if self.config.key_file is not None else "passphrase typed at boot",
+            audit_key_id=self.ws.audit_key_id,
+            device_configured=self.config.device,
+            device_used=self.faces.device,
+            face_engine="ready" if self.faces.ready else (self.faces.problem or "loading"),
+            model_source=manifest.source,
+            model_files=tuple(ModelFile(name, d.sha256, d.size) for name, d in sorted(files.items())),
+            policy_version=self.policy.version,
+            policy_sha256=self.policy.sha256,
+            index_profile=profile_name(index_profile()),
+            disk_free_bytes=free,
+            disk_total_bytes=total,
         )
 
     # ---- closing -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,12 @@ class AuditAccess:
         return self._accounts.require_any(session, doing, *(Role(r) for r in roles))
 
     def verify(
-        self, session: Session, *, public_key: bytes | None = None, expect: tuple[int, str] | None = None
+        self,
+        session: Session,
+        *,
+        public_key: bytes | None = None,
+        expect: tuple[int, str] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> VerifyResult:
         """Verify the log against the auditor's recorded key, else the terminal's own signing key file."""
         user = self._holder(session, "audit verification", "auditor", "engineer")
@@ -61,7 +67,7 @@ class AuditAccess:
         if trusted is None:
             raise AuditError("verification needs a public key: pass --public-key FILE")
         with self._ws.reading() as conn:
-            result = verify(conn, trusted, expect=expect)
+            result = verify(conn, trusted, expect=expect, progress=progress)
         with self._ws.transaction() as conn:
             append(
                 conn,

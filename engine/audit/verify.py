@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Any
@@ -42,6 +43,7 @@ from engine.audit.store import ALL_TRIGGERS, GENESIS_HASH, normalise_sql
 
 _AUDIT_TABLES = ("audit_events", "audit_checkpoints", "audit_keys")
 _SEARCH_WINDOW = 4  # how far from its slot a moved event is looked for when the chain cannot place it
+_PROGRESS_EVERY = 5000  # events between progress reports
 
 
 @dataclass(frozen=True)
@@ -269,8 +271,9 @@ def verify(
     public_key: PublicKeyInput | None = None,
     *,
     expect: tuple[int, str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VerifyResult:
-    """Verify the whole log and its signed heads.
+    """Verify the whole log and its signed heads (``progress(events read, events in all)`` as it reads).
 
     ``public_key``: the key the caller trusts (an auditor's recorded copy, or the terminal's own key
     file); the last signed head must be signed with it or with a key it handed over to by a signed
@@ -290,12 +293,16 @@ def verify(
         return VerifyResult(False, 0, [f"audit table {t} is missing (dropped)" for t in missing])
 
     problems: list[str] = _trigger_problems(conn)
-    rows = [
-        _Row(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]), str(r[6]), str(r[7]))
-        for r in conn.execute(
-            "SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit_events ORDER BY seq"
-        )
-    ]
+    total = int(conn.execute("SELECT count(*) FROM audit_events").fetchone()[0])
+    rows: list[_Row] = []
+    for r in conn.execute(
+        "SELECT seq, at, actor, action, subjects, details, prev_hash, hash FROM audit_events ORDER BY seq"
+    ):
+        rows.append(_Row(int(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]), str(r[6]), str(r[7])))
+        if progress is not None and len(rows) % _PROGRESS_EVERY == 0:
+            progress(len(rows), total)
+    if progress is not None:
+        progress(len(rows), total)
     keys: list[AuditKey] = []
     for key_id, key in key_rows(conn):
         if key is None:

@@ -24,13 +24,25 @@ from engine.casework.model import (
     ProbeFace,
     Review,
 )
-from engine.casework.service import Casework, ProbeView, ReportMaterial, SearchResult, SweepReport, probe_template
+from engine.casework.service import (
+    CandidateView,
+    Casework,
+    Display,
+    FaceSeen,
+    ProbeExamination,
+    ProbeView,
+    ReportMaterial,
+    SearchResult,
+    SweepReport,
+    probe_template,
+)
 
 __all__ = [
     "FACTORS",
     "PLAINTEXT_WARNING",
     "Advice",
     "ApprovedLibrary",
+    "CandidateView",
     "Case",
     "CaseCandidate",
     "CaseState",
@@ -38,10 +50,13 @@ __all__ = [
     "CheckStatus",
     "CompletedAs",
     "Decision",
+    "Display",
+    "FaceSeen",
     "Factor",
     "MatchReport",
     "Outcome",
     "PreRfrCheckAnswer",
+    "ProbeExamination",
     "ProbeFace",
     "ProbeSource",
     "ProbeView",

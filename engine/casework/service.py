@@ -130,6 +130,56 @@ class ProbeView:
     face: Any  # engine.casework.model.ProbeFace
 
 
+@dataclass(frozen=True)
+class Display:
+    """How the person saw the Probe Image and the Potential Match side by side (the application says)."""
+
+    renderer: str
+    fit_to_judge: bool
+
+
+@dataclass(frozen=True)
+class FaceSeen:
+    """One face found in a photograph, as shown to the people deciding: where it is and how good."""
+
+    number: int
+    box: tuple[int, int, int, int]
+    landmarks: tuple[tuple[int, int], ...]
+    warnings: tuple[str, ...]
+    quality: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, number: int, face: Face) -> FaceSeen:
+        return cls(
+            number,
+            tuple(int(v) for v in face.box.as_list()),  # type: ignore[arg-type]
+            tuple((int(x), int(y)) for x, y in np.asarray(face.landmarks)),
+            tuple(face.quality.warnings) if face.quality is not None else (),
+            face.quality.to_json() if face.quality is not None else None,
+        )
+
+
+@dataclass(frozen=True)
+class ProbeExamination:
+    """The faces of a Probe Image before the case is made (numbered left to right), and how they were found."""
+
+    faces: tuple[FaceSeen, ...]
+    note: str | None
+    width: int
+    height: int
+    upsample: int
+
+
+@dataclass(frozen=True)
+class CandidateView:
+    """A Potential Match's reference image with its face found again, for the side-by-side comparison."""
+
+    rank: int
+    image: bytes
+    media_type: str
+    face: FaceSeen | None
+
+
 @dataclass
 class SweepReport:
     """What one retention sweep did."""
@@ -331,12 +381,8 @@ class Casework:
                     "does not hold"
                 )
             self._check_libraries(form.use_case, [get_library(self._ws, n) for n in form.libraries], "case")
-            media_type = _media_type(probe_image)
-            if media_type is None:
-                raise ImageError("the Probe Image is not a JPEG or PNG file: export it as JPEG or PNG")
-            if len(probe_image) > MAX_IMAGE_BYTES:
-                raise ImageError(f"the Probe Image is larger than {MAX_IMAGE_BYTES >> 20} MiB")
             chosen, found, rgb = self._choose_face(probe_image, face)
+            media_type = _media_type(probe_image)
             requirement = self._policy.required_approval(form)
             monitoring = self._policy.monitoring_flags(form.age_band)
             now = self._now()
@@ -406,13 +452,52 @@ class Casework:
                 )
             return self._read(case_id)
 
-    def _choose_face(self, probe_image: bytes, face: int | None) -> tuple[int, Any, np.ndarray]:
-        """Decode the Probe Image, find its faces, and say which the case is about (index into the faces)."""
+    def _find_probe_faces(self, probe_image: bytes) -> tuple[Any, np.ndarray]:
+        """Decode the Probe Image and find its faces (enlarged when none at its own size), left to right."""
         from engine.faces.pipeline import find_faces  # the face engine is loaded only when a probe is analysed
 
+        if _media_type(probe_image) is None:
+            raise ImageError("the Probe Image is not a JPEG or PNG file: export it as JPEG or PNG")
+        if len(probe_image) > MAX_IMAGE_BYTES:
+            raise ImageError(f"the Probe Image is larger than {MAX_IMAGE_BYTES >> 20} MiB")
         rgb = self._loader(probe_image, "the Probe Image")
         found = find_faces(self._faces(), rgb, embed=False)
         found.faces[:] = _left_to_right(found.faces)
+        return found, rgb
+
+    def examine_probe(self, session: Session, probe_image: bytes) -> ProbeExamination:
+        """The faces of a Probe Image, so the officer can choose one before the case is made.
+
+        Nothing is stored; the look is recorded (counts only, nothing biometric).
+        """
+        user = self._user(session)
+        with self._refusals("examine probe", user.username, None):
+            if not (user.has_role(Role.RFR_USER) or user.has_role(Role.TASKING_OFFICER)):
+                raise PermissionRefused(
+                    f"examining a Probe Image refused: it needs the {Role.RFR_USER.label} or "
+                    f"{Role.TASKING_OFFICER.label} role; {user.username} holds neither"
+                )
+            found, rgb = self._find_probe_faces(probe_image)
+            with self._ws.transaction() as conn:
+                self._audit(
+                    conn,
+                    user.username,
+                    "case.probe_examined",
+                    None,
+                    faces_found=len(found.faces),
+                    upsample=found.upsample,
+                )
+        return ProbeExamination(
+            tuple(FaceSeen.of(i + 1, f) for i, f in enumerate(found.faces)),
+            found.note,
+            int(rgb.shape[1]),
+            int(rgb.shape[0]),
+            found.upsample,
+        )
+
+    def _choose_face(self, probe_image: bytes, face: int | None) -> tuple[int, Any, np.ndarray]:
+        """Decode the Probe Image, find its faces, and say which the case is about (index into the faces)."""
+        found, rgb = self._find_probe_faces(probe_image)
         if not found.faces:
             raise ImageError(
                 f"no face was found in the Probe Image ({found.note or 'at its own size'}): nothing could be searched; "
@@ -852,9 +937,21 @@ class Casework:
         self._require_state(case, "adjudication", CaseState.SEARCHED, CaseState.ADJUDICATED)
 
     def adjudicate(
-        self, session: Session, case_id: str, rank: int, decision: Decision | str, report: MatchReport | None = None
+        self,
+        session: Session,
+        case_id: str,
+        rank: int,
+        decision: Decision | str,
+        report: MatchReport | None = None,
+        *,
+        display: Display | None = None,
     ) -> Case:
-        """Decide one Potential Match. A Viable Match needs a Match Report covering factors (i) to (v)."""
+        """Decide one Potential Match. A Viable Match needs a Match Report covering factors (i) to (v).
+
+        ``display``: how the pictures were shown (the application's renderer). Under the policy's
+        ``adjudication.require_graphics_renderer`` a Viable Match is refused from pictures too coarse
+        to judge. The command line shows no pictures (``None``), and says so in the record.
+        """
         user = self._user(session)
         with self._refusals("adjudicate", user.username, case_id):
             try:
@@ -870,6 +967,13 @@ class Casework:
                     f"(1 to {len(case.candidates)})"
                 )
             if decided is Decision.VIABLE:
+                needs_pixels = self._policy.adjudication.require_graphics_renderer
+                if display is not None and not display.fit_to_judge and needs_pixels:
+                    raise CaseError(
+                        f"adjudication refused: a Viable Match cannot be declared from pictures drawn in "
+                        f"{display.renderer}, too coarse to judge a face: use a graphics terminal (Kitty or Sixel; "
+                        "see the README)"
+                    )
                 if report is None:
                     raise MatchReportError(
                         "adjudication refused: a Viable Match needs a Match Report covering factors (i) to (v): "
@@ -917,6 +1021,7 @@ class Casework:
                     image_id=candidate.image_id,
                     decision=decided.value,
                     relevant_factors=list(report.relevant) if report is not None else None,
+                    compared_on="not shown (command line)" if display is None else display.renderer,
                 )
                 self._settle(conn, user.username, case_id)
             return self._read(case_id)
@@ -1101,8 +1206,11 @@ class Casework:
             exported_at=self._now(),
         )
 
-    def reference_image(self, session: Session, case_id: str, rank: int) -> tuple[bytes, str]:
-        """The reference image of one Potential Match, to compare side by side (readers; audited)."""
+    def candidate_view(self, session: Session, case_id: str, rank: int) -> CandidateView:
+        """One Potential Match's reference image with its face found again (landmarks, quality), to compare.
+
+        Readers only; the look is recorded. The face is the one the library's template was made from.
+        """
         actor = self._reader(session, "view candidate", case_id)
         case = self._read(case_id)
         candidate = next((c for c in case.candidates if c.rank == rank), None)
@@ -1120,15 +1228,29 @@ class Casework:
             )
         if row is None or row[0] is None:
             raise CaseError(f"the reference image of Potential Match {rank} is no longer held (its library changed)")
+        image, media_type = bytes(row[0]), str(row[1])
+        box_row = self._ws.query_one("SELECT face_box FROM templates WHERE id = ?", (candidate.template_id,))
+        seen = None
+        if box_row is not None:
+            stored = tuple(int(v) for v in json.loads(box_row[0]))
+            faces = self._faces().analyze(self._loader(image, f"reference image {candidate.image_id}"), embed=False)
+            best = max(faces, key=lambda f: _overlap(tuple(f.box.as_list()), stored), default=None)  # type: ignore[arg-type]
+            if best is not None and _overlap(tuple(best.box.as_list()), stored) >= 0.5:  # type: ignore[arg-type]
+                seen = FaceSeen.of(1, best)
         with self._ws.transaction() as conn:
             self._audit(conn, actor, "case.view_candidate", case_id, candidate=rank, image_id=candidate.image_id)
-        return bytes(row[0]), str(row[1])
+        return CandidateView(rank, image, media_type, seen)
 
-    def list_cases(self, session: Session, state: CaseState | None = None) -> list[Case]:
-        """Cases in number order, optionally in one state (a queue: drafts, awaiting approval...). Audited."""
+    def list_cases(self, session: Session, state: CaseState | None = None, *, mine: bool = False) -> list[Case]:
+        """Cases in number order, optionally in one state (a queue) or only the reader's own. Audited."""
         actor = self._reader(session, "list", None)
         cases = [self._read(case_id) for case_id in self.case_ids()]
-        chosen = [c for c in cases if state is None or c.state is state]
+        chosen = [
+            c
+            for c in cases
+            if (state is None or c.state is state)
+            and (not mine or actor in {c.created_by, c.submitted_by, c.searched_by, *c.adjudicators})
+        ]
         with self._ws.transaction() as conn:
             self._audit(conn, actor, "case.list", None, state=None if state is None else state.value, cases=len(chosen))
         return chosen

@@ -9,6 +9,7 @@ temporary library whose authorisation lapsed) is recorded as ``system``.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,23 @@ class LibraryInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.library.to_json(), "subjects": self.subjects, "images": self.images, "templates": self.templates}
+
+
+@dataclass(frozen=True)
+class IndexHealth:
+    """What the terminal measured of one library's index: the search expansion in force and the last check."""
+
+    library: str
+    kind: str
+    templates: int
+    profile: str
+    expansion: int
+    expansion_source: str
+    last_check: dict[str, Any] | None  # the details of the last library.index_checked event, and when
+    last_checked_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
 
 
 class Libraries:
@@ -126,6 +144,43 @@ class Libraries:
         self._accounts.require_any(session, "reading library composition", Role.ENGINEER, Role.AUDITOR)
         libraries = [get_library(self._ws, n) for n in names] if names else list_libraries(self._ws)
         return [composition(self._ws, lib) for lib in libraries]
+
+    def health(self, session: Session) -> list[IndexHealth]:
+        """Each library index's search expansion and its last measured recall (engineers), from the records only."""
+        from engine.audit._encoding import canonical_json
+        from engine.library.index import SearchExpansion, profile_name
+
+        self._engineer(session, "reading index health")
+        indexes = self.indexes()
+        out = []
+        for lib in list_libraries(self._ws):
+            counts = library_counts(self._ws, lib)
+            tuning = indexes.tuning(lib)
+            default = indexes.settings.expansion_search
+            if tuning is None:
+                expansion = SearchExpansion(default)
+            elif tuning.holds_for(counts["templates"]):
+                expansion = SearchExpansion(tuning.expansion_search, measured=tuning)
+            else:
+                expansion = SearchExpansion(default, lapsed=tuning)
+            row = self._ws.query_one(
+                "SELECT at, details FROM audit_events WHERE action = 'library.index_checked' AND subjects = ? "
+                "ORDER BY seq DESC LIMIT 1",
+                (canonical_json({"library": lib.id}),),
+            )
+            out.append(
+                IndexHealth(
+                    library=lib.name,
+                    kind=lib.kind.value,
+                    templates=counts["templates"],
+                    profile=profile_name(indexes.settings),
+                    expansion=expansion.value,
+                    expansion_source=expansion.describe(),
+                    last_check=None if row is None else json.loads(row[1]),
+                    last_checked_at=None if row is None else str(row[0]),
+                )
+            )
+        return out
 
     # ---- administration -------------------------------------------------------------------------
 

@@ -280,6 +280,18 @@ class Lockout:
 
 
 @dataclass(frozen=True)
+class Adjudication:
+    """How Potential Matches are compared before a decision."""
+
+    require_graphics_renderer: bool = field(
+        metadata=meta(
+            "A Viable Match may be declared only from pictures drawn with real pixels (a graphics terminal: "
+            "Kitty or Sixel), never from half-cell blocks, which give a face about 27 x 36 posterised dots."
+        )
+    )
+
+
+@dataclass(frozen=True)
 class AccountSettings:
     """Administration of user accounts: two engineers for every change that grants access."""
 
@@ -362,6 +374,7 @@ class Policy:
     approval: Approval = field(metadata=meta("Approval rules."))
     search: Search = field(metadata=meta("Search settings."))
     score_display: ScoreDisplay = field(metadata=meta("Score display settings."))
+    adjudication: Adjudication = field(metadata=meta("Adjudication settings."))
     retention: Retention = field(metadata=meta("Retention rules."))
     sessions: Sessions = field(metadata=meta("Session settings."))
     passwords: Passwords = field(metadata=meta("Password rules."))

@@ -62,7 +62,7 @@ def problems_of(data: Any) -> tuple[str, ...]:
 
 def test_default_policy_loads_with_version_and_hash() -> None:
     policy = load_default_policy()
-    assert policy.version == "2026.1"
+    assert policy.version == "2026.2"
     assert re.fullmatch(r"[0-9a-f]{64}", policy.sha256)
     assert load_default_policy().sha256 == policy.sha256
 
