@@ -1,5 +1,5 @@
 # rfr: two commands on a fresh clone.
-#   make run    set everything up, build the models, run the main job
+#   make run    set everything up, build the models, build the demo terminal once, open the application on it
 #   make test   set everything up, build the models, run lint, types and the whole suite
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +13,7 @@ export RFR_DATA
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[models,test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[models,test,central]'
 	touch $@
 
 setup: $(VENV)/.installed
@@ -22,8 +22,11 @@ setup: $(VENV)/.installed
 models: setup
 	$(BIN)/python scripts/build_models.py
 
+# The demo terminal (scripts/demo.py), built once into demo/ (git-ignored): users for each role, libraries enrolled
+# from LFW's labelled photographs, cases in several states. Then the application, opened on it.
 run: models
-	$(BIN)/rfr faces detect $(RFR_DATA)/examples/face_recognition/examples/two_people.jpg
+	$(BIN)/python scripts/demo.py --folder demo
+	RFR_CONFIG=$(CURDIR)/demo/terminal.yaml $(BIN)/rfr
 
 lint: setup
 	$(BIN)/ruff check engine rfr_tui scripts tests

@@ -33,6 +33,8 @@ DOMAINS: tuple[tuple[str, str], ...] = (
     ("users", "engine.security.users"),
     ("audit", "engine.audit.store"),
     ("casework", "engine.casework.schema"),
+    ("media", "engine.media.schema"),
+    ("oversight", "engine.oversight.schema"),
 )
 
 

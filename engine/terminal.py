@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Self
 
@@ -33,12 +34,16 @@ import yaml
 
 from engine import audit
 from engine.audit.access import AuditAccess, pending_key_path
+from engine.audit.export import AuditExport
+from engine.casework.monitoring import bundle_figures
 from engine.casework.service import Casework, SweepReport
 from engine.errors import AuditError, ConfigError, RfrError
 from engine.files import read_regular_file
 from engine.library.enrol import FaceAnalyzer
 from engine.library.service import Libraries
+from engine.media.service import Media, installed_models, recover
 from engine.policy import Policy, load_default_policy, load_policy
+from engine.policy.store import policy_in_force
 from engine.security.keys import WorkspaceKey, obtain_key
 from engine.security.users import DEFAULT_SCRYPT, Accounts, ScryptParams, Session, User
 from engine.workspace import Clock, Workspace, WorkspaceHeader
@@ -54,6 +59,9 @@ _ENV = {
     "models_dir": "RFR_MODELS",
     "name": "RFR_TERMINAL_NAME",
     "policy_file": "RFR_POLICY",
+    "oversight_key_file": "RFR_OVERSIGHT_KEY_FILE",
+    "force": "RFR_FORCE",
+    "groups": "RFR_GROUPS",
 }
 # The configuration file's keys, and the field each sets.
 _FILE_KEYS = {
@@ -64,8 +72,11 @@ _FILE_KEYS = {
     "device": "device",
     "models": "models_dir",
     "policy": "policy_file",
+    "oversight_key_file": "oversight_key_file",
+    "force": "force",
+    "groups": "groups",
 }
-_PATHS = {"workspace", "key_file", "audit_key_file", "models_dir", "policy_file"}
+_PATHS = {"workspace", "key_file", "audit_key_file", "models_dir", "policy_file", "oversight_key_file"}
 
 
 @dataclass(frozen=True)
@@ -74,9 +85,12 @@ class TerminalConfig:
 
     Resolved from, in order: what the caller gives (command-line options), the environment
     (``RFR_WORKSPACE``, ``RFR_KEY_FILE``, ``RFR_AUDIT_KEY_FILE``, ``RFR_DEVICE``, ``RFR_MODELS``,
-    ``RFR_TERMINAL_NAME``, ``RFR_POLICY``), and the configuration file (``RFR_CONFIG``, else
-    ``/etc/rfr/terminal.yaml`` when it exists). ``key_file`` None means the workspace opens
-    with a passphrase (``RFR_PASSPHRASE`` or a prompt, typed by an engineer at boot).
+    ``RFR_TERMINAL_NAME``, ``RFR_POLICY``, ``RFR_OVERSIGHT_KEY_FILE``), and the configuration file
+    (``RFR_CONFIG``, else ``/etc/rfr/terminal.yaml`` when it exists). ``key_file`` None means the workspace opens
+    with a passphrase (``RFR_PASSPHRASE`` or a prompt, typed by an engineer at boot). ``force`` and
+    ``groups`` (``RFR_FORCE``, ``RFR_GROUPS``) say which packages from the central unit are for this
+    terminal: its force, and the terminal groups it belongs to (comma-separated). A terminal with
+    no force applies none.
     """
 
     workspace: Path
@@ -86,6 +100,10 @@ class TerminalConfig:
     models_dir: Path | None = None
     name: str = field(default_factory=platform.node)
     policy_file: Path | None = None
+    oversight_key_file: Path | None = None
+    """The oversight's X25519 public key (PEM) that audit bundles are encrypted to (``rfr audit export``)."""
+    force: str | None = None
+    groups: tuple[str, ...] = ()
 
     @classmethod
     def resolve(
@@ -119,6 +137,10 @@ class TerminalConfig:
                 "no audit signing key file configured: set 'audit_key_file' in the terminal configuration, "
                 "set RFR_AUDIT_KEY_FILE, or pass --audit-key-file PATH"
             )
+        if "force" in values:
+            values["force"] = _force(values["force"])
+        if "groups" in values:
+            values["groups"] = _groups(values["groups"])
         return cls(**values)  # type: ignore[arg-type]
 
     def describe(self) -> dict[str, Any]:
@@ -128,7 +150,31 @@ class TerminalConfig:
             "workspace_key": "key file" if self.key_file is not None else "passphrase",
             "audit_key_file": str(self.audit_key_file),
             "device": self.device,
+            "force": self.force,
+            "groups": list(self.groups),
         }
+
+
+_GROUP = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def _force(value: object) -> str:
+    text = str(value).strip()
+    if not text or len(text) > 64 or not text.isprintable():
+        raise ConfigError("force: give the force's name as the central unit writes it (at most 64 characters)")
+    return text
+
+
+def _groups(value: object) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    groups = tuple(dict.fromkeys(str(g).strip() for g in items if str(g).strip()))
+    for group in groups:
+        if not _GROUP.fullmatch(group):
+            raise ConfigError(
+                f"groups: {group!r} is not a terminal group name (lowercase letters, digits, '.', '_', '-'); "
+                "list them separated by commas"
+            )
+    return groups
 
 
 def _read_config_file(path: Path) -> dict[str, object]:
@@ -220,8 +266,14 @@ class FaceProvider:
         return str(used) if used else "CPU"
 
 
-def _policy_of(config: TerminalConfig) -> Policy:
-    """The policy in force: the configured file, else the default (until policy packages arrive on media)."""
+def _policy_of(config: TerminalConfig, ws: Workspace | None = None) -> Policy:
+    """The policy in force: the one a policy package from the central unit set, else the configured file, else
+    the default. Once the central unit has set one, a file on the terminal no longer decides."""
+    if ws is not None:
+        with ws.reading() as conn:
+            in_force = policy_in_force(conn)
+        if in_force is not None:
+            return in_force
     return load_policy(config.policy_file) if config.policy_file is not None else load_default_policy()
 
 
@@ -322,6 +374,23 @@ class Terminal:
         self.libraries = Libraries(ws, self.accounts, policy, faces.get, faces.identity)
         self.cases = Casework(ws, self.accounts, policy, faces=faces.get, libraries=self.libraries)
         self.audit = AuditAccess(ws, self.accounts)
+        self.media = Media(
+            ws,
+            self.accounts,
+            self.libraries,
+            force=config.force,
+            groups=config.groups,
+            identity=faces.identity,
+            policy=lambda: self.policy,
+            adopt_policy=self._adopt_policy,
+        )
+        self.exports = AuditExport(
+            ws,
+            self.accounts,
+            terminal_name=config.name,
+            oversight_key_file=config.oversight_key_file,
+            figures=bundle_figures,
+        )
         self._sweeper: threading.Thread | None = None
         self._stop = threading.Event()
 
@@ -359,7 +428,11 @@ class Terminal:
             ws = Workspace.open(config.workspace, key, clock=clock, audit_key=audit_key)
             os.replace(pending, config.audit_key_file)
         try:
-            in_force = policy or _policy_of(config)
+            recover(ws)  # what an interrupted media apply left behind
+            models = installed_models(ws)
+            if models is not None and config.models_dir is None:
+                config = replace(config, models_dir=models)  # the face model a models package installed
+            in_force = policy or _policy_of(config, ws)
             terminal = cls(config, ws, in_force, faces or face_provider(config), scrypt)
             if sweep:
                 terminal.sweep()
@@ -388,6 +461,12 @@ class Terminal:
             Path(config.audit_key_file).unlink(missing_ok=True)  # a key for nothing is only a liability
             raise
         return cls(config, ws, policy or _policy_of(config), faces or face_provider(config), scrypt)
+
+    def _adopt_policy(self, policy: Policy) -> None:
+        """A policy package took effect: from now on every service decides under it (sessions carry on)."""
+        self.policy = policy
+        for service in (self.accounts, self.libraries, self.cases):
+            service._policy = policy
 
     # ---- people -------------------------------------------------------------------------------
 

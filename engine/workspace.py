@@ -63,6 +63,7 @@ _CIPHER_SETTINGS = (
     "cipher_plaintext_header_size = 0",
 )
 _WRONG_KEY = "workspace key is wrong: check the passphrase or key file"
+_EXPORT_PAYLOAD_TYPE = "application/vnd.in-toto+json"  # the only DSSE payload the audit key signs
 
 Clock = Callable[[], datetime]
 
@@ -264,6 +265,19 @@ class Workspace:
     def audit_public_key(self) -> Any:
         """The public half of the terminal's audit signing key (None when opened without it)."""
         return None if self._audit_key is None else self._audit_key.public_key
+
+    def sign_for_export(self, payload: bytes) -> tuple[str, bytes]:
+        """Sign an audit bundle's in-toto Statement with the terminal's audit key: (key id, DSSE signature).
+
+        What is signed is DSSE's pre-authentication encoding of the Statement (``DSSEv1 <len> <type>
+        <len> <payload>``), never the caller's bytes as they are, so this can sign no signed head of
+        the log (those are canonical JSON) and nothing but a DSSE envelope's payload.
+        """
+        if self._audit_key is None:
+            raise AuditError("an audit bundle is signed with the terminal's audit key: open the terminal with it")
+        kind = _EXPORT_PAYLOAD_TYPE.encode("ascii")
+        pae = b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+        return self._audit_key.key_id, self._audit_key.sign(pae)
 
     def rotate_audit_key(self, actor: str, new_key: AuditSigningKey, reason: str) -> int:
         """Hand the log's signing over to ``new_key`` (recorded and signed with the current key); its seq."""

@@ -36,11 +36,11 @@ def emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.cli import audit, case, evaluate, faces, library, user, workspace
+    from engine.cli import audit, case, central, evaluate, faces, library, media, oversight, user, workspace
 
     parser = _Parser(prog="rfr", description="Retrospective facial recognition workstation (headless commands).")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for module in (faces, workspace, library, user, case, audit, evaluate):
+    for module in (faces, workspace, library, user, case, audit, media, evaluate, central, oversight):
         module.register(sub)
     return parser
 

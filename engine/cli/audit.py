@@ -6,7 +6,9 @@ key file, or, with ``--public-key FILE``, against the public key an auditor reco
 installation (``rfr workspace init`` prints it; ``rfr audit public-key`` exports it).
 ``--expect SEQ:HASH`` checks the log still holds a head recorded outside the terminal (the
 auditor's note of a previous verification, or the last exported bundle): only that shows a log
-rolled back or rebuilt by someone holding the terminal's keys. Every use is itself recorded.
+rolled back or rebuilt by someone holding the terminal's keys. ``export`` writes the log since
+the last export to removable media as a signed bundle encrypted to the oversight
+(``engine.audit.export``). Every use is itself recorded.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.audit.access import EventFilter
+from engine.casework.monitoring import quarter_of
 from engine.cli import emit
 from engine.cli.terminal import acting, actor_option, terminal_options
 from engine.errors import AuditError, UsageError
@@ -73,6 +76,21 @@ def register(sub: Any) -> None:
     )
     actor_option(public_key)
     public_key.set_defaults(handler=_public_key)
+
+    export = commands.add_parser(
+        "export",
+        help="write the log since the last export to removable media, signed and encrypted to the oversight",
+        parents=[common],
+        description="A new file in DIR (or the new file PATH): the events since the last export, the signed heads "
+        "before and after, and the monitoring figures, as a DSSE envelope signed by the terminal's audit key, "
+        "encrypted to the oversight public key configured as 'oversight_key_file' (RFR_OVERSIGHT_KEY_FILE). "
+        "Auditors and engineers; the export is recorded.",
+    )
+    export.add_argument(
+        "--to", dest="to", type=Path, required=True, metavar="PATH", help="the media folder or new file"
+    )
+    actor_option(export)
+    export.set_defaults(handler=_export)
 
     rotate = commands.add_parser(
         "rotate-key", help="hand the log's signing over to a new key (engineers)", parents=[common]
@@ -154,18 +172,26 @@ def _rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    with acting(args) as (terminal, session):
+        result = terminal.exports.export(session, args.to)
+    more = " More events remain: export again." if result.more_to_export else ""
+    emit(
+        args,
+        result.to_json(),
+        f"Exported seq {result.first} to seq {result.last} ({result.events} events, quarters "
+        f"{', '.join(result.quarters)}) to {result.path} ({result.bytes:,} bytes, sha256 {result.file_sha256}); "
+        f"recorded at seq {result.recorded_seq}. The head an auditor can check this terminal against: --expect "
+        f"{result.last}:{result.head_hash}.{more}",
+    )
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
-
-
-def quarter_of(day: date) -> tuple[date, date]:
-    """The calendar quarter holding ``day``: its first day and the first day of the next."""
-    start = date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
-    end = date(start.year + 1, 1, 1) if start.month == 10 else date(start.year, start.month + 3, 1)
-    return start, end
 
 
 def _outcomes(args: argparse.Namespace) -> int:
@@ -177,9 +203,9 @@ def _outcomes(args: argparse.Namespace) -> int:
         report = terminal.cases.outcome_report(session, since.isoformat(), until.isoformat())
     payload = report.to_json()
     lines = [
-        f"Casework outcomes {since} to {until} (exclusive): {report.cases} closed cases, "
-        f"{report.viable_match_cases} with a Viable Match; {report.potential_matches} Potential Matches "
-        f"adjudicated, {report.viable_potential_matches} viable.",
+        f"Casework {since} to {until} (exclusive): {report.searches} searches run. {report.cases} cases closed, "
+        f"{report.viable_match_cases} with a Viable Match; their {report.potential_matches} Potential Matches "
+        f"adjudicated, {report.viable_potential_matches} viable (cases still open are in neither).",
     ]
     for title, breakdowns in (("By case", report.by_case), ("By Potential Match", report.by_potential_match)):
         lines.append(f"{title}:")

@@ -73,10 +73,19 @@ class Manifest:
     @classmethod
     def load(cls, path: Path) -> Manifest:
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ModelError(f"model manifest {path} is missing: the installation is incomplete") from None
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"model manifest {path} cannot be read ({exc.__class__.__name__})") from None
+        return cls.parse(text, str(path))
+
+    @classmethod
+    def parse(cls, text: str, path: str) -> Manifest:
+        """A manifest from its text (``path`` names it in messages): also how a models package's is checked."""
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
             raise ModelError(f"model manifest {path} cannot be read ({exc.__class__.__name__})") from None
         try:
             if raw["format"] != MANIFEST_FORMAT:

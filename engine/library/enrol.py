@@ -294,6 +294,40 @@ def _enrol_one(
     the current face model yet: then it gains one (a model upgrade re-enrols without doubling images).
     """
     where = str(path)
+    read = read_reference_image(path)
+    if isinstance(read, Skipped):
+        return read
+    data, media_type = read
+    digest = hashlib.sha256(data).digest()
+    if _existing_image(ws.query_one, library, digest, model_ref) == "current":
+        return Skipped(where, "duplicate", DUPLICATE)
+    made = reference_template(data, where, face_engine, loader=loader, upsample=upsample)
+    if isinstance(made, Skipped):
+        return made
+    rgb, face, vector = made.rgb, made.face, made.vector
+    blob = vector.tobytes()
+    now = ws.now().isoformat(timespec="seconds")
+    new = NewImage(reference, path.name, data, digest, media_type, int(rgb.shape[1]), int(rgb.shape[0]))
+    with ws.transaction() as conn:
+        stored = store_reference_image(
+            conn, library, model_ref, new, meta, source_default, added_by, package_id, blob, face.box.as_list(), now
+        )
+        if stored is None:
+            return Skipped(where, "duplicate", DUPLICATE)
+        template_id, outcome = stored
+        bump_content_version(conn, library.id)
+    pending.append((template_id, vector))
+    if made.chose_dominant:
+        chose_dominant.append(where)
+    return outcome
+
+
+def read_reference_image(path: Path) -> tuple[bytes, str] | Skipped:
+    """A reference image's bytes and media type, or why it cannot be enrolled (too large, unreadable, not an image).
+
+    Shared by the terminal's enrolment and the central unit's (``engine.central.enrol``): one set of rules.
+    """
+    where = str(path)
     try:
         size = path.stat().st_size
         if size > MAX_IMAGE_BYTES:
@@ -304,9 +338,26 @@ def _enrol_one(
     media_type = _media_type(data)
     if media_type is None:
         return Skipped(where, "unreadable", "not a JPEG or PNG image")
-    digest = hashlib.sha256(data).digest()
-    if _existing_image(ws.query_one, library, digest, model_ref) == "current":
-        return Skipped(where, "duplicate", DUPLICATE)
+    return data, media_type
+
+
+@dataclass(frozen=True)
+class ReferenceTemplate:
+    """The face enrolled from a reference image: the decoded pixels, the face chosen and its template."""
+
+    rgb: NDArray[np.uint8] = field(repr=False)
+    face: Face
+    vector: NDArray[np.float32] = field(repr=False)  # little-endian float32, shape (NDIM,), finite
+    chose_dominant: bool
+
+
+def reference_template(
+    data: bytes, where: str, face_engine: FaceAnalyzer, *, loader: ImageLoader = load_rgb, upsample: int = 0
+) -> ReferenceTemplate | Skipped:
+    """The template of the one face of a reference image (``reference_face``'s rules), or why there is none.
+
+    Shared by the terminal's enrolment and the central unit's (``engine.central.enrol``): one set of rules.
+    """
     try:
         rgb = loader(data, where)
     except ImageError as exc:
@@ -323,25 +374,7 @@ def _enrol_one(
     vector = np.asarray(face.embedding, dtype="<f4")
     if vector.shape != (NDIM,) or not np.all(np.isfinite(vector)):
         return Skipped(where, "no_template", f"the face engine returned an unusable template of shape {vector.shape}")
-    blob = vector.tobytes()
-    now = ws.now().isoformat(timespec="seconds")
-    with ws.transaction() as conn:
-        existing = _existing_image(lambda sql, params: conn.execute(sql, params).fetchone(), library, digest, model_ref)
-        if existing == "current":
-            return Skipped(where, "duplicate", DUPLICATE)
-        if isinstance(existing, int):
-            template_id = _insert_template(conn, existing, library, model_ref, blob, face.box.as_list(), now)
-            outcome = _RETEMPLATED
-        else:
-            new = _NewImage(reference, path.name, data, digest, media_type, int(rgb.shape[1]), int(rgb.shape[0]))
-            image_id, created = _insert_image(conn, library, new, meta, source_default, added_by, package_id, now)
-            template_id = _insert_template(conn, image_id, library, model_ref, blob, face.box.as_list(), now)
-            outcome = _NEW_SUBJECT if created else _ENROLLED
-        bump_content_version(conn, library.id)
-    pending.append((template_id, vector))
-    if chosen.chose_dominant:
-        chose_dominant.append(where)
-    return outcome
+    return ReferenceTemplate(rgb, face, vector, chosen.chose_dominant)
 
 
 def _flush(indexes: IndexSet, library: Library, pending: list[tuple[int, NDArray[np.float32]]]) -> None:
@@ -358,7 +391,9 @@ def _flush(indexes: IndexSet, library: Library, pending: list[tuple[int, NDArray
 
 
 @dataclass(frozen=True)
-class _NewImage:
+class NewImage:
+    """A reference image about to be stored: its subject, its exact bytes and its decoded size."""
+
     reference: str
     filename: str
     data: bytes
@@ -371,7 +406,7 @@ class _NewImage:
 def _insert_image(
     conn: Any,
     library: Library,
-    new: _NewImage,
+    new: NewImage,
     meta: Metadata,
     source_default: str,
     added_by: str | None,
@@ -404,6 +439,36 @@ def _insert_image(
     ).lastrowid
     conn.execute("INSERT INTO image_bytes (image_id, data) VALUES (?, ?)", (image_id, new.data))
     return int(image_id), created
+
+
+def store_reference_image(
+    conn: Any,
+    library: Library,
+    model_ref: int,
+    new: NewImage,
+    meta: Metadata,
+    source_default: str,
+    added_by: str | None,
+    package_id: str | None,
+    template: bytes,
+    face_box: list[int],
+    now: str,
+) -> tuple[int, str] | None:
+    """Store one reference image and its template inside the caller's transaction: (template id, outcome).
+
+    The one way an image enters a library, for enrolment from a folder and for library packages
+    from the central unit (``engine.media``). None when the same bytes are in the library with a
+    template of this model already (a duplicate); an image there without one gains it. The
+    caller raises the library's content version.
+    """
+    existing = _existing_image(lambda sql, params: conn.execute(sql, params).fetchone(), library, new.digest, model_ref)
+    if existing == "current":
+        return None
+    if isinstance(existing, int):
+        return _insert_template(conn, existing, library, model_ref, template, face_box, now), _RETEMPLATED
+    image_id, created = _insert_image(conn, library, new, meta, source_default, added_by, package_id, now)
+    template_id = _insert_template(conn, image_id, library, model_ref, template, face_box, now)
+    return template_id, _NEW_SUBJECT if created else _ENROLLED
 
 
 def _insert_template(

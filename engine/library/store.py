@@ -133,33 +133,86 @@ def create_library(
     elif authorisation is not None or expires_at is not None:
         raise LibraryError("a substantive library has no authorisation reference or expiry: use --kind temporary")
     with ws.transaction() as conn:
-        if conn.execute("SELECT 1 FROM libraries WHERE name = ?", (name,)).fetchone():
-            raise LibraryError(f"library {name!r} already exists")
-        cur = conn.execute(
-            "INSERT INTO libraries (name, kind, authorisation, expires_at, description, created_at, created_by,"
-            " index_salt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                name,
-                kind.value,
-                authorisation,
-                _iso(expires_at),
-                description,
-                _iso(now),
-                created_by,
-                secrets.token_bytes(16),
-            ),
-        )
-        library_id = cur.lastrowid
-        record_event(
-            conn,
-            ws,
-            created_by,
-            "create",
-            int(library_id),
+        library_id = insert_library(conn, ws, name, kind, authorisation, expires_at, description, created_by)
+    return get_library_by_id(ws, library_id)
+
+
+def insert_library(
+    conn: Any,
+    ws: Workspace,
+    name: str,
+    kind: LibraryKind,
+    authorisation: str | None,
+    expires_at: datetime | None,
+    description: str,
+    created_by: str,
+    detail: dict[str, Any] | None = None,
+) -> int:
+    """Insert a checked library and record it, inside the caller's transaction (``create_library``, packages)."""
+    if conn.execute("SELECT 1 FROM libraries WHERE name = ?", (name,)).fetchone():
+        raise LibraryError(f"library {name!r} already exists")
+    cur = conn.execute(
+        "INSERT INTO libraries (name, kind, authorisation, expires_at, description, created_at, created_by,"
+        " index_salt) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
             name,
-            {"kind": kind.value, "authorisation": authorisation, "expires_at": _iso(expires_at)},
-        )
-    return get_library_by_id(ws, int(library_id))
+            kind.value,
+            authorisation,
+            _iso(expires_at),
+            description,
+            _iso(ws.now()),
+            created_by,
+            secrets.token_bytes(16),
+        ),
+    )
+    library_id = int(cur.lastrowid)
+    record_event(
+        conn,
+        ws,
+        created_by,
+        "create",
+        library_id,
+        name,
+        {"kind": kind.value, "authorisation": authorisation, "expires_at": _iso(expires_at), **(detail or {})},
+    )
+    return library_id
+
+
+@dataclass(frozen=True)
+class Weeded:
+    """What weeding took out of one library: the subjects found, and their images and templates."""
+
+    subjects: int
+    images: int
+    templates: int
+
+
+def weed_subjects(conn: Any, library_id: int, references: list[str] | tuple[str, ...]) -> Weeded:
+    """Delete every image, template and the row of each named subject, inside the caller's transaction.
+
+    The caller records it, raises the content version and takes the library's index snapshot
+    out of use (the rows are gone; an index built before would still hold their templates).
+    """
+    subjects = images = templates = 0
+    for start in range(0, len(references), 500):
+        batch = list(references[start : start + 500])
+        marks = ",".join("?" * len(batch))
+        ids = [
+            int(r[0])
+            for r in conn.execute(
+                f"SELECT id FROM subjects WHERE library_id = ? AND reference IN ({marks})",  # noqa: S608 - placeholders
+                (library_id, *batch),
+            ).fetchall()
+        ]
+        if not ids:
+            continue
+        id_marks = ",".join("?" * len(ids))
+        image_ids = f"SELECT id FROM images WHERE subject_id IN ({id_marks})"  # noqa: S608 - placeholders only
+        templates += conn.execute(f"DELETE FROM templates WHERE image_id IN ({image_ids})", ids).rowcount  # noqa: S608
+        conn.execute(f"DELETE FROM image_bytes WHERE image_id IN ({image_ids})", ids)  # noqa: S608
+        images += conn.execute(f"DELETE FROM images WHERE subject_id IN ({id_marks})", ids).rowcount  # noqa: S608
+        subjects += conn.execute(f"DELETE FROM subjects WHERE id IN ({id_marks})", ids).rowcount  # noqa: S608
+    return Weeded(subjects, images, templates)
 
 
 def list_libraries(ws: Workspace) -> list[Library]:

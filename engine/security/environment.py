@@ -15,7 +15,7 @@ from pathlib import Path
 
 # Fields 50 and 51 of /proc/<pid>/stat (Linux 3.5 and later): where the initial environment lies.
 _ENV_START_FIELD = 50
-SECRET_VARIABLES = ("RFR_PASSWORD", "RFR_NEW_PASSWORD", "RFR_PASSPHRASE")  # names, not secrets
+SECRET_VARIABLES = ("RFR_PASSWORD", "RFR_NEW_PASSWORD", "RFR_PASSPHRASE", "RFR_OVERSIGHT_PASSPHRASE")  # names
 # Secrets taken out of the environment at start-up (``take_all``) and not yet asked for.
 _held: dict[str, str] = {}
 

@@ -32,7 +32,7 @@ import re
 import secrets
 import threading
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -298,6 +298,38 @@ class AccountRequest:
         }
 
 
+@dataclass(frozen=True)
+class CentralAccount:
+    """An account as a signed accounts package from the central unit states it (``engine.media``).
+
+    ``first_password`` is the scrypt hash of the password the central unit handed its owner, who
+    changes it at first sign-in; None keeps an existing account's password.
+    """
+
+    username: str
+    display_name: str
+    roles: tuple[str, ...]
+    rank: str | None
+    first_password: PasswordHash | None = field(repr=False)
+    locked: bool
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    """What an accounts package does to one account: ``add``, ``change``, ``remove`` or ``none``, and how."""
+
+    username: str
+    change: str
+    what: tuple[str, ...]
+
+    def describe(self) -> str:
+        verb = {"add": "added", "change": "changed", "remove": "removed", "none": "unchanged"}[self.change]
+        return f"{self.username} {verb}" + (f": {'; '.join(self.what)}" if self.what else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"username": self.username, "change": self.change, "what": list(self.what)}
+
+
 @dataclass
 class _SessionState:
     username: str
@@ -466,13 +498,14 @@ class Accounts:
     def _engineer(self, by: Session, doing: str) -> User:
         return self.require_any(by, doing, Role.ENGINEER)
 
-    def _validate_rank(self, roles: frozenset[Role], rank: str | None) -> None:
-        if rank is not None and not self._policy.is_rank(rank):
-            known = ", ".join(self._policy.rank_names())
+    def _validate_rank(self, roles: frozenset[Role], rank: str | None, policy: Policy | None = None) -> None:
+        policy = policy or self._policy
+        if rank is not None and not policy.is_rank(rank):
+            known = ", ".join(policy.rank_names())
             raise UserError(f"unknown rank {rank!r}: use one of {known}")
         if Role.APPROVER in roles:
-            minimum = self._policy.approval.min_rank
-            if rank is None or not self._policy.rank_at_least(rank, minimum):
+            minimum = policy.approval.min_rank
+            if rank is None or not policy.rank_at_least(rank, minimum):
                 raise UserError(
                     f"role approver needs the rank of {minimum} or above (or staff equivalent); "
                     f"{'no rank was given' if rank is None else repr(rank) + ' is below it'}"
@@ -930,6 +963,150 @@ class Accounts:
             )
             self._audit(conn, engineer.username, "user.unlock", username)
         return self.get_user(username)
+
+    # Accounts from the central unit
+
+    def plan_central_accounts(
+        self, accounts: Sequence[CentralAccount], remove: Sequence[str], *, by: Session, policy: Policy | None = None
+    ) -> list[AccountChange]:
+        """What an accounts package would change here, checked as applying it checks (nothing is written)."""
+        self._engineer(by, "reading an accounts package")
+        with self._ws.reading() as conn:
+            return self._central_changes(conn, accounts, remove, policy or self._policy)
+
+    def apply_central_accounts(
+        self,
+        conn: Any,
+        accounts: Sequence[CentralAccount],
+        remove: Sequence[str],
+        *,
+        package: str,
+        by: Session,
+        policy: Policy | None = None,
+    ) -> list[AccountChange]:
+        """Apply an accounts package inside the caller's transaction: each change is the package's, applied by ``by``.
+
+        The package, signed by the central unit's accounts key, is the authority a second engineer
+        is for changes made at the terminal; ``by`` is the engineer who applied it. New accounts and
+        reset passwords must be changed at first sign-in. Refused (``UserError``) if it would leave
+        the terminal with no engineer able to sign in. Sessions of changed accounts end.
+        """
+        engineer = self._engineer(by, "applying an accounts package").username
+        policy = policy or self._policy
+        changes = self._central_changes(conn, accounts, remove, policy)
+        stated = {a.username: a for a in accounts}
+        for change in changes:
+            name = change.username
+            if change.change == "none":
+                continue
+            if change.change == "remove":
+                conn.execute("DELETE FROM user_roles WHERE username = ?", (name,))
+                conn.execute("DELETE FROM users WHERE username = ?", (name,))
+                conn.execute(
+                    "UPDATE user_requests SET state = 'cancelled', decided_by = ?, decided_at = ?,"
+                    " password_salt = NULL, password_hash = NULL WHERE username = ? AND state = 'pending'",
+                    (engineer, format_utc(self._now()), name),
+                )
+            else:
+                account = stated[name]
+                roles = parse_roles(account.roles)
+                if change.change == "add":
+                    assert account.first_password is not None
+                    self._insert_user(
+                        conn, name, account.display_name, account.rank, account.first_password, roles, must_change=True
+                    )
+                else:
+                    conn.execute(
+                        "UPDATE users SET display_name = ?, rank = ? WHERE username = ?",
+                        (account.display_name, account.rank, name),
+                    )
+                    conn.execute("DELETE FROM user_roles WHERE username = ?", (name,))
+                    conn.executemany(
+                        "INSERT INTO user_roles (username, role) VALUES (?, ?)",
+                        [(name, r.value) for r in sorted(roles)],
+                    )
+                    if account.first_password is not None:
+                        self._store_hash(conn, name, account.first_password, must_change=True)
+                        conn.execute(
+                            "UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE username = ?", (name,)
+                        )
+                conn.execute("UPDATE users SET locked_by_admin = ? WHERE username = ?", (int(account.locked), name))
+            self._audit(
+                conn,
+                engineer,
+                f"user.{change.change}",
+                name,
+                package=package,
+                source="central unit package",
+                changed=list(change.what),
+            )
+        able = conn.execute(
+            "SELECT count(*) FROM users u JOIN user_roles r ON r.username = u.username"
+            " WHERE r.role = ? AND u.locked_by_admin = 0",
+            (Role.ENGINEER.value,),
+        ).fetchone()[0]
+        if not able:
+            raise UserError(
+                "the accounts package would leave this terminal with no engineer able to sign in: refused; "
+                "ask the central unit to correct it"
+            )
+        for change in changes:
+            if change.change != "none":
+                self._end_sessions_of(change.username)
+        return changes
+
+    def _central_changes(
+        self, conn: Any, accounts: Sequence[CentralAccount], remove: Sequence[str], policy: Policy
+    ) -> list[AccountChange]:
+        seen: set[str] = set()
+        changes: list[AccountChange] = []
+        for account in accounts:
+            name = validate_username(account.username)
+            if name in seen:
+                raise UserError(f"the accounts package names {name!r} twice")
+            seen.add(name)
+            _check_display_name(account.display_name)
+            roles = parse_roles(account.roles)
+            self._validate_rank(roles, account.rank, policy)
+            hashed = account.first_password
+            if hashed is not None and (
+                not _params_sane(hashed.n, hashed.r, hashed.p)
+                or not 16 <= len(hashed.salt) <= 64
+                or not 16 <= len(hashed.digest) <= 64
+            ):
+                raise UserError(f"the first password of {name!r} is not an scrypt hash this terminal accepts")
+            row = conn.execute(
+                "SELECT display_name, rank, locked_by_admin FROM users WHERE username = ?", (name,)
+            ).fetchone()
+            if row is None:
+                if hashed is None:
+                    raise UserError(f"the accounts package adds {name!r} without a first password: refused")
+                what = [f"roles {', '.join(sorted(r.value for r in roles))}", f"rank {account.rank or 'none'}"]
+                what += ["locked"] if account.locked else []
+                changes.append(AccountChange(name, "add", (*what, "first password to change at first sign-in")))
+                continue
+            held = {str(r[0]) for r in conn.execute("SELECT role FROM user_roles WHERE username = ?", (name,))}
+            what = []
+            wanted = {r.value for r in roles}
+            if held != wanted:
+                what.append(f"roles {', '.join(sorted(held)) or 'none'} -> {', '.join(sorted(wanted))}")
+            if row[1] != account.rank:
+                what.append(f"rank {row[1] or 'none'} -> {account.rank or 'none'}")
+            if str(row[0]) != account.display_name:
+                what.append("display name")
+            if bool(row[2]) != account.locked:
+                what.append("locked" if account.locked else "unlocked")
+            if hashed is not None:
+                what.append("password reset (to change at first sign-in)")
+            changes.append(AccountChange(name, "change" if what else "none", tuple(what)))
+        for name in remove:
+            if name in seen:
+                raise UserError(f"the accounts package both keeps and removes {name!r}")
+            seen.add(name)
+            exists = conn.execute("SELECT 1 FROM users WHERE username = ?", (name,)).fetchone() is not None
+            note: tuple[str, ...] = () if exists else ("not on this terminal",)
+            changes.append(AccountChange(name, "remove" if exists else "none", note))
+        return changes
 
     # Passwords and sign-in
 

@@ -1258,6 +1258,8 @@ CHANGES_BY_AN_ENGINEER = {
     "unlock_user",
     "directory",
     "pending_requests",
+    "plan_central_accounts",
+    "apply_central_accounts",
 }
 WITHOUT_AN_ENGINEER = {
     "bootstrap_engineer": "the first engineer, only on a workspace with no users",
@@ -1293,6 +1295,12 @@ def test_nobody_path_is_gone() -> None:
         assert annotation in ("Session", Session), f"{name}: 'by' must be a signed-in session, not {annotation}"
 
 
+def central_package(ws: Workspace, accounts: Accounts, by: Session) -> object:
+    """An (empty) accounts package from the central unit applied by ``by``, in its own transaction."""
+    with ws.transaction() as conn:
+        return accounts.apply_central_accounts(conn, [], [], package="accounts#1", by=by)
+
+
 def test_nobody_changes_accounts_without_a_signed_in_engineer(
     accounts: Accounts, ws: Workspace, clock: FakeClock
 ) -> None:
@@ -1325,6 +1333,8 @@ def test_nobody_changes_accounts_without_a_signed_in_engineer(
         "unlock_user": lambda by: accounts.unlock_user("eng3", by=by),
         "directory": lambda by: accounts.directory(by),
         "pending_requests": lambda by: accounts.pending_requests(by),
+        "plan_central_accounts": lambda by: accounts.plan_central_accounts([], [], by=by),
+        "apply_central_accounts": lambda by: central_package(ws, accounts, by),
     }
     assert set(calls) == CHANGES_BY_AN_ENGINEER
     before, seq = account_tables(ws), head(ws)
