@@ -121,6 +121,7 @@ class SignInScreen(_Gate):
         self._opening = opening
 
     def fields(self) -> ComposeResult:
+        yield Static(plain(f"Terminal: {self.rfr.config.name}"), id="terminal-name", classes="gate--intro")
         yield Input(placeholder="User name", id="username")
         yield Input(password=True, placeholder="Password", id="password")
         yield Button(plain("Sign in (Enter)"), id="sign-in", variant="primary")
