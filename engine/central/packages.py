@@ -118,8 +118,13 @@ def _finish(
     ledger_update: Callable[[dict[str, Any]], None] | None = None,
     enrolment: str | None = None,
     before_commit: Callable[[], None] | None = None,
+    written: dict[str, tuple[int, str]] | None = None,
 ) -> BuiltPackage:
-    """Validate the manifest with the terminal's reader, write targets, then the ledger and the pending record."""
+    """Validate the manifest with the terminal's reader, write targets, then the ledger and the pending record.
+
+    ``written``: targets already put in the repository while the package was built (a library's images,
+    written one at a time so that a package of any size is built in bounded memory): (length, sha256).
+    """
     data = manifest.to_bytes()
     if len(data) > MAX_MANIFEST_BYTES:
         raise CentralError(
@@ -133,7 +138,7 @@ def _finish(
     targets: dict[str, tuple[int, str]] = {}
     size = 0
     for path in manifest.blobs():
-        length, sha256 = repo.put_target(path, blobs[path])
+        length, sha256 = written[path] if written and path in written else repo.put_target(path, blobs[path])
         if blob_path(sha256) != path:
             raise CentralError(f"blob {path} does not hash to its own name")
         targets[path] = (length, sha256)
@@ -224,6 +229,7 @@ def build_library(
             raise CentralError(f"library {library.name} is {known}: its packages cannot make it {library.kind}")
         subjects: list[SubjectEntry] = []
         blobs: dict[str, bytes] = {}
+        written: dict[str, tuple[int, str]] = {}
         summary: dict[str, Any] = {"subjects_added": 0, "images_added": 0, "subjects_removed": len(removals)}
         enrolment_id = None
         model_id = model_sha256 = None
@@ -235,7 +241,7 @@ def build_library(
             if already is not None:
                 raise CentralError(f"enrolment {enrolment} was already packaged as {already}: it is never sent twice")
             model_id, model_sha256 = output.header.model_id, output.header.model_sha256
-            subjects, vectors, skipped = _library_additions(output, blobs)
+            subjects, vectors, skipped = _library_additions(output, repo, written)
             if vectors:
                 array = np.ascontiguousarray(np.stack(vectors).astype("<f4"))
                 data = array.tobytes()
@@ -271,7 +277,7 @@ def build_library(
             entry["library_kind"] = library.kind
             entry["model"] = {"model_id": model_id, "sha256": model_sha256}
 
-        return _finish(repo, manifest, blobs, summary, ledger_update=remember, enrolment=enrolment_id)
+        return _finish(repo, manifest, blobs, summary, ledger_update=remember, enrolment=enrolment_id, written=written)
 
 
 def _stream_model(repo: Repository, stream: str) -> tuple[str, str]:
@@ -290,9 +296,13 @@ def _sha(data: bytes) -> str:
 
 
 def _library_additions(
-    output: EnrolmentOutput, blobs: dict[str, bytes]
+    output: EnrolmentOutput, repo: Repository, written: dict[str, tuple[int, str]]
 ) -> tuple[list[SubjectEntry], list[Any], dict[str, int]]:
-    """Subjects with their enrolled images (bytes re-read and checked against the enrolled hash), in manifest order."""
+    """Subjects with their enrolled images (bytes re-read and checked against the enrolled hash), in manifest order.
+
+    Each image is put in the repository as a target as soon as it is read and checked (``written``), so
+    memory holds one image at a time, not the package: a force's first load is many gigabytes.
+    """
     manifest = output.manifest()
     meta = manifest.metadata
     rows = {row.row: row for row in manifest.rows}
@@ -318,7 +328,7 @@ def _library_additions(
             )
         seen.add(outcome.sha256)
         blob = blob_path(outcome.sha256)
-        blobs[blob] = data
+        written[blob] = repo.put_target(blob, data)
         fields = meta.image(row.reference, row.image)
         images.setdefault(row.reference, []).append(
             ImageEntry(

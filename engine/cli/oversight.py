@@ -370,25 +370,9 @@ def _import(args: argparse.Namespace) -> int:
 
 def _findings(args: argparse.Namespace) -> int:
     with _acting(args) as (oversight, session):
-        user = oversight.auditor(session, "reading the findings")
-        clause = "" if args.all else " WHERE resolved_at IS NULL"
-        rows = oversight.ws.query(
-            "SELECT id, terminal, kind, bundle_id, other_bundle_id, detail, found_at, resolved_at "  # noqa: S608
-            f"FROM oversight_findings{clause} ORDER BY id"
-        )
-        oversight.record(user.username, "oversight.findings_view", findings=len(rows))
-    found = [
-        dict(
-            zip(
-                ("id", "terminal", "kind", "bundle", "other_bundle", "detail", "found_at", "resolved_at"),
-                r,
-                strict=True,
-            )
-        )
-        for r in rows
-    ]
-    lines = [f"{f['id']:>4} {f['terminal']:20} {f['kind']:15} {f['detail']}" for f in found]
-    emit(args, {"findings": found}, "\n".join(lines) if lines else "No findings.")
+        found = oversight.findings(session, include_resolved=args.all)
+    lines = [f"{f.id:>4} {f.terminal:20} {f.kind:15} {f.detail}" for f in found]
+    emit(args, {"findings": [f.to_json() for f in found]}, "\n".join(lines) if lines else "No findings.")
     return 0
 
 

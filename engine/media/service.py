@@ -194,6 +194,11 @@ class Media:
         if result.policy is not None:
             self._adopt_policy(result.policy)
         self._reindex(result, say)
+        if result.weeded_libraries:
+            # Weeding destroys data: fold the write-ahead log back now, so the database pages that held the
+            # weeded images and templates are overwritten (secure_delete) at once, as casework does when it
+            # deletes probe data, not whenever SQLite next checkpoints on its own.
+            self._ws.checkpoint()
         say(MediaProgress("done", 1, 1, ""))
         return result
 

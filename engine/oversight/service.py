@@ -83,6 +83,23 @@ class TerminalRecord:
         return out
 
 
+@dataclass(frozen=True)
+class Finding:
+    """Something an import found that needs an auditor's look: a gap, a fork, a rolled-back or rebuilt log..."""
+
+    id: int
+    terminal: str
+    kind: str
+    bundle: int | None
+    other_bundle: int | None
+    detail: str
+    found_at: str
+    resolved_at: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 def valid_terminal_name(name: str) -> str:
     text = name.strip()
     if not TERMINAL_NAME.fullmatch(text):
@@ -242,6 +259,29 @@ class Oversight:
             bundles,
             0 if findings is None else int(findings[0]),
         )
+
+    def findings(self, session: Session, *, include_resolved: bool = False) -> list[Finding]:
+        """What imports found (open ones, or every one), oldest first (auditors; the look is recorded)."""
+        user = self.auditor(session, "reading the findings")
+        clause = "" if include_resolved else " WHERE resolved_at IS NULL"
+        rows = self.ws.query(
+            "SELECT id, terminal, kind, bundle_id, other_bundle_id, detail, found_at, resolved_at "  # noqa: S608
+            f"FROM oversight_findings{clause} ORDER BY id"
+        )
+        self.record(user.username, "oversight.findings_view", findings=len(rows))
+        return [
+            Finding(
+                int(r[0]),
+                str(r[1]),
+                str(r[2]),
+                None if r[3] is None else int(r[3]),
+                None if r[4] is None else int(r[4]),
+                str(r[5]),
+                str(r[6]),
+                None if r[7] is None else str(r[7]),
+            )
+            for r in rows
+        ]
 
     def terminals(self, session: Session) -> list[TerminalRecord]:
         """Every registered terminal and how far its accepted log reaches (auditors; the look is recorded)."""

@@ -178,6 +178,35 @@ def test_library_deltas_never_skip_a_sequence_and_weeding_follows_in_order(tmp_p
         )
 
 
+def test_a_library_package_is_built_one_image_at_a_time(tmp_path: Path) -> None:
+    """A force's first load is gigabytes of images: building its package holds one of them, never all."""
+    import tracemalloc
+
+    from tests.central.conftest import CHEAP
+    from tests.central.synthetic import generated_enrolment
+
+    images, each = 24, 1 << 20
+    model = ("generated-model", "ab" * 32)
+    total = generated_enrolment(
+        tmp_path / "source", tmp_path / "out", PASSPHRASE, images=images, bytes_each=each, model=model, kdf=CHEAP
+    )
+    assert total > 23 * each
+    repo = Repository.create_or_open(tmp_path / "repo")
+    tracemalloc.start()
+    try:
+        built = build_library(
+            repo, FORCE, LibraryTarget("custody"), enrolment=tmp_path / "out", passphrase=lambda: PASSPHRASE
+        )
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (built.blobs, built.summary["images_added"]) == (images + 1, images)  # the images and the templates
+    assert peak < 6 * each, f"building a package of {total / 2**20:.0f} MiB of images held {peak / 2**20:.1f} MiB"
+    pending = json.loads(next((repo.central / "pending").glob("*.json")).read_bytes())
+    for path, target in pending["targets"].items():  # every image is in the repository as its signed target
+        assert repo.target_file(path, target["sha256"]).stat().st_size == target["length"]
+
+
 def test_a_models_package_carries_a_models_folder_that_meets_its_own_manifest(tmp_path: Path) -> None:
     import shutil
 

@@ -23,6 +23,7 @@ from engine.oversight.report import Period, board_figures, board_report, write_r
 from engine.oversight.service import Oversight
 from engine.security.users import Session
 from tests.oversight.history import TERMINAL, World, expected_q3, expected_q4
+from tests.terminals import PASSWORD
 
 
 def imported(world: World, oversight: tuple[Oversight, Session]) -> tuple[Oversight, Session]:
@@ -128,3 +129,17 @@ def test_what_the_oversight_keeps(world: World, oversight: tuple[Oversight, Sess
     terminal = ov.terminal(TERMINAL)
     assert terminal.accepted_through == q4.predicate.last_seq and terminal.bundles == {"accepted": 2}
     assert terminal.workspace_id == q3.predicate.workspace_id
+
+
+def test_the_findings_as_an_auditor_screen_reads_them(world: World, oversight: tuple[Oversight, Session]) -> None:
+    ov, olive = imported(world, oversight)
+    assert ov.findings(olive) == []  # the gap was closed when the missing bundle arrived
+    (gap,) = ov.findings(olive, include_resolved=True)
+    assert (gap.terminal, gap.kind, gap.resolved_at is not None) == (TERMINAL, "gap", True)
+    assert gap.to_json()["kind"] == "gap"
+    with ov.ws.reading() as conn:
+        looks = [e for e in audit.events(conn) if e.action == "oversight.findings_view"]
+    assert [(e.actor, e.details["findings"]) for e in looks] == [("olive", 0), ("olive", 1)]
+    engineer = ov.accounts.login("eng1", PASSWORD)
+    with pytest.raises(Exception, match="needs the Auditor role"):
+        ov.findings(engineer)
