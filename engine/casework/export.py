@@ -13,11 +13,13 @@ import html
 import os
 from pathlib import Path
 
-from engine.casework.model import CaseCandidate
+from engine.casework.model import Case, CaseCandidate
 from engine.casework.service import ReportMaterial
 from engine.errors import CaseError, RfrError
 from engine.policy import Policy
-from engine.scoring import UNCALIBRATED, meaning_for_model
+from engine.scoring import UNCALIBRATED, LibrarySize, ScoreView, meaning_for_model
+from engine.scoring.applicability import probe_caveats
+from engine.scoring.meaning import SIMILARITY_NOTE
 from engine.version import software_version
 
 PLAINTEXT_WARNING = (
@@ -54,20 +56,58 @@ def _row(label: str, value: object) -> str:
     return f"<tr><th>{html.escape(label)}</th><td>{html.escape(str(value))}</td></tr>"
 
 
-def score_meaning(policy: Policy, distance: float | None, model_id: str | None, model_sha256: str | None) -> str:
-    """What the score means: the calibrated false-match rate and versions, or plainly "uncalibrated"."""
+def score_view(
+    policy: Policy, model_id: str | None, model_sha256: str | None, library: LibrarySize | None = None
+) -> ScoreView:
+    """How the policy shows the case's scores, with their calibrated meaning when the model was calibrated."""
+    meaning = None if model_id is None or model_sha256 is None else meaning_for_model(policy, model_id, model_sha256)
+    return ScoreView.of(policy, meaning, library)
+
+
+def score_meaning(view: ScoreView, score: float | None, distance: float | None) -> str:
+    """What the score means, as the policy shows it: the calibrated statements and versions, or plainly not."""
+    if view.hidden:
+        return "not shown: the policy hides scores; the Potential Match was assessed by eye"
     if distance is None:
         return "not kept"
-    meaning = None if model_id is None or model_sha256 is None else meaning_for_model(policy, model_id, model_sha256)
+    meaning = view.meaning
+    shown = view.words(score, distance) or ""
     if meaning is None:
-        return f"distance {distance:.4f}; {UNCALIBRATED}"
+        return f"{shown}; {UNCALIBRATED}"
+    parts = [shown]
+    if view.show == "similarity":
+        parts[0] = f"{shown} ({SIMILARITY_NOTE.removesuffix('.')})"
+    parts.append(view.threshold_words(distance) or "")
     versions = meaning.versions()
-    return (
-        f"{meaning.describe(distance)}; "
-        + ("within" if meaning.within_threshold(distance) else "outside")
-        + f" the operating threshold {versions['threshold']} (target false-match rate "
-        f"{versions['target_false_match_rate']}); face model {versions['model_id']} "
-        f"({versions['model_sha256'][:12]}); policy {versions['policy_version']}"
+    parts.append(
+        f"face model {versions['model_id']} ({versions['model_sha256'][:12]}); calibration {versions['calibration']}; "
+        f"policy {versions['policy_version']}"
+    )
+    return "; ".join(p for p in parts if p)
+
+
+def equity_caveat(view: ScoreView) -> str:
+    """The equity caveat of the operating threshold (always: it is about the threshold, not a score)."""
+    if view.meaning is None:
+        return (
+            "No calibration was measured for this face model: how often different people of one demographic group "
+            "score within the threshold is unknown."
+        )
+    return view.meaning.equity_caveat()
+
+
+def accuracy_caveats(case: Case, view: ScoreView) -> list[str]:
+    """Which of the evaluation's accuracy figures apply to the case's Probe Image, as plain sentences.
+
+    From the case's recorded under-16 flag and the probe face's measured quality; figures measured at
+    another threshold or on another model are not cited. Empty when nothing limits the figures.
+    """
+    meaning = view.meaning
+    return probe_caveats(
+        case.probe_quality,
+        "under_16" in case.monitoring_flags,
+        threshold=meaning.threshold if meaning else None,
+        model_sha256=meaning.model_sha256 if meaning else case.model_sha256,
     )
 
 
@@ -80,6 +120,7 @@ def render_match_report(material: ReportMaterial, policy: Policy) -> str:
         (material.probe_image, material.probe_media_type or "image/jpeg") if material.probe_image else None
     )
     use_case = next((u.title for u in policy.use_cases if u.key == form.use_case), form.use_case)
+    view = score_view(policy, case.model_id, case.model_sha256, material.library)
     point = policy.operating_point
     threshold = (
         f"{point.threshold} (calibration {point.calibration_id}, "
@@ -127,6 +168,8 @@ def render_match_report(material: ReportMaterial, policy: Policy) -> str:
         _row("Libraries searched", ", ".join(case.libraries_searched)),
         _row("Face model", f"{case.model_id} (sha256 {case.model_sha256})"),
         _row("Operating threshold", threshold),
+        _row("Equity at the operating threshold", equity_caveat(view)),
+        _row("Searched", _searched_words(material.library)),
         _row("Policy", f"{policy.title} version {case.policy_version} (sha256 {case.policy_sha256})"),
         _row("Case state", case.state.value),
         _row(
@@ -153,14 +196,22 @@ def render_match_report(material: ReportMaterial, policy: Policy) -> str:
             + (html.escape("; ".join(warnings)) if warnings else "no quality warnings")
             + "</p>"
         )
+    caveats = accuracy_caveats(case, view)
+    parts.append(
+        "<h2>Which accuracy figures apply to this Probe Image</h2>"
+        + (
+            "".join(f"<p>{html.escape(c)}</p>" for c in caveats)
+            or "<p>The Probe Image is within what the evaluation measured (an adult face of the size and sharpness "
+            "of its photographs); the figures above apply as stated.</p>"
+        )
+    )
     for candidate in case.viable:
         parts.append(
             _match_section(
                 candidate,
                 probe_uri,
                 _data_uri(material.references.get(candidate.rank)),
-                score_meaning(policy, candidate.distance, case.model_id, case.model_sha256),
-                policy,
+                view,
             )
         )
     parts.append(f'<p class="lead">{html.escape(statement)}</p>')
@@ -169,13 +220,22 @@ def render_match_report(material: ReportMaterial, policy: Policy) -> str:
     return "\n".join(parts) + "\n"
 
 
-def _match_section(
-    candidate: CaseCandidate, probe_uri: str | None, reference_uri: str | None, meaning: str, policy: Policy
-) -> str:
+def _searched_words(library: LibrarySize | None) -> str:
+    if library is None:
+        return "not recorded (searched before library sizes were recorded)"
+    return f"{library.people:,} people ({library.templates:,} reference templates) in the libraries searched"
+
+
+def _match_section(candidate: CaseCandidate, probe_uri: str | None, reference_uri: str | None, view: ScoreView) -> str:
     report = candidate.report
     if report is None:
         raise CaseError(f"Viable Match ranked {candidate.rank} has no Match Report")
-    score = "not kept" if candidate.score is None else f"{candidate.score:.{policy.score_display.decimals}f}"
+    score_rows = (
+        _row("Score", "not shown: the policy hides scores")
+        if view.hidden
+        else _row(view.heading or "Score", view.cell(candidate.score, candidate.distance))
+        + _row("What the score means", score_meaning(view, candidate.score, candidate.distance))
+    )
 
     def figure(uri: str | None, caption: str) -> str:
         body = f'<img src="{uri}" alt="{html.escape(caption)}">' if uri else "<p>(image no longer held)</p>"
@@ -193,8 +253,7 @@ def _match_section(
         "<table>"
         + _row("Reference subject", candidate.subject)
         + _row("Library", candidate.library)
-        + _row("Score", score)
-        + _row("What the score means", meaning)
+        + score_rows
         + _row("Adjudicated by", f"{candidate.decided_by} at {candidate.decided_at}")
         + "</table><h3>Subject, System and Environmental Factors</h3>"
         f"<table><tr><th>Factor</th><th>Relevant</th><th>How it was evaluated</th></tr>{rows}</table>"

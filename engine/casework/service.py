@@ -57,7 +57,7 @@ from engine.library.registry import indexes_for
 from engine.library.store import Library, PurgeRecord, get_library, get_library_by_id, list_libraries, require_usable
 from engine.policy import Policy
 from engine.policy.store import record_policy
-from engine.scoring import ScoreMeaning, meaning_for_model
+from engine.scoring import LibrarySize, ScoreMeaning, meaning_for_model
 from engine.security.users import Accounts, ReauthPurpose, Role, Session, User
 
 if TYPE_CHECKING:
@@ -106,6 +106,8 @@ class SearchResult:
     meaning: ScoreMeaning | None
     """What the scores mean (calibration, threshold, versions); None for a model nobody calibrated."""
     model_sha256: str
+    library: LibrarySize | None = None
+    """The people and templates searched: what a candidate's distance means in 1:N depends on it."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class ReportMaterial:
     references: dict[int, tuple[bytes, str] | None]
     exported_by: str = ""
     exported_at: str = ""
+    library: LibrarySize | None = None  # the people and templates searched, as recorded when the search ran
 
 
 @dataclass(frozen=True)
@@ -848,6 +851,7 @@ class Casework:
             meaning = meaning_for_model(self._policy, engine.model_id, engine.model_sha256)
             indexes = indexes_for(self._ws, engine.model_id, engine.model_sha256)
             candidates = tuple(indexes.search(template, libraries, top_k))
+            searched = indexes.population(libraries)
             with self._ws.transaction() as conn:
                 current = self._read(case_id, conn)
                 self._check_search(user, current)
@@ -897,6 +901,7 @@ class Casework:
                     ],
                     candidate_list_size=top_k,
                     candidates=len(candidates),
+                    searched=searched.to_json(),
                     model_id=engine.model_id,
                     model_sha256=engine.model_sha256,
                     calibration=None if meaning is None else meaning.calibration.reference,
@@ -914,6 +919,7 @@ class Casework:
                 warnings,
                 meaning,
                 engine.model_sha256,
+                searched,
             )
 
     def _chosen_face(self, engine: FaceAnalyzer, image: bytes, case: Case) -> Face:
@@ -1204,7 +1210,28 @@ class Casework:
             references,
             exported_by=actor,
             exported_at=self._now(),
+            library=self._searched(case_id),
         )
+
+    def _searched(self, case_id: str) -> LibrarySize | None:
+        """The people and templates the case's search compared with, as its audit event recorded them."""
+        row = self._ws.query_one(
+            "SELECT details FROM audit_events WHERE action = 'case.search' AND json_extract(subjects, '$.case') = ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (case_id,),
+        )
+        if row is None:
+            return None
+        try:
+            details = json.loads(row[0])
+        except (TypeError, ValueError):
+            return None
+        return LibrarySize.from_json(details.get("searched") if isinstance(details, dict) else None)
+
+    def searched_library(self, session: Session, case_id: str) -> LibrarySize | None:
+        """What the case's search compared with (people, templates), for the 1:N meaning; readers of the case only."""
+        self._reader(session, "view", case_id)
+        return self._searched(case_id)
 
     def candidate_view(self, session: Session, case_id: str, rank: int) -> CandidateView:
         """One Potential Match's reference image with its face found again (landmarks, quality), to compare.

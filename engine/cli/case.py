@@ -31,7 +31,9 @@ from engine.cli.terminal import acting, actor_option, terminal_options
 from engine.errors import ImageError, UsageError
 from engine.files import read_regular_file
 from engine.library.enrol import MAX_IMAGE_BYTES
-from engine.scoring import INTELLIGENCE_LEAD, scoring_json, scoring_text
+from engine.scoring import INTELLIGENCE_LEAD, ScoreView, meaning_for_model, scoring_text
+from engine.security.users import Session
+from engine.terminal import Terminal
 
 
 def register(sub: Any) -> None:
@@ -248,47 +250,55 @@ def _withdraw(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     with acting(args) as (terminal, session):
         result = terminal.cases.search(session, args.case)
+        view = ScoreView.of(terminal.policy, result.meaning, result.library)
         caution = terminal.policy.score_display.rank_caution
-    payload = _search_json(result, caution)
-    emit(args, payload, _search_text(payload))
+    payload = _search_json(result, view, caution)
+    emit(args, payload, _search_text(payload, view))
     return 0
 
 
-def _search_json(result: SearchResult, caution: str) -> dict[str, Any]:
-    """The candidate list of an approved search, with what the scores mean and the policy's cautions."""
+def _search_json(result: SearchResult, view: ScoreView, caution: str) -> dict[str, Any]:
+    """The candidate list of an approved search, scores as the policy shows them, what they mean, the cautions."""
     return {
         "case": result.case.id,
         "state": result.case.state.value,
         "probes": [
             {
                 "path": f"Probe Image of case {result.case.id}",
-                "candidates": [c.to_json(result.meaning) for c in result.candidates],
+                "candidates": [c.to_json(view) for c in result.candidates],
                 "quality_warnings": list(result.quality_warnings),
             }
         ],
         "libraries": list(result.libraries),
         "top_k": result.top_k,
         "model_id": result.model_id,
-        "scoring": scoring_json(result.meaning, result.model_id, result.model_sha256),
+        "scoring": view.scoring_json(result.model_id, result.model_sha256),
         "notice": INTELLIGENCE_LEAD,
         "caution": caution,
     }
 
 
-def _search_text(payload: dict[str, Any]) -> str:
+def _search_text(payload: dict[str, Any], view: ScoreView) -> str:
     probe = payload["probes"][0]
-    lines = [
-        payload["notice"],
-        payload["caution"],
-        scoring_text(payload["scoring"]),
-        f"\nCase {payload['case']}: {len(probe['candidates'])} Potential Matches",
-    ]
+    scoring = payload["scoring"]
+    lines = [payload["notice"], payload["caution"], scoring_text(scoring)]
+    if view.show != "estimated_false_match_rate":
+        lines.append(view.note())
+    if scoring.get("equity_caveat"):
+        lines.append(scoring["equity_caveat"])
+    lines.append(f"\nCase {payload['case']}: {len(probe['candidates'])} Potential Matches")
     lines += [f"  quality warning: {w}" for w in probe["quality_warnings"]]
-    lines.append(f"  {'RANK':>4} {'SCORE':>6}  {'SUBJECT':28} {'LIBRARY':16} IMAGE")
+    score_head = {"similarity": f" {'SCORE':>6}", "estimated_false_match_rate": " ESTIMATED FALSE-MATCH RATE"}
+    lines.append(f"  {'RANK':>4}{score_head.get(view.show, '')}  {'SUBJECT':28} {'LIBRARY':16} IMAGE")
     for c in probe["candidates"]:
-        lines.append(f"  {c['rank']:>4} {c['score']:>6.3f}  {c['subject']:28} {c['library']:16} {c['image_id']}")
-        if payload["scoring"]["calibrated"]:
-            lines.append(f"       {c['meaning']}")
+        cell = ""
+        if view.show == "similarity":
+            cell = f" {'not kept' if c['score'] is None else format(c['score'], f'.{view.decimals}f'):>6}"
+        elif view.show == "estimated_false_match_rate":
+            cell = f" {c.get('false_match_words') or c['meaning']}"
+        lines.append(f"  {c['rank']:>4}{cell}  {c['subject']:28} {c['library']:16} {c['image_id']}")
+        if view.show == "estimated_false_match_rate" and view.meaning is not None:
+            lines += [f"       {c[key]}" for key in ("meaning", "in_library") if c.get(key)]
     return "\n".join(lines)
 
 
@@ -368,10 +378,24 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _case_view(terminal: Terminal, session: Session, case: Case) -> ScoreView:
+    """How the policy shows this case's scores (with the calibration and the library searched, for rates)."""
+    meaning = library = None
+    if terminal.policy.score_display.show == "estimated_false_match_rate" and case.model_id and case.model_sha256:
+        meaning = meaning_for_model(terminal.policy, case.model_id, case.model_sha256)
+        library = terminal.cases.searched_library(session, case.id)
+    return ScoreView.of(terminal.policy, meaning, library)
+
+
 def _show(args: argparse.Namespace) -> int:
     with acting(args) as (terminal, session):
         case = terminal.cases.show(session, args.case)
+        view = _case_view(terminal, session, case)
     payload = case.to_json()
+    payload["score_display"] = view.show
+    for shown, c in zip(payload["candidates"], case.candidates, strict=True):
+        del shown["score"], shown["distance"]  # only what the policy shows, as it shows it
+        shown.update(view.fields(c.score, c.distance))
     lines = [
         f"Case {case.id}: {case.state.value}" + (f" ({case.outcome.value})" if case.outcome else ""),
         f"  use case {case.form.use_case}; reference {case.form.reference}; offence {case.form.offence}",

@@ -13,8 +13,10 @@ from engine.faces.embed import l2_distance
 from engine.faces.image_io import load_image
 from engine.faces.pipeline import MAX_UPSAMPLE, FaceEngine, largest_face
 from engine.faces.types import Face
+from engine.library.index import score_from_distance
 from engine.policy import load_default_policy
-from engine.scoring import INTELLIGENCE_LEAD, ScoreMeaning
+from engine.scoring import INTELLIGENCE_LEAD, ScoreMeaning, ScoreView
+from engine.scoring.meaning import HIDDEN_NOTE
 
 
 def register(sub: Any) -> None:
@@ -102,23 +104,28 @@ def _compare(args: argparse.Namespace) -> int:
         chosen.append((path, face))
     (pa, fa), (pb, fb) = chosen
     assert fa.embedding is not None and fb.embedding is not None
-    meaning = ScoreMeaning.load(load_default_policy(), engine.model_id, engine.model_sha256)
+    policy = load_default_policy()
+    meaning = ScoreMeaning.load(policy, engine.model_id, engine.model_sha256)
+    view = ScoreView.of(policy, meaning)  # the policy's score_display, here as everywhere a score is shown
     distance = float(l2_distance(fa.embedding, fb.embedding))
+    similarity = score_from_distance(distance)
     payload = {
         "device": engine.device_used,
         "model": _model(engine),
         "a": {"path": str(pa), "face": fa.to_json()},
         "b": {"path": str(pb), "face": fb.to_json()},
-        "distance": distance,
-        "score": meaning.to_json(distance),
+        "score_display": view.show,
+        "score": {**view.fields(similarity, distance), **({} if view.hidden else meaning.versions())},
         "note": INTELLIGENCE_LEAD,
     }
-    side = "within" if meaning.within_threshold(distance) else "outside"
-    text = (
-        f"distance {distance:.4f}: {meaning.describe(distance)}.\n"
-        f"{side} the policy's operating threshold {meaning.threshold:.3f} "
-        f"(target false-match rate {meaning.target_false_match_rate:g}; policy {meaning.policy_version}).\n"
-        f"{INTELLIGENCE_LEAD}"
-    )
+    if view.hidden:
+        text = f"{HIDDEN_NOTE}\n{INTELLIGENCE_LEAD}"
+    else:
+        text = (
+            f"{view.words(similarity, distance)}.\n"
+            + ("" if view.show == "estimated_false_match_rate" else f"{view.note()}\n")
+            + f"{view.threshold_words(distance)} of policy {meaning.policy_version}.\n"
+            f"{INTELLIGENCE_LEAD}"
+        )
     emit(args, payload, text)
     return 0

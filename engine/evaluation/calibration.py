@@ -1,62 +1,138 @@
 """Fitting the score calibration from evaluation distances (offline; the run time never imports this).
 
-``build_calibration`` tabulates genuine and impostor distances measured on a benchmark into the
-``Calibration`` that the terminal loads, checks and states beside every score. Reading, verifying
-and applying a calibration is run time and lives in ``engine.scoring.calibration``.
+``build_calibration`` tabulates the distances of two disjoint sets of people (``engine.evaluation.
+protocol``: the derivation people choose the threshold, the statement people give every stated rate)
+and the within-group statement distances of hand-labelled demographic groups into the ``Calibration``
+the terminal loads, checks and states beside every score. Reading, verifying and applying it is run
+time and lives in ``engine.scoring.calibration``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from engine.errors import CalibrationError
-from engine.evaluation.metrics import Scores
-from engine.scoring.calibration import GRID_DECIMALS, GRID_STEP, Calibration
+from engine.evaluation.protocol import DERIVATION_FOLDS, MAX_IMAGES_PER_PERSON, STATEMENT_FOLDS
+from engine.scoring.calibration import CONFIDENCE, GRID_DECIMALS, GRID_STEP, MIN_EVENTS, Calibration, CountSet
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def _folds(folds: frozenset[int]) -> str:
+    return f"{min(folds)}-{max(folds)}"
+
+
+PROTOCOL = (
+    f"people split by LFW's own 10 folds (people.txt): the threshold is chosen on folds {_folds(DERIVATION_FOLDS)} "
+    f"(derivation people), every stated rate comes from folds {_folds(STATEMENT_FOLDS)} (statement people, held "
+    f"out); genuine pairs: every pair of at most {MAX_IMAGES_PER_PERSON} images per person (the first by image "
+    "number); impostor pairs: every pair of images of two different people of the same half; documented LFW "
+    "label errors excluded; images without a face take part in no pair"
+)
+
+
+@dataclass(frozen=True)
+class GroupScores:
+    """Within-group pairs of one demographic group, e.g. ``race:Asian``, ``sex:female``."""
+
+    genuine: npt.ArrayLike  # distances (balanced: at most 10 images per person)
+    impostor: npt.ArrayLike  # distances of pairs of two different people of the group
+    people: int
+
+
+@dataclass(frozen=True)
+class SetScores:
+    """All the pairs of one half: derivation or statement people."""
+
+    genuine: npt.ArrayLike  # distances (balanced: at most 10 images per person)
+    impostor: npt.ArrayLike  # distances (every different-person pair)
+    people: int
+    images: int
+    description: str  # "LFW people.txt folds 6-10: 2,874 people, 6,521 images with a face"
+    groups: Mapping[str, GroupScores] = field(default_factory=dict)  # hand-labelled, for the equity caveat
+
+
+def _sorted(values: npt.ArrayLike, what: str) -> FloatArray:
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if x.size and (not np.all(np.isfinite(x)) or float(x.min()) < 0.0):
+        raise CalibrationError(f"{what}: distances must be finite and 0 or more (leave out images without a face)")
+    return np.sort(x)
+
+
+def _at_or_below(sorted_values: FloatArray, grid: FloatArray) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.searchsorted(sorted_values, grid, side="right"))
 
 
 def build_calibration(
-    genuine: Scores | npt.ArrayLike,
-    impostor: Scores | npt.ArrayLike,
+    derivation: SetScores,
+    statement: SetScores,
     *,
-    id: str,
-    version: int,
     model_id: str,
     model_sha256: str,
     dataset: str,
-    created: str,
     created_by: str,
-    subjects: int,
-    images: int,
     images_without_face: int,
+    excluded_label_errors: int,
+    people_in_no_fold: int = 0,
+    group_labels: str = "",
+    protocol: str = PROTOCOL,
+    images: int | None = None,
+    min_events: int = MIN_EVENTS,
+    confidence: float = CONFIDENCE,
+    id_prefix: str = "lfw",
 ) -> Calibration:
-    """Tabulate genuine and impostor distances on the grid, from 0 to the first distance every impostor reached."""
-    g = genuine if isinstance(genuine, Scores) else Scores(genuine, what="genuine scores")
-    i = impostor if isinstance(impostor, Scores) else Scores(impostor, what="impostor scores")
-    if i.n == 0 or not math.isfinite(float(i.values[-1])):
-        raise CalibrationError("calibration needs impostor distances, all finite (leave out images without a face)")
-    last = math.ceil(float(i.values[-1]) / GRID_STEP) + 1
-    grid = np.round(np.arange(0, last + 1) * GRID_STEP, GRID_DECIMALS)
-    imp = i.at_or_below(grid)
-    stop = max(2, int(np.searchsorted(imp, i.n, side="left")) + 1)
-    grid, imp = grid[:stop], imp[:stop]
-    gen = g.at_or_below(grid)
+    """Tabulate every set on one grid, from 0 to the first distance every pair of every set has reached.
+
+    Deterministic: the same distances give the same file and the same id (no dates in it).
+    """
+    sets: list[tuple[str, FloatArray, FloatArray, int, int, str]] = []
+    for name, s in (("derivation", derivation), ("statement", statement)):
+        imp = _sorted(s.impostor, f"{name} impostor")
+        if imp.size == 0:
+            raise CalibrationError(f"calibration needs {name} impostor distances")
+        sets.append((name, _sorted(s.genuine, f"{name} genuine"), imp, s.people, s.images, s.description))
+    for name in statement.groups:  # in the caller's order (the caveat lists them so)
+        g = statement.groups[name]
+        sets.append(
+            (name, _sorted(g.genuine, f"{name} genuine"), _sorted(g.impostor, f"{name} impostor"), g.people, 0, "")
+        )
+    top = max(float(arr[-1]) for _, gen, imp, *_ in sets for arr in (gen, imp) if arr.size)
+    last = math.ceil(top / GRID_STEP + 1e-9) + 1
+    grid = np.round(np.arange(0, max(last, 1) + 1) * GRID_STEP, GRID_DECIMALS)
+    counts = [
+        CountSet(
+            name=name,
+            people=people,
+            genuine_pairs=int(gen.size),
+            impostor_pairs=int(imp.size),
+            impostor_at_or_below=_at_or_below(imp, grid),
+            genuine_at_or_below=_at_or_below(gen, grid),
+            description=description,
+            images=n_images,
+        )
+        for name, gen, imp, people, n_images, description in sets
+    ]
     return Calibration(
-        id=id,
-        version=version,
         model_id=model_id,
         model_sha256=model_sha256,
         dataset=dataset,
-        created=created,
+        protocol=protocol,
         created_by=created_by,
-        subjects=subjects,
-        images=images,
+        images=derivation.images + statement.images if images is None else images,
         images_without_face=images_without_face,
-        genuine_pairs=g.n,
-        impostor_pairs=i.n,
+        excluded_label_errors=excluded_label_errors,
+        people_in_no_fold=people_in_no_fold,
         distances=tuple(float(x) for x in grid),
-        impostor_at_or_below=tuple(int(x) for x in imp),
-        genuine_at_or_below=tuple(int(x) for x in gen),
+        derivation=counts[0],
+        statement=counts[1],
+        groups=tuple(counts[2:]),
+        group_labels=group_labels,
+        min_events=min_events,
+        confidence=confidence,
+        id_prefix=id_prefix,
     )

@@ -57,7 +57,7 @@ from engine.library.snapshot import (
     write_snapshot,
 )
 from engine.library.store import Library, find_model, record_event, require_usable
-from engine.scoring import ScoreMeaning, candidate_meaning
+from engine.scoring import LibrarySize, ScoreMeaning, ScoreView
 from engine.workspace import Workspace
 
 NDIM = 128
@@ -75,6 +75,10 @@ _PLAIN_HEAD = struct.Struct("<8sQQ")
 _CANDIDATE_SQL = (
     "SELECT t.id, t.vector, t.model_ref, t.library_id, t.image_id, s.id, s.reference FROM templates t"
     " JOIN images i ON i.id = t.image_id JOIN subjects s ON s.id = i.subject_id"
+)
+_POPULATION_SQL = (
+    "SELECT count(DISTINCT i.subject_id), count(*) FROM templates t JOIN images i ON i.id = t.image_id"
+    " WHERE t.model_ref = ?"
 )
 
 Notify = Callable[[str], None]
@@ -220,16 +224,18 @@ class Candidate:
     template_id: int
     library: str
 
-    def to_json(self, meaning: ScoreMeaning | None = None) -> dict[str, Any]:
-        """The search contract's fields, with the distance's calibrated meaning (or "uncalibrated")."""
+    def to_json(self, view: ScoreView | ScoreMeaning | None = None) -> dict[str, Any]:
+        """The search contract's fields, with the score as ``view`` shows it (the policy's ``score_display``).
+
+        A bare ``ScoreMeaning`` (or None) is the evaluation tools' view: every field, calibrated or "uncalibrated".
+        """
+        shown = view if isinstance(view, ScoreView) else ScoreView.everything(view)
         return {
             "rank": self.rank,
-            "score": round(self.score, 6),
-            "distance": round(self.distance, 6),
             "subject": self.subject,
             "image_id": str(self.image_id),
             "library": self.library,
-            **candidate_meaning(meaning, self.distance),
+            **shown.fields(self.score, self.distance),
         }
 
 
@@ -706,6 +712,21 @@ class IndexSet:
             raise LibraryError(f"library {loaded.library.name!r} was deleted while its index was saved: nothing kept")
 
     # ---- searching ------------------------------------------------------------------------------
+
+    def population(self, libraries: Sequence[Library]) -> LibrarySize:
+        """The people (subjects) and templates of this face model a search of ``libraries`` compares with.
+
+        What a candidate's distance means in 1:N depends on it: the more people searched, the more
+        different people score close by chance (``engine.scoring``).
+        """
+        model_ref = self.model_ref()
+        if model_ref is None or not libraries:
+            return LibrarySize(0, 0)
+        marks = ",".join("?" * len(libraries))
+        # Only "?" placeholders are interpolated into the statement.
+        sql = _POPULATION_SQL + f" AND t.library_id IN ({marks})"
+        row = self.ws.query_one(sql, (model_ref, *(lib.id for lib in libraries)))
+        return LibrarySize(int(row[0]), int(row[1])) if row else LibrarySize(0, 0)
 
     def search(self, probe: NDArray[np.float32], libraries: Sequence[Library], top_k: int) -> list[Candidate]:
         """The ``top_k`` nearest reference templates to ``probe`` over ``libraries``, exactly ranked."""

@@ -1,21 +1,24 @@
-"""What a distance means: a versioned calibration from distance to estimated false-match rate.
+"""What a distance means: a calibration from distance to false-match rate, measured out of sample.
 
 A raw distance means nothing to an approver or a court; "about 1 in 40,000 different-person pairs
-score this close" does. The calibration is a table, on a 0.001 distance grid, of how many of the
-calibration's impostor (different-person) pairs, and how many genuine pairs, scored at or below each
-distance. Counts, not rates, are stored, so every figure carries the number of pairs behind it.
+score this close" does, provided it is measured honestly. The calibration holds, on a 0.001
+distance grid, how many impostor (different-person) and genuine pairs scored at or below each
+distance, for two disjoint sets of people (``engine.evaluation.protocol``):
 
-- ``Calibration.false_match_rate(d)`` interpolates the count linearly between grid rows (monotone).
-  With fewer than ``min_events`` (3) impostor pairs that close, it does not make up a rate: it states
-  the exact one-sided upper bound instead (with none, the "rule of three": fewer than 1 in N/3).
-- ``derive_threshold`` gives the operating threshold for a target false-match rate: the largest grid
-  distance whose observed FMR is at most the target. The policy names the target; the threshold is
-  derived, never typed in, and ``check_policy_threshold`` refuses a policy whose threshold disagrees.
-- The file (``models/calibration.yaml``) is written deterministically and carries the sha256 of its
-  own content; ``load_calibration`` verifies it, ``load_verified_calibration`` also checks it against
-  the model manifest, and ``check_model`` ties it to one exact model build.
+- the DERIVATION people choose the operating threshold: ``derive_threshold`` gives the largest grid
+  distance whose Clopper-Pearson upper bound on the false-match rate is at most the policy's target,
+  with at least ``MIN_EVENTS`` impostor pairs that close;
+- the STATEMENT people, held out, give every rate stated to a person: ``false_match_rate(d)``.
 
-This is the run-time half. The table is fitted offline from evaluation scores by
+Statements never over-claim. A rate is stated only with at least ``MIN_EVENTS`` (30) observed false
+matches behind it; closer than that, one constant statement, "below 1 in N (the lowest this
+evaluation can show)", which never weakens as faces get closer. A distance between grid rows takes
+the row above it (more pairs, a higher rate), and "1 in N" is rounded down (a higher rate): every
+rounding errs toward stating more false matches, never fewer.
+
+The file carries, for the equity caveat of every Match Report, the within-group statement counts of
+hand-labelled demographic groups, and its own content hash; its id is that hash (a re-run on the
+same data gives the same id). This is the run-time half: the table is fitted offline by
 ``engine.evaluation.calibration.build_calibration``, which the run time never imports.
 """
 
@@ -25,93 +28,247 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import yaml
 
 from engine.errors import CalibrationError
 from engine.faces.models import CALIBRATION_FILE, Manifest, models_dir
-from engine.scoring.statistics import clopper_pearson_upper
+from engine.scoring.statistics import clopper_pearson_interval, clopper_pearson_upper
 
-FORMAT = 1
+FORMAT = 2
 GRID_DECIMALS = 3
 GRID_STEP = 10.0**-GRID_DECIMALS
-MIN_EVENTS = 3
+MIN_EVENTS = 30
 CONFIDENCE = 0.95
-MAX_FILE_BYTES = 2_000_000
+MAX_FILE_BYTES = 4_000_000
 THRESHOLD_TOLERANCE = 1e-9
+RERUN = "re-run make evaluate (scripts/calibrate.py --install)"
+DECISION_RULE = "a comparison is a match when its distance is at or below the threshold"
+FLOOR_WORDS = "the lowest this evaluation can show"
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_ID = re.compile(r"^[a-z][a-z0-9]{0,15}-[0-9a-f]{12}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_GROUP = re.compile(r"^[a-z]+:[A-Za-z][A-Za-z0-9 _-]{0,40}$")
 _HEADER_KEYS = (
     "format",
     "id",
-    "version",
     "model_id",
     "model_sha256",
     "dataset",
-    "created",
+    "protocol",
     "created_by",
     "decision_rule",
-    "subjects",
     "images",
     "images_without_face",
-    "genuine_pairs",
-    "impostor_pairs",
+    "excluded_label_errors",
+    "people_in_no_fold",
     "min_events",
     "confidence",
     "grid_step",
 )
-DECISION_RULE = "a comparison is a match when its distance is at or below the threshold"
+_SET_KEYS = ("description", "people", "images", "genuine_pairs", "impostor_pairs")
+_GROUP_KEYS = ("name", "people", "genuine_pairs", "impostor_pairs")
 
 
-def _one_in(rate: float, *, round_down: bool = False) -> str:
-    """``1 / rate`` to two significant figures, with thousands separators ("40,000"); one decimal below 10."""
+def one_in(rate: float) -> str:
+    """``1 / rate`` rounded DOWN to two significant figures ("44,000"; one decimal below 10): never a lower rate."""
     if rate >= 1.0:
         return "1"
+    if rate <= 0.0:
+        raise ValueError("one_in needs a positive rate")
     x = 1.0 / rate
     if x < 10.0:
-        return f"{math.floor(x * 10) / 10:.1f}" if round_down else f"{x:.1f}"
+        return f"{math.floor(x * 10 + 1e-9) / 10:.1f}"
     scale = 10 ** (math.floor(math.log10(x)) - 1)
-    rounded = (math.floor(x / scale) if round_down else round(x / scale)) * scale
-    return f"{int(rounded):,}"
+    return f"{int(math.floor(x / scale + 1e-9) * scale):,}"
+
+
+def _round_up(x: float) -> str:
+    """A count rounded UP to two significant figures ("12", "1,300", "0.5"): never fewer people than measured."""
+    if x <= 0:
+        return "0"
+    if x < 10:
+        return f"{math.ceil(x * 10 - 1e-9) / 10:g}"
+    scale = 10 ** (math.floor(math.log10(x)) - 1)
+    return f"{int(math.ceil(x / scale - 1e-9) * scale):,}"
 
 
 @dataclass(frozen=True)
 class FalseMatchEstimate:
-    """The calibrated meaning of one distance, with the pair counts behind it."""
+    """The stated meaning of one distance: the statement pairs that close, and what may be said of them."""
 
     distance: float
-    impostor_pairs_this_close: float
-    impostor_pairs: int
-    rate: float | None
-    upper_bound: float
-    confidence: float
+    events: int  # statement impostor pairs at or below the grid distance at or above ``distance``
+    pairs: int
+    min_events: int = MIN_EVENTS
+    confidence: float = CONFIDENCE
+    people: str = "held-out people"
 
     @property
     def supported(self) -> bool:
-        """False when too few impostor pairs scored this close to state a rate, only a bound."""
-        return self.rate is not None
+        """True when at least ``min_events`` false matches back a stated rate."""
+        return self.events >= self.min_events
+
+    @property
+    def rate(self) -> float | None:
+        return self.events / self.pairs if self.supported else None
+
+    @property
+    def floor_rate(self) -> float:
+        """The lowest rate this evaluation can state: ``min_events`` of its pairs."""
+        return min(1.0, self.min_events / self.pairs)
+
+    @property
+    def stated_rate(self) -> float:
+        """The rate the words carry: the estimate, or the floor below it (so it never falls as faces get closer)."""
+        rate = self.rate
+        return self.floor_rate if rate is None else rate
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return clopper_pearson_interval(self.events, self.pairs, self.confidence)
+
+    @property
+    def upper_bound(self) -> float:
+        """One-sided upper confidence bound on the rate at this distance."""
+        return clopper_pearson_upper(self.events, self.pairs, self.confidence)
 
     def phrase(self) -> str:
         if self.rate is None:
-            return f"fewer than 1 in {_one_in(self.upper_bound, round_down=True)}"
-        return f"about 1 in {_one_in(self.rate)}"
+            if self.pairs < self.min_events:
+                return f"not measurable (fewer than {self.min_events} different-person pairs were compared)"
+            return f"below 1 in {one_in(self.floor_rate)} ({FLOOR_WORDS})"
+        return f"about 1 in {one_in(self.rate)}"
+
+    def evidence(self) -> str:
+        """The counts behind the phrase, in words that also never weaken as faces get closer."""
+        if self.rate is None:
+            pairs = f"{self.pairs:,} different-person pairs of {self.people}"
+            return f"fewer than {self.min_events} of {pairs} scored this close"
+        low, high = self.interval
+        counts = f"{self.events:,} of {self.pairs:,} different-person pairs of {self.people} scored this close"
+        ends = (one_in(high), one_in(low) if low > 0 else "more")
+        if ends[0] == ends[1]:  # so many pairs that both ends round to the stated figure
+            return counts
+        return f"{counts}; {self.confidence:.0%} interval 1 in {ends[0]} to 1 in {ends[1]}"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "distance": self.distance,
-            "impostor_pairs_this_close": self.impostor_pairs_this_close,
-            "impostor_pairs": self.impostor_pairs,
             "rate": self.rate,
-            "upper_bound": self.upper_bound,
-            "confidence": self.confidence,
+            "below": None if self.supported else self.floor_rate,
+            "events": self.events if self.supported else None,
+            "fewer_than_events": None if self.supported else self.min_events,
+            "pairs": self.pairs,
             "text": self.phrase(),
+        }
+
+
+@dataclass(frozen=True)
+class LibraryMeaning:
+    """What a 1:N candidate's distance means in the library searched: different people expected that close."""
+
+    estimate: FalseMatchEstimate
+    people: int
+    templates: int
+
+    @property
+    def expected(self) -> float:
+        """Different people expected to score this close by chance (an upper figure: every reference image counts)."""
+        return min(float(self.people), self.estimate.stated_rate * max(self.templates, self.people))
+
+    def phrase(self) -> str:
+        size = f"in a library of {self.people:,} {'person' if self.people == 1 else 'people'}"
+        if self.templates > self.people:
+            size += f" ({self.templates:,} reference images)"
+        below = not self.estimate.supported
+        x = self.expected
+        if x >= 1.0:
+            how = "fewer than" if below else "up to about" if self.templates > self.people else "about"
+            count = _round_up(x)
+            noun = "different person" if count == "1" else "different people"
+            return f"{size}, {how} {count} {noun} would be expected to score this close by chance"
+        if x <= 0.0:
+            return f"{size}, no different person is expected to score this close by chance"
+        how = "fewer than 1" if below else "about 1"
+        chance = "a different person would be expected to score this close by chance"
+        return f"{size}, {chance} in {how} in {one_in(x)} searches"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "library_people": self.people,
+            "library_images": self.templates,
+            "expected_different_people": self.expected,
+            "expected_is_upper_bound": not self.estimate.supported,
+            "text": self.phrase(),
+        }
+
+
+@dataclass(frozen=True)
+class CountSet:
+    """Cumulative counts on the grid for one set of pairs (the derivation or statement people, or a group)."""
+
+    name: str  # "derivation", "statement" or a group such as "race:Asian"
+    people: int
+    genuine_pairs: int
+    impostor_pairs: int
+    impostor_at_or_below: tuple[int, ...]
+    genuine_at_or_below: tuple[int, ...]
+    description: str = ""
+    images: int = 0
+
+    def problems(self, rows: int) -> list[str]:
+        out: list[str] = []
+        for key in ("people", "genuine_pairs", "impostor_pairs", "images"):
+            if getattr(self, key) < 0:
+                out.append(f"{self.name} {key} must not be negative")
+        if len(self.impostor_at_or_below) != rows or len(self.genuine_at_or_below) != rows:
+            out.append(f"{self.name}: every table row needs its impostor and genuine counts")
+            return out
+        for what, counts, total in (
+            ("impostor", self.impostor_at_or_below, self.impostor_pairs),
+            ("genuine", self.genuine_at_or_below, self.genuine_pairs),
+        ):
+            c = np.asarray(counts, dtype=np.int64)
+            if np.any(np.diff(c) < 0) or c[0] < 0 or c[-1] > total:
+                out.append(f"table {self.name} {what} counts must be non-decreasing and between 0 and {what}_pairs")
+        if self.impostor_at_or_below and self.impostor_at_or_below[-1] != self.impostor_pairs:
+            out.append(f"table must end at a distance every {self.name} impostor pair reached")
+        return out
+
+
+@dataclass(frozen=True)
+class GroupFigure:
+    """Within-group statement figures of one hand-labelled group at one threshold."""
+
+    name: str
+    people: int
+    false_match: FalseMatchEstimate
+    genuine_pairs: int
+    genuine_missed: int
+
+    @property
+    def label(self) -> str:
+        return self.name.split(":", 1)[1]
+
+    @property
+    def false_non_match_rate(self) -> float | None:
+        return self.genuine_missed / self.genuine_pairs if self.genuine_pairs else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "group": self.name,
+            "people": self.people,
+            "false_match": self.false_match.to_json(),
+            "genuine_pairs": self.genuine_pairs,
+            "genuine_missed": self.genuine_missed,
+            "false_non_match_rate": self.false_non_match_rate,
         }
 
 
@@ -121,25 +278,25 @@ def _fail(source: str, message: str) -> CalibrationError:
 
 @dataclass(frozen=True)
 class Calibration:
-    """Distance -> false-match rate for one model build, from one data set; see the module docstring."""
+    """Distance -> false-match rate for one model build, threshold and statements from disjoint people."""
 
-    id: str
-    version: int
     model_id: str
     model_sha256: str
     dataset: str
-    created: str
+    protocol: str
     created_by: str
-    subjects: int
     images: int
     images_without_face: int
-    genuine_pairs: int
-    impostor_pairs: int
+    excluded_label_errors: int
+    people_in_no_fold: int
     distances: tuple[float, ...]
-    impostor_at_or_below: tuple[int, ...]
-    genuine_at_or_below: tuple[int, ...]
+    derivation: CountSet
+    statement: CountSet
+    groups: tuple[CountSet, ...] = ()
+    group_labels: str = ""
     min_events: int = MIN_EVENTS
     confidence: float = CONFIDENCE
+    id_prefix: str = "lfw"
     source: str = field(default="(in memory)", compare=False)
 
     def __post_init__(self) -> None:
@@ -149,168 +306,259 @@ class Calibration:
 
     def _problems(self) -> list[str]:
         out: list[str] = []
-        if not _ID.match(self.id):
-            out.append(f"id {self.id!r} must be lowercase letters, digits, '.', '_' or '-'")
-        if self.version < 1:
-            out.append(f"version must be 1 or more, got {self.version}")
+        if not re.match(r"^[a-z][a-z0-9]{0,15}$", self.id_prefix):
+            out.append(f"id prefix {self.id_prefix!r} must be up to 16 lowercase letters or digits")
         if not _SHA256.match(self.model_sha256):
             out.append("model_sha256 must be 64 lowercase hex digits")
-        for name in ("subjects", "images", "images_without_face", "genuine_pairs", "impostor_pairs"):
+        for name in ("images", "images_without_face", "excluded_label_errors", "people_in_no_fold"):
             if getattr(self, name) < 0:
                 out.append(f"{name} must not be negative")
-        if self.impostor_pairs < 1:
-            out.append("impostor_pairs must be 1 or more")
-        if not 1 <= self.min_events <= 100:
-            out.append("min_events must be between 1 and 100")
+        if self.min_events < 1 or self.min_events > 1000:
+            out.append("min_events must be between 1 and 1000")
         if not 0.5 <= self.confidence < 1.0:
             out.append("confidence must be at least 0.5 and below 1")
         n = len(self.distances)
-        if n < 2 or len(self.impostor_at_or_below) != n or len(self.genuine_at_or_below) != n:
-            out.append("table must have at least two rows of [distance, impostor pairs, genuine pairs]")
+        if n < 2:
+            out.append("table must have at least two rows")
             return out
         d = np.asarray(self.distances, dtype=np.float64)
         steps = np.rint(d / GRID_STEP)
         if d[0] != 0.0 or not np.allclose(d, steps * GRID_STEP, rtol=0, atol=1e-12) or np.any(np.diff(steps) != 1):
             out.append(f"table distances must run on the {GRID_STEP:g} grid from 0 without gaps")
-        for name, counts, total in (
-            ("impostor", self.impostor_at_or_below, self.impostor_pairs),
-            ("genuine", self.genuine_at_or_below, self.genuine_pairs),
-        ):
-            c = np.asarray(counts, dtype=np.int64)
-            if np.any(np.diff(c) < 0) or c[0] < 0 or c[-1] > total:
-                out.append(f"table {name} counts must be non-decreasing and between 0 and {name}_pairs")
-        if self.impostor_at_or_below[-1] != self.impostor_pairs:
-            out.append("table must end at a distance every impostor pair reached")
+        for counts in (self.derivation, self.statement):
+            if counts.impostor_pairs < 1:
+                out.append(f"{counts.name} impostor_pairs must be 1 or more")
+        names = [g.name for g in self.groups]
+        if len(set(names)) != len(names):
+            out.append("a group is listed twice")
+        for g in self.groups:
+            if not _GROUP.match(g.name):
+                out.append(f"group name {g.name!r} must look like 'sex:female' or 'race:Asian'")
+        for counts in (self.derivation, self.statement, *self.groups):
+            out += counts.problems(n)
         return out
 
     # Identity
 
+    @cached_property
+    def content_sha256(self) -> str:
+        """sha256 of the canonical JSON of everything but the id: the same data gives the same hash."""
+        canonical = json.dumps(self._content(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+    @property
+    def id(self) -> str:
+        """``lfw-`` and the first 12 hex digits of the content hash."""
+        return f"{self.id_prefix}-{self.content_sha256[:12]}"
+
     @property
     def reference(self) -> str:
-        """What a policy's ``operating_point.calibration_id`` names: ``<id>.v<version>``."""
-        return f"{self.id}.v{self.version}"
+        """What a policy's ``operating_point.calibration_id`` names."""
+        return self.id
 
     @property
     def label(self) -> str:
-        return f"{self.id} v{self.version}"
+        return self.id
 
-    def to_dict(self) -> dict[str, Any]:
-        header: dict[str, Any] = {
+    @property
+    def genuine_pairs(self) -> int:
+        return self.statement.genuine_pairs
+
+    @property
+    def impostor_pairs(self) -> int:
+        return self.statement.impostor_pairs
+
+    def _content(self) -> dict[str, Any]:
+        def set_dict(c: CountSet) -> dict[str, Any]:
+            return {k: getattr(c, k) for k in _SET_KEYS}
+
+        return {
             "format": FORMAT,
-            "id": self.id,
-            "version": self.version,
             "model_id": self.model_id,
             "model_sha256": self.model_sha256,
             "dataset": self.dataset,
-            "created": self.created,
+            "protocol": self.protocol,
             "created_by": self.created_by,
             "decision_rule": DECISION_RULE,
-            "subjects": self.subjects,
             "images": self.images,
             "images_without_face": self.images_without_face,
-            "genuine_pairs": self.genuine_pairs,
-            "impostor_pairs": self.impostor_pairs,
+            "excluded_label_errors": self.excluded_label_errors,
+            "people_in_no_fold": self.people_in_no_fold,
             "min_events": self.min_events,
             "confidence": self.confidence,
             "grid_step": GRID_STEP,
+            "id_prefix": self.id_prefix,
+            "derivation": set_dict(self.derivation),
+            "statement": set_dict(self.statement),
+            "group_labels": self.group_labels,
+            "groups": [{k: getattr(g, k) for k in _GROUP_KEYS} for g in self.groups],
+            "table": [list(row) for row in self._rows()],
         }
-        header["table"] = [
-            [round(d, GRID_DECIMALS), i, g]
-            for d, i, g in zip(self.distances, self.impostor_at_or_below, self.genuine_at_or_below, strict=True)
-        ]
-        return header
 
-    @cached_property
-    def content_sha256(self) -> str:
-        """sha256 of the canonical JSON of the content: the file carries it, the model manifest can pin it."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+    def _rows(self) -> list[tuple[float | int, ...]]:
+        sets = (self.derivation, self.statement, *self.groups)
+        return [
+            (
+                round(d, GRID_DECIMALS),
+                *(v for s in sets for v in (s.impostor_at_or_below[k], s.genuine_at_or_below[k])),
+            )
+            for k, d in enumerate(self.distances)
+        ]
 
     def to_yaml(self) -> str:
         """The file text: same calibration, same bytes."""
-        data = self.to_dict()
+        content = self._content()
         lines = [
-            "# Distance -> false-match-rate calibration of the face engine.",
-            "# Generated by scripts/evaluate.py (see docs/evaluation.md); do not edit: the content hash is checked.",
+            "# Distance -> false-match-rate calibration of the face engine (format 2: out of sample).",
+            "# Generated by scripts/calibrate.py (see docs/evaluation.md); do not edit: the content hash is checked.",
+            "# The threshold is chosen on the derivation people; every stated rate comes from the statement people.",
         ]
+        header = {**content, "id": self.id}
         for key in _HEADER_KEYS:
-            value = data[key]
+            value = header[key]
             lines.append(f"{key}: {json.dumps(value) if isinstance(value, str) else repr(value)}")
-        lines.append("# [distance, impostor pairs at or below it, genuine pairs at or below it]")
+        for name in ("derivation", "statement"):
+            lines.append(f"{name}: {json.dumps(content[name], sort_keys=True)}")
+        lines.append(f"group_labels: {json.dumps(self.group_labels)}")
+        lines.append("groups:")
+        lines += [f"  - {json.dumps(g, sort_keys=True)}" for g in content["groups"]]
+        if not self.groups:
+            lines[-1] = "groups: []"
+        columns = ["distance", "derivation impostor", "derivation genuine", "statement impostor", "statement genuine"]
+        columns += [f"{g.name} {kind}" for g in self.groups for kind in ("impostor", "genuine")]
+        lines.append(f"# pairs at or below each distance: [{', '.join(columns)}]")
         lines.append("table:")
-        lines += [f"  - [{d:.{GRID_DECIMALS}f}, {i}, {g}]" for d, i, g in data["table"]]
+        lines += [f"  - [{r[0]:.{GRID_DECIMALS}f}, {', '.join(str(v) for v in r[1:])}]" for r in self._rows()]
         lines.append(f"content_sha256: {json.dumps(self.content_sha256)}")
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path) -> None:
+        """Write the file (atomically: a half-written calibration must never be what the terminal reads)."""
+        path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.to_yaml(), encoding="utf-8")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(self.to_yaml(), encoding="utf-8")
+        tmp.replace(path)
 
     def check_model(self, model_id: str, model_sha256: str) -> None:
         """Refuse to describe scores from any model build but the one this calibration measured."""
         if model_id != self.model_id or model_sha256 != self.model_sha256:
             raise CalibrationError(
                 f"calibration {self.label} was measured on model {self.model_id} ({self.model_sha256[:12]}), "
-                f"not on the loaded {model_id} ({model_sha256[:12]}); recalibrate with scripts/evaluate.py"
+                f"not on the loaded {model_id} ({model_sha256[:12]}); {RERUN}"
             )
 
     # Meaning of a distance
 
-    @cached_property
-    def _table(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-        return (
-            np.asarray(self.distances, dtype=np.float64),
-            np.asarray(self.impostor_at_or_below, dtype=np.float64),
-            np.asarray(self.genuine_at_or_below, dtype=np.float64),
-        )
-
-    def _count_at(self, distance: float, counts: npt.NDArray[np.float64]) -> float:
-        d = self._table[0]
-        if distance >= d[-1]:
-            return float(counts[-1])
-        i = int(np.searchsorted(d, distance, side="right")) - 1
-        frac = (distance - d[i]) / (d[i + 1] - d[i])
-        return float(counts[i] + frac * (counts[i + 1] - counts[i]))
-
-    def _check_distance(self, distance: float) -> float:
+    def _row(self, distance: float) -> int:
+        """The grid row at or above ``distance`` (more pairs: never a lower rate); the last row beyond the table."""
         value = float(distance)
         if math.isnan(value) or value < 0 or math.isinf(value):
             raise CalibrationError(f"distance must be a finite number of 0 or more, got {distance!r}")
-        return value
+        return min(len(self.distances) - 1, math.ceil(value / GRID_STEP - 1e-6))
+
+    def estimate(self, counts: CountSet, distance: float, people: str = "held-out people") -> FalseMatchEstimate:
+        row = self._row(distance)
+        return FalseMatchEstimate(
+            float(distance),
+            counts.impostor_at_or_below[row],
+            counts.impostor_pairs,
+            self.min_events,
+            self.confidence,
+            people,
+        )
 
     def false_match_rate(self, distance: float) -> FalseMatchEstimate:
-        """Estimated share of different-person pairs scoring at or below ``distance``, or a bound if too few did."""
-        value = self._check_distance(distance)
-        events = self._count_at(value, self._table[1])
-        upper = clopper_pearson_upper(
-            min(math.ceil(events - 1e-9), self.impostor_pairs), self.impostor_pairs, self.confidence
-        )
-        rate = events / self.impostor_pairs if events >= self.min_events - 1e-9 else None
-        return FalseMatchEstimate(value, events, self.impostor_pairs, rate, upper, self.confidence)
+        """What may be stated of ``distance``: from the statement people only."""
+        return self.estimate(self.statement, distance)
+
+    @property
+    def floor(self) -> FalseMatchEstimate:
+        """The statement at distance 0: the lowest rate this evaluation can show."""
+        return self.false_match_rate(0.0)
+
+    def in_library(self, distance: float, people: int, templates: int | None = None) -> LibraryMeaning:
+        """What ``distance`` means for a 1:N candidate from a library of ``people`` (``templates`` images)."""
+        if people < 1:
+            raise CalibrationError(f"a library searched must hold at least one person, got {people}")
+        return LibraryMeaning(self.false_match_rate(distance), people, max(templates or people, people))
 
     def false_non_match_rate(self, threshold: float) -> float:
-        """Share of the calibration's genuine pairs scoring above ``threshold`` (missed at that setting)."""
-        if self.genuine_pairs == 0:
+        """Share of the statement people's genuine pairs (at most 10 images each) scoring above ``threshold``."""
+        if self.statement.genuine_pairs == 0:
             raise CalibrationError(f"calibration {self.label} holds no genuine pairs")
-        value = self._check_distance(threshold)
-        return 1.0 - self._count_at(value, self._table[2]) / self.genuine_pairs
+        row = self._row_at_or_below(threshold)
+        return 1.0 - self.statement.genuine_at_or_below[row] / self.statement.genuine_pairs
+
+    def _row_at_or_below(self, threshold: float) -> int:
+        value = float(threshold)
+        if math.isnan(value) or value < 0 or math.isinf(value):
+            raise CalibrationError(f"threshold must be a finite number of 0 or more, got {threshold!r}")
+        return min(len(self.distances) - 1, math.floor(value / GRID_STEP + 1e-6))
 
     def describe_score(self, distance: float) -> str:
-        """One line for screens and exports: the calibrated meaning, the distance and the calibration version."""
+        """One line for screens and exports: the stated rate, the counts behind it, the distance and calibration."""
         estimate = self.false_match_rate(distance)
-        where = f"distance {estimate.distance:.3f}; calibration {self.label}"
-        if estimate.rate is None:
-            seen = math.ceil(estimate.impostor_pairs_this_close - 1e-9)
-            return (
-                f"estimated false-match rate {estimate.phrase()} ({self.confidence:.0%} bound: {seen} of "
-                f"{self.impostor_pairs:,} calibration pairs this close; {where})"
+        return (
+            f"estimated false-match rate {estimate.phrase()} ({estimate.evidence()}; "
+            f"distance {estimate.distance:.3f}; calibration {self.label})"
+        )
+
+    # Equity at a threshold
+
+    def group_figures(self, threshold: float) -> list[GroupFigure]:
+        """Within-group statement figures of each hand-labelled group (with any impostor pairs) at ``threshold``."""
+        out = []
+        row = self._row_at_or_below(threshold)
+        for g in self.groups:
+            if g.impostor_pairs == 0:
+                continue
+            estimate = FalseMatchEstimate(
+                float(threshold),
+                g.impostor_at_or_below[row],
+                g.impostor_pairs,
+                self.min_events,
+                self.confidence,
+                f"held-out people labelled {g.name.split(':', 1)[1]}",
             )
-        return f"estimated false-match rate {estimate.phrase()} ({where})"
+            missed = g.genuine_pairs - g.genuine_at_or_below[row]
+            out.append(GroupFigure(g.name, g.people, estimate, g.genuine_pairs, missed))
+        return out
+
+    def equity_caveat(self, threshold: float, target_fmr: float) -> str:
+        """The Match Report's caveat: how often two different people of one group score within ``threshold``."""
+        figures = self.group_figures(threshold)
+        if not figures:
+            return (
+                f"Calibration {self.label} holds no demographic group figures: the false-match rate at the "
+                "operating threshold may differ between groups of people by an unknown amount."
+            )
+        parts = []
+        for f in figures:
+            e = f.false_match
+            counts = (
+                f"{e.events:,} of {e.pairs:,} pairs"
+                if e.supported
+                else f"fewer than {e.min_events} of {e.pairs:,} pairs, {FLOOR_WORDS} for this group"
+            )
+            shown = e.phrase().removesuffix(f" ({FLOOR_WORDS})")
+            parts.append(f"{f.label} {shown} ({counts}; {f.people:,} people)")
+        overall = self.false_match_rate(threshold)
+        return (
+            f"Equity caveat: at the operating threshold {threshold:.3f} (policy target 1 in {one_in(target_fmr)}; "
+            f"overall {overall.phrase()} on held-out people), the false-match rate between two different people "
+            f"of the same group, on people held out from the threshold's choice, was: {'; '.join(parts)}. "
+            "Where a group's rate is higher, a different person of that group is more likely to appear close to the "
+            f"Probe Image; weigh every Potential Match with this in mind. Groups: {self.group_labels or 'hand labels'}."
+        )
+
+    def groups_json(self, threshold: float) -> list[dict[str, Any]]:
+        return [f.to_json() for f in self.group_figures(threshold)]
 
 
 def _typed(data: dict[str, Any], key: str, kind: type, source: str) -> Any:
     if key not in data:
-        raise _fail(source, f"missing key {key!r}; regenerate the file with scripts/evaluate.py")
+        raise _fail(source, f"missing key {key!r}; {RERUN}")
     value = data[key]
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -320,8 +568,27 @@ def _typed(data: dict[str, Any], key: str, kind: type, source: str) -> Any:
     return value
 
 
+def _count_set(raw: Any, name: str, source: str, columns: Sequence[list[int]]) -> CountSet:
+    if not isinstance(raw, dict):
+        raise _fail(source, f"{name} must be a mapping")
+    keys = _SET_KEYS if name in ("derivation", "statement") else _GROUP_KEYS
+    unknown = sorted(str(k) for k in raw if k not in keys)
+    if unknown:
+        raise _fail(source, f"{name}: unknown key {unknown[0]!r}")
+    return CountSet(
+        name=name if name in ("derivation", "statement") else _typed(raw, "name", str, source),
+        people=_typed(raw, "people", int, source),
+        genuine_pairs=_typed(raw, "genuine_pairs", int, source),
+        impostor_pairs=_typed(raw, "impostor_pairs", int, source),
+        impostor_at_or_below=tuple(columns[0]),
+        genuine_at_or_below=tuple(columns[1]),
+        description=_typed(raw, "description", str, source) if "description" in keys else "",
+        images=_typed(raw, "images", int, source) if "images" in keys else 0,
+    )
+
+
 def parse_calibration(text: str, source: str = "(text)") -> Calibration:
-    """Parse and verify the YAML text of a calibration (structure, table, content hash)."""
+    """Parse and verify the YAML text of a calibration (structure, table, content hash, id)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -329,9 +596,15 @@ def parse_calibration(text: str, source: str = "(text)") -> Calibration:
     if not isinstance(data, dict):
         raise _fail(source, "not a calibration file (expected a mapping)")
     fmt = _typed(data, "format", int, source)
+    if fmt == 1:
+        raise _fail(
+            source,
+            "format 1 is no longer accepted: it stated rates measured on the same pairs that chose the threshold; "
+            + RERUN,
+        )
     if fmt != FORMAT:
-        raise _fail(source, f"format {fmt} is not supported (expected {FORMAT}); update the software or recalibrate")
-    known = {*_HEADER_KEYS, "table", "content_sha256"}
+        raise _fail(source, f"format {fmt} is not supported (expected {FORMAT}); update the software or {RERUN}")
+    known = {*_HEADER_KEYS, "derivation", "statement", "group_labels", "groups", "table", "content_sha256"}
     unknown = sorted(str(k) for k in data if k not in known)
     if unknown:
         raise _fail(source, f"unknown key {unknown[0]!r}")
@@ -339,40 +612,52 @@ def parse_calibration(text: str, source: str = "(text)") -> Calibration:
         raise _fail(source, "decision_rule differs from the engine's (match at or below the threshold)")
     if abs(_typed(data, "grid_step", float, source) - GRID_STEP) > 1e-15:
         raise _fail(source, f"grid_step must be {GRID_STEP:g}")
+    groups_raw = _typed(data, "groups", list, source)
+    width = 5 + 2 * len(groups_raw)
     table = _typed(data, "table", list, source)
-    rows: list[tuple[float, int, int]] = []
+    rows: list[list[Any]] = []
     for n, row in enumerate(table):
         if (
             not isinstance(row, list)
-            or len(row) != 3
+            or len(row) != width
             or not isinstance(row[0], int | float)
+            or isinstance(row[0], bool)
             or any(isinstance(x, bool) or not isinstance(x, int) for x in row[1:])
         ):
-            raise _fail(source, f"table row {n} must be [distance, impostor count, genuine count]")
-        rows.append((float(row[0]), int(row[1]), int(row[2])))
+            raise _fail(source, f"table row {n} must be [distance, then {width - 1} whole counts]")
+        rows.append(row)
+    cols = list(zip(*rows, strict=True)) if rows else [()] * width
+    as_lists = [list(c) for c in cols]
+    ident = _typed(data, "id", str, source)
+    if not _ID.match(ident):
+        raise _fail(source, f"id {ident!r} is not '<prefix>-<12 hex digits of the content hash>'")
     calibration = Calibration(
-        id=_typed(data, "id", str, source),
-        version=_typed(data, "version", int, source),
         model_id=_typed(data, "model_id", str, source),
         model_sha256=_typed(data, "model_sha256", str, source),
         dataset=_typed(data, "dataset", str, source),
-        created=str(_typed(data, "created", str, source)),
+        protocol=_typed(data, "protocol", str, source),
         created_by=_typed(data, "created_by", str, source),
-        subjects=_typed(data, "subjects", int, source),
         images=_typed(data, "images", int, source),
         images_without_face=_typed(data, "images_without_face", int, source),
-        genuine_pairs=_typed(data, "genuine_pairs", int, source),
-        impostor_pairs=_typed(data, "impostor_pairs", int, source),
-        distances=tuple(r[0] for r in rows),
-        impostor_at_or_below=tuple(r[1] for r in rows),
-        genuine_at_or_below=tuple(r[2] for r in rows),
+        excluded_label_errors=_typed(data, "excluded_label_errors", int, source),
+        people_in_no_fold=_typed(data, "people_in_no_fold", int, source),
+        distances=tuple(float(x) for x in as_lists[0]),
+        derivation=_count_set(data.get("derivation"), "derivation", source, as_lists[1:3]),
+        statement=_count_set(data.get("statement"), "statement", source, as_lists[3:5]),
+        groups=tuple(
+            _count_set(g, f"group {n}", source, as_lists[5 + 2 * n : 7 + 2 * n]) for n, g in enumerate(groups_raw)
+        ),
+        group_labels=_typed(data, "group_labels", str, source),
         min_events=_typed(data, "min_events", int, source),
         confidence=_typed(data, "confidence", float, source),
+        id_prefix=ident.rsplit("-", 1)[0],
         source=source,
     )
     recorded = _typed(data, "content_sha256", str, source)
     if recorded != calibration.content_sha256:
-        raise _fail(source, "content hash does not match: the file was changed by hand; regenerate it")
+        raise _fail(source, f"content hash does not match: the file was changed by hand; {RERUN}")
+    if ident != calibration.id:
+        raise _fail(source, f"id {ident!r} is not the content hash's {calibration.id!r}; {RERUN}")
     return calibration
 
 
@@ -383,7 +668,7 @@ def load_calibration(path: str | Path) -> Calibration:
         with path.open("rb") as handle:
             raw = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise _fail(str(path), f"cannot be read ({exc.strerror or exc}); run scripts/evaluate.py") from None
+        raise _fail(str(path), f"cannot be read ({exc.strerror or exc}); {RERUN}") from None
     if len(raw) > MAX_FILE_BYTES:
         raise _fail(str(path), f"larger than {MAX_FILE_BYTES} bytes; this is not a calibration file")
     try:
@@ -394,25 +679,45 @@ def load_calibration(path: str | Path) -> Calibration:
 
 
 def derive_threshold(calibration: Calibration, target_fmr: float) -> float:
-    """The operating threshold for a target false-match rate: the largest grid distance with observed FMR <= target.
+    """The operating threshold for a target false-match rate, from the DERIVATION people only.
 
-    Refuses a target the calibration cannot support: fewer than ``min_events`` impostor pairs allowed
-    to match (target * pairs < min_events) would be a guess, not a measurement.
+    The largest grid distance whose one-sided Clopper-Pearson upper bound (at the calibration's
+    confidence) on the false-match rate is at most the target, with at least ``min_events`` impostor
+    pairs that close. A target the derivation pairs cannot support that way is refused.
     """
     target = float(target_fmr)
     if not 0.0 < target < 1.0:
         raise CalibrationError(f"target false-match rate must be between 0 and 1, got {target_fmr!r}")
-    allowed = target * calibration.impostor_pairs * (1.0 + 1e-12)  # 3e-4 * 10,000 is 2.9999999999999996
-    if allowed < calibration.min_events:
-        smallest = calibration.min_events / calibration.impostor_pairs
+    counts = calibration.derivation.impostor_at_or_below
+    pairs = calibration.derivation.impostor_pairs
+
+    def bound(events: int) -> float:
+        return clopper_pearson_upper(events, pairs, calibration.confidence)
+
+    # The bound rises with the count and the count with the distance: bisect for the last row within the target.
+    lo, hi = -1, len(counts) - 1  # invariant: rows <= lo are within the target (lo = -1: none), rows > hi are not
+    if bound(counts[hi]) <= target:
+        lo = hi
+    else:
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if bound(counts[mid]) <= target:
+                lo = mid
+            else:
+                hi = mid
+    if lo < 0 or counts[lo] < calibration.min_events:
+        smallest = _smallest_supportable(pairs, calibration.min_events, calibration.confidence)
         raise CalibrationError(
             f"target false-match rate {target:g} is below what calibration {calibration.label} can support "
-            f"({calibration.impostor_pairs:,} impostor pairs; smallest supportable about {smallest:.2g}); "
-            "choose a larger target or calibrate on more pairs"
+            f"({pairs:,} derivation impostor pairs need at least {calibration.min_events} false matches within "
+            f"the threshold and a {calibration.confidence:.0%} upper bound at most the target; smallest supportable "
+            f"about {smallest:.2g}); choose a larger target or calibrate on more pairs"
         )
-    counts = np.asarray(calibration.impostor_at_or_below, dtype=np.float64)
-    row = int(np.searchsorted(counts, allowed, side="right")) - 1
-    return float(calibration.distances[row])
+    return float(calibration.distances[lo])
+
+
+def _smallest_supportable(pairs: int, min_events: int, confidence: float) -> float:
+    return clopper_pearson_upper(min(min_events, pairs), pairs, confidence)
 
 
 def check_policy_threshold(

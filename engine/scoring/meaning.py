@@ -1,10 +1,14 @@
-"""What a score means: the calibrated false-match rate, the operating threshold, and their versions.
+"""What a score means, and how the policy says it is shown: the one place screens, reports and exports ask.
 
-Every score the terminal shows or exports goes through ``ScoreMeaning`` so that it carries
-its calibrated meaning ("estimated false-match rate about 1 in 40,000") and the model,
-calibration, threshold and policy versions needed to reproduce it. Loading refuses a policy
-whose threshold was not derived from the installed calibration, and a calibration made for
-another model build: either would silently change what "a match" means.
+Every score the terminal shows or exports goes through ``ScoreView``: it honours the policy's
+``score_display`` (``similarity``, ``estimated_false_match_rate`` or ``hidden``, to ``decimals``
+places) and carries, with the calibrated meaning, the model, calibration, threshold and policy versions
+needed to reproduce it. ``ScoreMeaning`` holds the calibration under one policy: the 1:1 statement of a
+distance ("estimated false-match rate about 1 in 44,000"), its 1:N meaning in the library searched
+("in a library of 12,000 people, about 12 different people would score this close by chance") and
+the equity caveat of the operating threshold. Loading refuses a policy whose threshold was not
+derived from the installed calibration, and a calibration made for another model build: either
+would silently change what "a match" means.
 """
 
 from __future__ import annotations
@@ -14,12 +18,52 @@ from pathlib import Path
 from typing import Any
 
 from engine.policy import Policy
-from engine.scoring.calibration import Calibration, check_policy_threshold, load_verified_calibration
+from engine.scoring.calibration import (
+    Calibration,
+    FalseMatchEstimate,
+    LibraryMeaning,
+    check_policy_threshold,
+    load_verified_calibration,
+    one_in,
+)
 
 INTELLIGENCE_LEAD = (
     "A Potential Match is an intelligence lead only: never a formal identification, never evidence. "
     "A high score or rank is not viability; the RFR User must Adjudicate every candidate."
 )
+UNCALIBRATED = (
+    "uncalibrated: no calibration was measured for this face model, so the distance has no stated "
+    "false-match rate; compare candidates by eye only"
+)
+SIMILARITY_NOTE = (
+    "Similarity is the face model's display score, from 0 to 1, used to order the list: it is not a "
+    "probability and it is not a Viable Match."
+)
+HIDDEN_NOTE = "Scores are not shown: the policy hides them. Assess each Potential Match by eye."
+SHOWN = ("similarity", "estimated_false_match_rate", "hidden")
+EVERYTHING = "everything"
+"""Not a policy setting: evaluation tools (``rfr evaluate search``) on public benchmarks show every field."""
+
+
+@dataclass(frozen=True)
+class LibrarySize:
+    """The people (subjects) and reference templates a search compared the Probe Image with."""
+
+    people: int
+    templates: int
+
+    def to_json(self) -> dict[str, int]:
+        return {"people": self.people, "templates": self.templates}
+
+    @classmethod
+    def from_json(cls, data: Any) -> LibrarySize | None:
+        """From a recorded ``{"people", "templates"}``; None when it was not recorded (older searches)."""
+        if not isinstance(data, dict):
+            return None
+        people, templates = data.get("people"), data.get("templates")
+        if not isinstance(people, int) or not isinstance(templates, int) or people < 1:
+            return None
+        return cls(people, max(people, templates))
 
 
 @dataclass(frozen=True)
@@ -55,8 +99,20 @@ class ScoreMeaning:
     def within_threshold(self, distance: float) -> bool:
         return distance <= self.threshold
 
+    def estimate(self, distance: float) -> FalseMatchEstimate:
+        return self.calibration.false_match_rate(distance)
+
     def describe(self, distance: float) -> str:
+        """The 1:1 statement: rate (or the floor), the counts behind it, distance and calibration."""
         return self.calibration.describe_score(distance)
+
+    def in_library(self, distance: float, library: LibrarySize) -> LibraryMeaning:
+        """The 1:N meaning: different people expected to score this close in a library of that size."""
+        return self.calibration.in_library(distance, library.people, library.templates)
+
+    def equity_caveat(self) -> str:
+        """Within-group false-match rates at the operating threshold, for the Match Report."""
+        return self.calibration.equity_caveat(self.threshold, self.target_false_match_rate)
 
     def versions(self) -> dict[str, Any]:
         return {
@@ -69,25 +125,27 @@ class ScoreMeaning:
             "policy_sha256": self.policy_sha256,
         }
 
-    def meaning_fields(self, distance: float) -> dict[str, Any]:
-        """What one distance means: the fields each listed candidate carries beside its score."""
-        estimate = self.calibration.false_match_rate(distance)
-        return {
+    def meaning_fields(self, distance: float, library: LibrarySize | None = None) -> dict[str, Any]:
+        """What one distance means: the calibrated fields a listed candidate carries."""
+        estimate = self.estimate(distance)
+        fields: dict[str, Any] = {
             "estimated_false_match_rate": estimate.rate,
-            "false_match_rate_upper_bound": estimate.upper_bound,
+            "false_match_rate_below": None if estimate.supported else estimate.floor_rate,
+            "false_matches_behind_rate": estimate.events if estimate.supported else None,
+            "statement_pairs": estimate.pairs,
+            "false_match_words": estimate.phrase(),
             "meaning": self.describe(distance),
             "within_operating_threshold": self.within_threshold(distance),
         }
+        if library is not None:
+            in_library = self.in_library(distance, library)
+            fields["in_library"] = in_library.phrase()
+            fields["expected_different_people"] = in_library.expected
+        return fields
 
-    def to_json(self, distance: float) -> dict[str, Any]:
-        """The fields every exported score carries."""
-        return {"distance": round(float(distance), 6), **self.meaning_fields(distance), **self.versions()}
-
-
-UNCALIBRATED = (
-    "uncalibrated: no calibration was measured for this face model, so the distance has no stated "
-    "false-match rate; compare candidates by eye only"
-)
+    def to_json(self, distance: float, library: LibrarySize | None = None) -> dict[str, Any]:
+        """Every field of one distance (for evaluation tools; casework goes through ``ScoreView``)."""
+        return {"distance": round(float(distance), 6), **self.meaning_fields(distance, library), **self.versions()}
 
 
 def meaning_for_model(
@@ -103,6 +161,125 @@ def meaning_for_model(
     if (calibration.model_id, calibration.model_sha256) != (model_id, model_sha256):
         return None
     return ScoreMeaning.load(policy, model_id, model_sha256, models_dir)
+
+
+def _uncalibrated_fields() -> dict[str, Any]:
+    return {"estimated_false_match_rate": None, "meaning": UNCALIBRATED, "within_operating_threshold": None}
+
+
+@dataclass(frozen=True)
+class ScoreView:
+    """How the policy in force shows a score (which number, how many places) and what it means.
+
+    ``show`` is the policy's ``score_display.show``, or ``EVERYTHING`` for evaluation tools.
+    ``library``: the size of what a 1:N search compared with, when known (for the 1:N meaning).
+    """
+
+    show: str
+    decimals: int
+    meaning: ScoreMeaning | None
+    library: LibrarySize | None = None
+
+    def __post_init__(self) -> None:
+        if self.show not in (*SHOWN, EVERYTHING):
+            raise ValueError(f"score_display.show must be one of {', '.join(SHOWN)}, got {self.show!r}")
+
+    @classmethod
+    def of(cls, policy: Policy, meaning: ScoreMeaning | None, library: LibrarySize | None = None) -> ScoreView:
+        display = policy.score_display
+        return cls(display.show, display.decimals, meaning, library)
+
+    @classmethod
+    def everything(cls, meaning: ScoreMeaning | None, library: LibrarySize | None = None) -> ScoreView:
+        return cls(EVERYTHING, 6, meaning, library)
+
+    @property
+    def hidden(self) -> bool:
+        return self.show == "hidden"
+
+    @property
+    def heading(self) -> str | None:
+        """The score column's heading, or None when the policy hides scores."""
+        return {"similarity": "Similarity", "estimated_false_match_rate": "Estimated false-match rate"}.get(self.show)
+
+    def fields(self, score: float | None, distance: float | None) -> dict[str, Any]:
+        """The JSON fields of one candidate's score, as the policy shows it (nothing when it hides scores)."""
+        if self.show == "hidden":
+            return {}
+        within = None if self.meaning is None or distance is None else self.meaning.within_threshold(distance)
+        if self.show == "similarity":
+            return {
+                "score": None if score is None else round(score, self.decimals),
+                "within_operating_threshold": within,
+            }
+        out: dict[str, Any] = {}
+        if self.show == EVERYTHING:
+            out["score"] = None if score is None else round(score, 6)
+        if distance is None:
+            return {**out, "distance": None, "meaning": "not kept"}
+        out["distance"] = round(float(distance), 6)  # what the meaning was computed from, to reproduce it
+        if self.meaning is None:
+            return {**out, **_uncalibrated_fields()}
+        return {**out, **self.meaning.meaning_fields(distance, self.library)}
+
+    def cell(self, score: float | None, distance: float | None) -> str:
+        """The short form for a list."""
+        if self.show == "similarity":
+            return "not kept" if score is None else f"{score:.{self.decimals}f}"
+        if self.show in ("estimated_false_match_rate", EVERYTHING):
+            if distance is None:
+                return "not kept"
+            if self.meaning is None:
+                return "uncalibrated"
+            return self.meaning.estimate(distance).phrase()
+        return ""
+
+    def words(self, score: float | None, distance: float | None) -> str | None:
+        """The long form, beside one Potential Match; None when the policy hides scores."""
+        if self.show == "similarity":
+            return f"similarity {self.cell(score, distance)}"
+        if self.show in ("estimated_false_match_rate", EVERYTHING):
+            if distance is None or self.meaning is None:
+                return f"estimated false-match rate: {self.cell(score, distance)}"
+            text = self.meaning.describe(distance)
+            if self.library is not None:
+                text += f"; {self.meaning.in_library(distance, self.library).phrase()}"
+            return text
+        return None
+
+    def threshold_words(self, distance: float | None) -> str | None:
+        """Within or outside the operating threshold, when the policy shows scores and the meaning is known."""
+        if self.hidden or self.meaning is None or distance is None:
+            return None
+        side = "within" if self.meaning.within_threshold(distance) else "outside"
+        return (
+            f"{side} the operating threshold {self.meaning.threshold:.3f} (target false-match rate "
+            f"1 in {one_in(self.meaning.target_false_match_rate)})"
+        )
+
+    def note(self) -> str:
+        """One sentence saying what the numbers are (and are not)."""
+        if self.show == "similarity":
+            return SIMILARITY_NOTE
+        if self.show in ("estimated_false_match_rate", EVERYTHING):
+            if self.meaning is None:
+                return f"Estimated false-match rate: {UNCALIBRATED}."
+            return scoring_text(scoring_json(self.meaning, self.meaning.model_id, self.meaning.model_sha256))
+        return HIDDEN_NOTE
+
+    def scoring_json(self, model_id: str, model_sha256: str) -> dict[str, Any]:
+        """The versions a list of scores was made under, how they are shown, and the equity caveat."""
+        out = {**scoring_json(self.meaning, model_id, model_sha256), "score_display": self.show}
+        if self.show != "hidden":
+            out["decimals"] = self.decimals
+        if self.meaning is not None:
+            floor = self.meaning.calibration.floor
+            out["lowest_rate_shown"] = floor.floor_rate
+            out["lowest_rate_words"] = floor.phrase()
+            out["equity_caveat"] = self.meaning.equity_caveat()
+        if self.library is not None:
+            out["library"] = self.library.to_json()
+        return out
 
 
 def scoring_json(meaning: ScoreMeaning | None, model_id: str, model_sha256: str) -> dict[str, Any]:
@@ -122,15 +299,3 @@ def scoring_text(scoring: dict[str, Any]) -> str:
         f"{scoring['threshold']} (target false-match rate {scoring['target_false_match_rate']}), "
         f"policy {scoring['policy_version']}."
     )
-
-
-def candidate_meaning(meaning: ScoreMeaning | None, distance: float) -> dict[str, Any]:
-    """The meaning fields of one candidate's distance, calibrated or plainly marked as not."""
-    if meaning is None:
-        return {
-            "estimated_false_match_rate": None,
-            "false_match_rate_upper_bound": None,
-            "meaning": UNCALIBRATED,
-            "within_operating_threshold": None,
-        }
-    return meaning.meaning_fields(distance)

@@ -15,77 +15,73 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 from engine.casework import Case, CaseCandidate, Decision
+from engine.casework.export import accuracy_caveats
 from engine.policy import Policy
-from engine.scoring import UNCALIBRATED, ScoreMeaning, meaning_for_model, scoring_json, scoring_text
+from engine.scoring import LibrarySize, ScoreMeaning, ScoreView, meaning_for_model
+from engine.security.users import Session
 from engine.terminal import Terminal
 from rfr_tui.text import plain_cell
 from rfr_tui.widgets.comparison import CandidateText
 
-HEADINGS = {"similarity": "Similarity", "estimated_false_match_rate": "Estimated false-match rate"}
-
 
 @dataclass(frozen=True)
 class ScoreFormat:
-    """How the policy in force shows a Potential Match's score, with the calibration when it asks for rates."""
+    """How the policy in force shows a Potential Match's score, with the calibration when it asks for rates.
+
+    The rules (which number, what it means, the 1:N meaning in the library searched) are the engine's
+    ``ScoreView``; this only hands it the case's scores.
+    """
 
     show: str
     decimals: int
     meaning: ScoreMeaning | None = None
     model_id: str | None = None
     model_sha256: str | None = None
+    library: LibrarySize | None = None
+    caveats: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, policy: Policy, case: Case, meaning: ScoreMeaning | None = None) -> ScoreFormat:
+    def of(
+        cls, policy: Policy, case: Case, meaning: ScoreMeaning | None = None, library: LibrarySize | None = None
+    ) -> ScoreFormat:
         display = policy.score_display
-        return cls(display.show, display.decimals, meaning, case.model_id, case.model_sha256)
+        view = ScoreView.of(policy, meaning, library)
+        caveats = tuple(accuracy_caveats(case, view))
+        return cls(display.show, display.decimals, meaning, case.model_id, case.model_sha256, library, caveats)
 
     @classmethod
-    def load(cls, terminal: Terminal, case: Case) -> ScoreFormat:
-        """The format for ``case``; reads (and hash-checks) the calibration when the policy shows rates. Blocking."""
-        meaning = None
+    def load(cls, terminal: Terminal, case: Case, session: Session | None = None) -> ScoreFormat:
+        """The format for ``case``; reads (and hash-checks) the calibration when the policy shows rates. Blocking.
+
+        With ``session``, also what the search compared with (people, templates) for the 1:N meaning.
+        """
+        meaning = library = None
         if terminal.policy.score_display.show == "estimated_false_match_rate" and case.model_id and case.model_sha256:
             meaning = meaning_for_model(terminal.policy, case.model_id, case.model_sha256)
-        return cls.of(terminal.policy, case, meaning)
+            if session is not None and meaning is not None:
+                library = terminal.cases.searched_library(session, case.id)
+        return cls.of(terminal.policy, case, meaning, library)
+
+    @property
+    def view(self) -> ScoreView:
+        return ScoreView(self.show, self.decimals, self.meaning, self.library)
 
     @property
     def heading(self) -> str | None:
         """The score column's heading, or None when the policy hides scores."""
-        return HEADINGS.get(self.show)
+        return self.view.heading
 
     def cell(self, candidate: CaseCandidate) -> str:
         """The short form for a list."""
-        if self.show == "similarity":
-            return "not kept" if candidate.score is None else f"{candidate.score:.{self.decimals}f}"
-        if self.show == "estimated_false_match_rate":
-            if candidate.distance is None:
-                return "not kept"
-            if self.meaning is None:
-                return "uncalibrated"
-            return self.meaning.calibration.false_match_rate(candidate.distance).phrase()
-        return ""
+        return self.view.cell(candidate.score, candidate.distance)
 
     def words(self, candidate: CaseCandidate) -> str | None:
         """The long form, beside one Potential Match; None when the policy hides scores."""
-        if self.show == "similarity":
-            return f"similarity {self.cell(candidate)}"
-        if self.show == "estimated_false_match_rate":
-            if candidate.distance is None or self.meaning is None:
-                return f"estimated false-match rate: {self.cell(candidate)}"
-            return self.meaning.describe(candidate.distance)
-        return None
+        return self.view.words(candidate.score, candidate.distance)
 
     def note(self) -> str:
-        """One sentence saying what the numbers are (and are not)."""
-        if self.show == "similarity":
-            return (
-                "Similarity is the face model's display score, from 0 to 1, used to order the list: it is not a "
-                "probability and it is not a Viable Match."
-            )
-        if self.show == "estimated_false_match_rate":
-            if self.meaning is None:
-                return f"Estimated false-match rate: {UNCALIBRATED}."
-            return scoring_text(scoring_json(self.meaning, self.meaning.model_id, self.meaning.model_sha256))
-        return "Scores are not shown: the policy hides them. Assess each Potential Match by eye."
+        """What the numbers are (and are not), and which accuracy figures do not apply to this Probe Image."""
+        return " ".join((self.view.note(), *self.caveats))
 
 
 def decision_words(candidate: CaseCandidate) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from engine.cli import main
+from engine.policy import load_default_policy
 from engine.security.keys import read_key_file
 from engine.workspace import Workspace
 from tests.terminals import FAST
@@ -218,9 +219,11 @@ def test_two_cases_end_to_end(
     assert result["top_k"] == 20 and len(candidates) == 2 * PEOPLE and result["libraries"] == ["custody"]
     assert candidates[0]["subject"] == probe_name and candidates[1]["subject"] == probe_name
     assert "intelligence lead only" in result["notice"]
-    assert result["scoring"]["calibrated"] is True and result["scoring"]["calibration"] == "lfw-2026-11.v1"
-    assert candidates[0]["within_operating_threshold"] is True
-    assert candidates[0]["meaning"].startswith("estimated false-match rate")
+    point = load_default_policy().operating_point
+    assert result["scoring"]["calibrated"] is True and result["scoring"]["calibration"] == point.calibration_id
+    assert result["scoring"]["score_display"] == "similarity" and result["scoring"]["library"]["people"] == PEOPLE
+    assert candidates[0]["within_operating_threshold"] is True and "distance" not in candidates[0]
+    assert candidates[0]["score"] == round(candidates[0]["score"], 3)  # the policy's decimals
     refused(
         rfr("case", "adjudicate", case_id, "--candidate", "1", "--decision", "viable", user="alice"),
         "a Viable Match needs a Match Report covering factors (i) to (v)",
@@ -248,7 +251,11 @@ def test_two_cases_end_to_end(
     assert "A Viable Match is an intelligence lead only. It is not an identification and it is not evidence." in text
     assert "(iii) the time lapse between the two images" in text and "Eyebrows, nose, mouth and ears agree" in text
     assert "dlib_face_recognition_resnet_model_v1" in text and "with rfr " in text
-    assert "within the operating threshold 0.542" in text and "calibration lfw-2026-11 v1" in text
+    assert (
+        f"within the operating threshold {point.threshold:.3f}" in text
+        and f"calibration {point.calibration_id}" in text
+    )
+    assert "Equity caveat: at the operating threshold" in text and f"{PEOPLE} people (" in text
     refused(rfr("case", "report", case_id, "--out", str(html_path), user="alice"), "already exists")
     code, out, err = rfr("case", "close", case_id, user="alice")
     assert code == 0 and out["outcome"] == "viable_match" and out["probe_template_deleted"], err

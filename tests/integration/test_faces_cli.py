@@ -84,11 +84,13 @@ def test_compare_states_the_calibrated_meaning(capsys: pytest.CaptureFixture[str
     code, out, _ = run(capsys, "faces", "compare", str(examples / "obama.jpg"), str(examples / "obama2.jpg"), "--json")
     assert code == 0
     doc = json.loads(out)
-    assert doc["score"]["within_operating_threshold"] is True
-    assert "estimated false-match rate" in doc["score"]["meaning"]
+    assert doc["score_display"] == "similarity"  # the shipped policy's score_display
+    assert doc["score"]["within_operating_threshold"] is True and isinstance(doc["score"]["score"], float)
+    assert "distance" not in doc["score"] and doc["score"]["calibration"].startswith("lfw-")
     assert "intelligence lead only" in doc["note"]
     code, out, _ = run(capsys, "faces", "compare", str(examples / "obama.jpg"), str(examples / "biden.jpg"))
-    assert code == 0 and "outside the policy's operating threshold" in out and "never evidence" in out
+    assert code == 0 and "outside the operating threshold" in out and "never evidence" in out
+    assert out.startswith("similarity ") and "not a probability" in out
 
 
 @pytest.mark.parametrize(

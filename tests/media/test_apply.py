@@ -19,6 +19,7 @@ from engine.media.format import UserEntry
 from engine.media.reader import MediaProgress, Status
 from engine.media.staging import STAGING_DIR
 from engine.media.trust import METADATA_DIR, trust_info
+from engine.workspace import DB_NAME
 from tests.media.conftest import START, World, reopen_media_terminal
 from tests.media.repository import (
     ENGINE,
@@ -92,6 +93,9 @@ def test_weeding_removes_the_person_everywhere_the_index_included(world: World) 
             assert not any("'alpha'" in repr(row) or '"alpha"' in repr(row) for row in rows), table
     weeds = _events(world, "library.weed")
     assert [(e.actor, e.details["package"], e.details["subjects"]) for e in weeds] == [("eng1", "library:custody#2", 1)]
+    # Nor in the database file: the write-ahead log was folded back at once, so the pages that held alpha's
+    # images are overwritten (secure_delete) now, not whenever SQLite next checkpoints on its own.
+    assert (world.ws.directory / DB_NAME).is_file() and (world.ws.directory / f"{DB_NAME}-wal").stat().st_size == 0
 
 
 def test_deltas_on_one_medium_apply_in_order(world: World) -> None:
@@ -153,7 +157,7 @@ def test_policy_package_puts_the_policy_in_force_now_and_after_a_restart(world: 
     world.repo.add_package(*policy_package(1, "2027.1"))
     reading = world.read(world.medium())
     assert reading.to_apply[0].changes is not None
-    assert reading.to_apply[0].changes.lines() == ["policy 2026.2 -> 2027.1"]
+    assert reading.to_apply[0].changes.lines() == ["policy 2026.3 -> 2027.1"]
     world.terminal.media.apply(world.session, reading)
     assert world.terminal.policy.version == "2027.1"
     assert world.terminal.accounts.policy.version == "2027.1"

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.policy import load_default_policy
 from engine.security.keys import read_key_file
 from engine.workspace import Workspace
 from tests.plaintext import image_needles
@@ -150,12 +151,16 @@ def test_nothing_readable_at_rest(tmp_path: Path, people: list[tuple[str, list[P
         payload = json.loads(searched.stdout)
         candidates = payload["probes"][0]["candidates"]
         hits += candidates[0]["subject"] == name  # the searches were real searches
-        # ... and every score carries its calibrated meaning and the versions that reproduce it.
-        assert payload["scoring"]["calibrated"] is True and payload["scoring"]["calibration"] == "lfw-2026-11.v1"
-        assert payload["scoring"]["threshold"] == 0.542
+        # ... and every score is shown as the policy says (similarity), with the versions that reproduce it.
+        point = load_default_policy().operating_point
+        assert payload["scoring"]["calibrated"] is True and payload["scoring"]["calibration"] == point.calibration_id
+        assert (
+            payload["scoring"]["threshold"] == point.threshold and payload["scoring"]["score_display"] == "similarity"
+        )
+        assert payload["scoring"]["equity_caveat"].startswith("Equity caveat: at the operating threshold")
         for c in candidates:
-            assert c["meaning"].startswith("estimated false-match rate")
-            assert c["within_operating_threshold"] is (c["distance"] <= 0.542)
+            assert "distance" not in c and "meaning" not in c and isinstance(c["score"], float)
+            assert isinstance(c["within_operating_threshold"], bool)
     assert hits >= SEARCHED - 1
     assert rfr(env, "library", "stats", "--as", "eve").returncode == 0
 

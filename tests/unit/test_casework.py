@@ -42,6 +42,7 @@ from engine.faces.types import Face, FaceQuality, QualityMeasure
 from engine.library import create_library, delete_library
 from engine.policy import Policy, load_default_policy
 from engine.policy.model import Search
+from engine.scoring.applicability import UNDER_16
 from engine.security.users import ReauthPurpose, Session
 from engine.terminal import Terminal
 from engine.version import software_version
@@ -770,11 +771,21 @@ def test_match_report_export(world: World, tmp_path: Path) -> None:
         "Exported from the shop&#x27;s CCTV system by PC 1234",
         f"by alice at {material.exported_at} with {software_version()}",
         "face 1 of 1 in the Probe Image",
+        "The Probe Image is within what the evaluation measured",
     ):
         assert needle in text, needle
+    assert UNDER_16 not in text
     with pytest.raises(CaseError, match="already exists"):
         write_report_file(out, text)
     assert world.events("case.report_export")[-1].details["destination"] == str(out)
+
+
+def test_the_report_says_no_accuracy_figure_applies_to_an_under_16_probe(world: World) -> None:
+    submitted = world.submitted(age_band="13-15")
+    world.cases.approve(world.login("ivan"), submitted.id, "proportionate")
+    case = adjudicate_all(world, world.cases.search(world.login("alice"), submitted.id).case, "viable")
+    text = render_match_report(world.cases.report_material(world.login("alice"), case.id, "x"), world.policy)
+    assert UNDER_16 in text and "within what the evaluation measured" not in text
 
 
 def test_a_report_is_exported_only_after_adjudication(world: World, tmp_path: Path) -> None:
