@@ -73,8 +73,7 @@ def test_label_error_list_covers_the_published_errata(data_root: Path) -> None:
     for pair in errors.same_person:
         assert pair <= people, pair
     errata = lfw / "LFW_ERRATA.txt"
-    if not errata.is_file():
-        pytest.skip("LFW_ERRATA.txt not in the data folder")
+    assert errata.is_file(), f"{errata}: the list's source must be in the data folder"
     named = errata_image_names(errata.read_text(encoding="utf-8"), people)
     assert len(named) >= 15  # the parser found the errata's entries
     aliased = {name for pair in errors.same_person for name in pair}  # e.g. John_Gruden_0001 is Jon_Gruden
