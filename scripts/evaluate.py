@@ -1,39 +1,44 @@
 #!/usr/bin/env python
-"""Measure the face engine on all of LFW: 1:1 error rates, the score calibration, 1:N figures, equity figures.
+"""Equity across thresholds on LFW's held-out people, 1:N as NIST FRTE builds it, and the force's own pairs.
 
-Every image of ``lfw/images`` is analysed in memory by ``FaceEngine`` (the labelled person is the
-face nearest the image centre, as ``engine.evaluation.lfw`` does); templates never touch the disk.
-Then, over the images with a face:
+Every LFW image is analysed in memory (``engine.evaluation.templates``; templates never touch the disk).
+The people are split by LFW's own folds (``engine.evaluation.protocol``): folds 1-5 (DERIVATION) only
+to find the threshold each group would need; every figure stated comes from folds 6-10 (STATEMENT).
+The operating threshold is the one the terminal uses: the installed calibration
+(``models/calibration.yaml``, hash-checked against the model manifest) at the policy's target.
 
-- genuine scores: every same-person pair; impostor scores: every different-person pair (~87 million,
-  computed in chunks); DET curve, EER, FMR and FNMR at several thresholds with intervals;
-- the calibration (distance -> false-match rate) written to ``models/calibration.yaml`` and the
-  threshold it gives at the policy's target false-match rate;
-- 1:N: each person's first image enrolled, every one-image person as a distractor, the other images
-  as probes; CMC rank 1-50, FNIR at FPIR 0.003 and 0.01 (non-mated searches: each probe with its mate
-  removed from the gallery);
-- equity: the same figures by sex and by race group (``engine.evaluation.demographics``);
-- ``docs/evaluation.md`` and PNG plots in ``docs/img/`` (needs matplotlib: the optional ``eval`` extra;
-  the plots are not tracked: they are drawn from LFW results, so each run makes its own).
+For sex and race group, with hand labels and automatic labels side by side (and the automatic labels'
+precision and recall against the hand labels), over thresholds 0.40-0.62 and the operating threshold:
+FMR within and across groups, FNMR (at most 10 images per person), FPIR and FNIR in 1:N (a gallery of
+enrolled people; mated probes; non-mated probes of people never enrolled), all with subject-bootstrap
+intervals, and the highest/lowest ratios with intervals of their own. No rate is stated from fewer than
+30 errors. Writes ``docs/evaluation/figures.json`` (every figure), the plots beside it, and
+``docs/evaluation.md``, all at the very end, after everything has been computed: a failed run writes
+nothing.
 
-Usage (from the repository root)::
+With ``--force-pairs manifest.csv`` it runs the same 1:1 evaluation on the force's own labelled pairs
+(``engine.evaluation.force_pairs``) instead, writing ``force_figures.json`` and ``force_evaluation.md``
+to ``--out-dir`` (default: an ``evaluation`` folder beside the manifest).
 
-    .venv/bin/python scripts/evaluate.py                      # full run: ~20 min on 2 cores
-    .venv/bin/python scripts/evaluate.py --limit 800 --docs-dir /tmp/ev --json /tmp/ev.json
+Usage (from the repository root; ``make evaluate`` runs the whole kit)::
+
+    .venv/bin/python scripts/evaluate.py                                   # all of LFW (~25 min on 2 cores)
+    .venv/bin/python scripts/evaluate.py --limit 300 --out-dir /tmp/ev     # quick look
+    .venv/bin/python scripts/evaluate.py --force-pairs /media/force/pairs.csv
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import io
 import json
 import math
-import multiprocessing
 import os
 import platform
+import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,952 +48,1106 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from engine.errors import RfrError  # noqa: E402
+from engine.errors import RfrError, UsageError  # noqa: E402
+from engine.evaluation import equity as eq  # noqa: E402
+from engine.evaluation import force_pairs as fp  # noqa: E402
 from engine.evaluation import metrics as m  # noqa: E402
-from engine.evaluation.calibration import build_calibration  # noqa: E402
 from engine.evaluation.demographics import (  # noqa: E402
     GENDER_GROUPS,
     RACE_GROUPS,
     PersonLabels,
-    agreement,
+    label_quality,
     load_gender,
     load_race_attributes,
     load_race_by_person,
+    load_sex_attributes,
 )
-from engine.evaluation.lfw import nearest_to_centre  # noqa: E402
-from engine.scoring import statistics as stats  # noqa: E402
-from engine.scoring.calibration import Calibration, derive_threshold  # noqa: E402
+from engine.evaluation.label_errors import LabelErrors, load_label_errors  # noqa: E402
+from engine.evaluation.one_to_n import MAX_RANK, Construction, Searches  # noqa: E402
+from engine.evaluation.protocol import MAX_IMAGES_PER_PERSON, impostor_distances, load_folds, split  # noqa: E402
+from engine.evaluation.templates import compute_templates, list_images  # noqa: E402
+from engine.scoring.calibration import (  # noqa: E402
+    Calibration,
+    check_policy_threshold,
+    derive_threshold,
+    load_calibration,
+    load_verified_calibration,
+)
 
-TARGET_FMRS = (1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
-FIXED_THRESHOLDS = ((0.5, "fixed"), (0.6, "dlib's rule of thumb"))
-TARGET_FPIRS = (0.003, 0.01)
-MAX_RANK = 50
-DESCRIBE_AT = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+TARGET_FPIRS = (0.01, 0.03, 0.1)
+LIBRARY_SIZES = (10_000, 100_000, 1_000_000)
+DERIVATION_REACH = 0.75
+"""Derivation impostor pairs are kept up to this distance to find each group's threshold."""
+N_BOOT = 1000
+SEED = 20261122
 
 
-def engine_revision() -> str:
-    """The git commit the engine code came from, and whether engine/faces or models differ from it."""
-    import subprocess
+@dataclass(frozen=True)
+class LabelSet:
+    key: str
+    title: str
+    kind: str  # "sex" or "race"
+    hand: bool
+    groups: tuple[str, ...]
+    load: Callable[[Path], PersonLabels]
 
-    def git(*args: str) -> str:
-        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-        return out.stdout.strip() if out.returncode == 0 else ""
 
-    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
-    changed = git("status", "--porcelain", "--", "engine/faces", "models/manifest.yaml")
-    return f"{commit} (engine/faces with local changes)" if changed else commit
+LABEL_SETS = (
+    LabelSet("sex_hand", "Sex, hand-checked labels", "sex", True, GENDER_GROUPS, load_gender),
+    LabelSet("sex_auto", "Sex, automatic labels", "sex", False, GENDER_GROUPS, load_sex_attributes),
+    LabelSet("race_hand", "Race group, hand labels", "race", True, RACE_GROUPS, load_race_by_person),
+    LabelSet("race_auto", "Race group, automatic labels", "race", False, RACE_GROUPS, load_race_attributes),
+)
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def default_data_root() -> Path:
     return Path(os.environ.get("RFR_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
 
 
-# ---- templates, in memory only ----
+def engine_revision() -> str:
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        return out.stdout.strip() if out.returncode == 0 else ""
 
-_engine: Any = None
-
-
-def _worker_init(device: str) -> None:
-    global _engine
-    from engine.faces.pipeline import FaceEngine
-
-    _engine = FaceEngine.open(device=device)
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    changed = git("status", "--porcelain", "--", "engine", "models/manifest.yaml")
+    return f"{commit} (with local changes)" if changed else commit
 
 
-def _worker_run(job: tuple[int, str, int]) -> tuple[int, int, np.ndarray | None, str | None]:
-    """(index, faces found, template of the centre face or None, error or None)."""
-    from engine.faces.image_io import load_image
+# ---------------------------------------------------------------------------------------------
+# Preflight: everything that can fail without computing anything, before anything is computed
+# ---------------------------------------------------------------------------------------------
 
-    index, path, upsample = job
+
+@dataclass
+class Inputs:
+    lfw_root: Path
+    calibration: Calibration
+    threshold: float
+    target: float
+    policy_version: str
+    folds: dict[str, int]
+    label_errors: LabelErrors
+    labels: dict[str, PersonLabels]
+    manifest: fp.ForcePairs | None
+    out_dir: Path
+    docs_md: Path | None
+
+
+def _check_plotting() -> None:
     try:
-        rgb = load_image(Path(path)).rgb
-        faces = _engine.analyze(rgb, upsample=upsample, embed=True, quality=False)
-    except RfrError as exc:  # an unreadable image is counted and reported, like an image with no face
-        return index, 0, None, exc.diagnostics()
-    chosen = nearest_to_centre([f.box for f in faces], rgb.shape[1], rgb.shape[0])
-    if chosen is None:
-        return index, 0, None, None
-    return index, len(faces), np.asarray(faces[chosen].embedding, dtype=np.float32), None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+    except ImportError:
+        raise UsageError(
+            "matplotlib is not installed (the evaluation's plots need it): run `make evaluate`, which installs "
+            "the eval extra, or `.venv/bin/pip install -c constraints.txt -e '.[eval]'`"
+        ) from None
 
 
-@dataclass
-class Templates:
-    persons: list[str]  # subject index -> name, sorted
-    images: list[str]  # relative paths, sorted by person then number
-    owner: np.ndarray  # (images,) subject index
-    vectors: np.ndarray  # (images, 128) float64; rows of NaN where no face
-    has_face: np.ndarray  # (images,) bool
-    several_faces: int
-    errors: dict[str, str]
-    seconds: float
-    model_id: str
-    model_sha256: str
+def _check_writable(folder: Path) -> None:
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise UsageError(f"cannot write to {folder}: choose a writable --out-dir")
 
 
-def list_images(lfw_root: Path, limit: int | None) -> tuple[list[str], list[str], np.ndarray]:
-    """People (sorted) and their images; with ``limit``, whole people in name order until that many images."""
-    folder = lfw_root / "images"
-    if not folder.is_dir():
-        raise SystemExit(f"error: no LFW images at {folder}; set RFR_DATA or --data-root")
-    persons: list[str] = []
-    images: list[str] = []
-    owner: list[int] = []
-    for person_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = sorted(f.name for f in person_dir.glob("*.jpg"))
-        if not files:
-            continue
-        if limit is not None and images and len(images) + len(files) > limit:
-            break
-        persons.append(person_dir.name)
-        images += [f"images/{person_dir.name}/{f}" for f in files]
-        owner += [len(persons) - 1] * len(files)
-    return persons, images, np.array(owner, dtype=np.int64)
+def preflight(args: argparse.Namespace) -> Inputs:
+    """Check imports, data, calibration, policy and the output folder; compute nothing."""
+    from engine.policy import load_default_policy
+
+    _check_plotting()
+    policy = load_default_policy()
+    point = policy.operating_point
+    if args.calibration is None:
+        calibration = load_verified_calibration()
+        threshold = check_policy_threshold(
+            point.threshold, calibration, point.target_false_match_rate, point.calibration_id
+        )
+    else:  # a quick look at another calibration: its threshold at the policy's target, not the terminal's
+        calibration = load_calibration(args.calibration)
+        threshold = derive_threshold(calibration, point.target_false_match_rate)
+    manifest = None
+    lfw_root = args.data_root / "lfw"
+    folds: dict[str, int] = {}
+    labels: dict[str, PersonLabels] = {}
+    label_errors = load_label_errors()
+    if args.force_pairs is not None:
+        manifest = fp.load_manifest(args.force_pairs)
+        out_dir = args.out_dir or args.force_pairs.parent / "evaluation"
+        docs_md = None
+    else:
+        list_images(lfw_root, limit=1)  # the images folder is there and holds images
+        folds = load_folds(lfw_root)
+        for ls in LABEL_SETS:
+            labels[ls.key] = ls.load(lfw_root / "demographics")
+        out_dir = args.out_dir or REPO_ROOT / "docs" / "evaluation"
+        docs_md = (args.out_dir / "evaluation.md") if args.out_dir else REPO_ROOT / "docs" / "evaluation.md"
+    _check_writable(out_dir)
+    return Inputs(
+        lfw_root=lfw_root,
+        calibration=calibration,
+        threshold=threshold,
+        target=float(point.target_false_match_rate),
+        policy_version=policy.version,
+        folds=folds,
+        label_errors=label_errors,
+        labels=labels,
+        manifest=manifest,
+        out_dir=out_dir,
+        docs_md=docs_md,
+    )
 
 
-def compute_templates(lfw_root: Path, limit: int | None, jobs: int, device: str, upsample: int) -> Templates:
+# ---------------------------------------------------------------------------------------------
+# LFW
+# ---------------------------------------------------------------------------------------------
+
+
+def thresholds_for(operating: float, needed: Sequence[float | None], reach: float | None = None) -> list[float]:
+    values = {round(t, 6) for t in eq.SWEEP} | {round(operating, 6)}
+    values |= {round(t, 6) for t in needed if t is not None and (reach is None or t <= reach)}
+    return sorted(values)
+
+
+def figures_at(figs: dict[str, list[eq.Figure]], j: int) -> dict[str, dict[str, Any]]:
+    return {g: fs[j].to_json() for g, fs in figs.items()}
+
+
+def analyse_lfw(inp: Inputs, limit: int | None, jobs: int, device: str, n_boot: int, seed: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    t = compute_templates(inp.lfw_root, jobs=jobs, device=device, limit=limit)
+    inp.calibration.check_model(t.model_id, t.model_sha256)
+    templates_seconds = t.seconds
+    parts = split(t.images, t.persons, t.ok, inp.folds, inp.label_errors)
+    st, dv = parts.statement, parts.derivation
+    if len(st.people) < 2 or len(dv.people) < 2:
+        raise UsageError("too few people in one half of the protocol for an evaluation: raise --limit")
+    vectors = t.templates
+    log(f"  halves: derivation {dv.describe()}; statement {st.describe()}")
+
+    # The threshold each group would need, chosen on the derivation people only.
+    step = time.perf_counter()
+    dv_pairs = eq.PairSet.from_half(vectors, dv, DERIVATION_REACH)
+    needed: dict[str, list[eq.GroupThreshold]] = {}
+    for ls in LABEL_SETS:
+        needed[ls.key] = eq.group_thresholds(
+            dv_pairs, [inp.labels[ls.key].group_of(p) for p in dv.people], ls.groups, inp.target
+        )
+    del dv_pairs
+    log(f"  group thresholds on derivation people ({time.perf_counter() - step:.0f} s)")
+
+    thresholds = thresholds_for(inp.threshold, [g.threshold for gs in needed.values() for g in gs])
+    thr = np.array(thresholds)
+    op_index = thresholds.index(round(inp.threshold, 6))
+    step = time.perf_counter()
+    st_pairs = eq.PairSet.from_half(vectors, st, float(thr[-1]))
+    cells = eq.PairCells.build(st_pairs, thr)
+    everyone = eq.Grouping.everyone(len(st.people), n_boot=n_boot, seed=seed)
+    pooled = eq.sweep(st_pairs, everyone, thr, cells=cells)
+    log(
+        f"  statement pairs: {st_pairs.genuine_distance.size:,} genuine, {st_pairs.impostor_distance.size:,} impostor "
+        f"up to {thr[-1]:.3f} ({time.perf_counter() - step:.0f} s)"
+    )
+
+    # EER and DET over every statement impostor pair.
+    step = time.perf_counter()
+    all_imp = impostor_distances(vectors, st)
+    all_imp.sort()
+    impostor_scores = m.Scores(all_imp, presorted=True, what="impostor scores")
+    genuine_scores = m.Scores(st_pairs.genuine_distance, what="genuine scores")
+    eer = m.equal_error_rate(genuine_scores, impostor_scores) if genuine_scores.n else None
+    det = m.det_curve(genuine_scores, impostor_scores, max_points=600) if genuine_scores.n else None
+    impostor_total = impostor_scores.n
+    del all_imp, impostor_scores
+    log(f"  EER and DET ({time.perf_counter() - step:.0f} s)")
+
+    # 1:N as NIST FRTE builds it.
+    construction = Construction.from_half(st)
+    searches = Searches.run(vectors, construction)
+    fp_e, fp_n = searches.fpir_errors(thr)
+    fn_e, fn_n = searches.fnir_errors(thr)
+    pooled_fpir, _ = eq.person_sweep(fp_e, fp_n, everyone)
+    pooled_fnir, _ = eq.person_sweep(fn_e, fn_n, everyone)
+    at_fpir_thresholds: list[tuple[float, float]] = []
+    for target in TARGET_FPIRS:
+        if construction.nonmated_rows.size:
+            at_fpir_thresholds.append((target, searches.threshold_at_fpir(target)))
+    fpir_thr = np.array(sorted({round(x, 9) for _, x in at_fpir_thresholds})) if at_fpir_thresholds else None
+
+    data = {
+        "people_in_no_fold": parts.people_in_no_fold,
+        "images": len(t.images),
+        "images_without_face": t.images_without_face,
+        "images_with_several_faces": t.several_faces,
+        "images_that_failed": len(t.errors),
+        "label_errors": {"source": inp.label_errors.source, "listed": len(inp.label_errors.errors)},
+        "halves": {},
+    }
+    for half in (dv, st):
+        data["halves"][half.name] = {
+            "folds": sorted(half.folds),
+            "people": len(half.people),
+            "images": half.images,
+            "images_with_face": int(half.rows.size),
+            "images_without_face": half.images_without_face,
+            "label_error_images_excluded": half.label_error_images,
+            "two_names_one_person": len(half.same_person),
+        }
+    data["halves"]["statement"]["genuine_pairs"] = int(st_pairs.genuine_distance.size)
+    data["halves"]["statement"]["impostor_pairs"] = impostor_total
+    model = {"id": t.model_id, "sha256": t.model_sha256, "engine_revision": engine_revision()}
+    del t, vectors
+
+    label_sets: dict[str, Any] = {}
+    for k, ls in enumerate(LABEL_SETS):
+        step = time.perf_counter()
+        lab = inp.labels[ls.key]
+        people_labels = [lab.group_of(p) for p in st.people]
+        grouping = eq.Grouping.build(ls.key, people_labels, ls.groups, n_boot=n_boot, seed=seed + 101 * (k + 1))
+        s = eq.sweep(st_pairs, grouping, thr, cells=cells)
+        fpir, fpir_ratio = eq.person_sweep(fp_e, fp_n, grouping)
+        fnir, fnir_ratio = eq.person_sweep(fn_e, fn_n, grouping)
+        at_fpir = []
+        if fpir_thr is not None:
+            e1, n1 = searches.fpir_errors(fpir_thr)
+            e2, n2 = searches.fnir_errors(fpir_thr)
+            g_fp, g_fp_r = eq.person_sweep(e1, n1, grouping)
+            g_fn, g_fn_r = eq.person_sweep(e2, n2, grouping)
+            for target, x in at_fpir_thresholds:
+                j = int(np.flatnonzero(np.isclose(fpir_thr, round(x, 9)))[0])
+                at_fpir.append(
+                    {
+                        "target_fpir": target,
+                        "threshold": x,
+                        "fpir": figures_at(g_fp, j),
+                        "fpir_ratio": g_fp_r[j].to_json(),
+                        "fnir": figures_at(g_fn, j),
+                        "fnir_ratio": g_fn_r[j].to_json(),
+                    }
+                )
+        hand_key = f"{ls.kind}_hand"
+        quality = None if ls.hand else [q.to_json() for q in label_quality(inp.labels[hand_key], lab, ls.groups)]
+        need_rows = []
+        for g in needed[ls.key]:
+            row = g.to_json()
+            if g.threshold is not None and round(g.threshold, 6) in thresholds:
+                j = thresholds.index(round(g.threshold, 6))
+                row["statement_fmr_within"] = s.fmr_within[g.group][j].to_json()
+                row["statement_fnmr"] = s.fnmr[g.group][j].to_json()
+                row["statement_fpir"] = fpir[g.group][j].to_json()
+            need_rows.append(row)
+        label_sets[ls.key] = {
+            "title": ls.title,
+            "kind": ls.kind,
+            "hand": ls.hand,
+            "source": lab.source,
+            "note": lab.note,
+            "groups": list(ls.groups),
+            "people": {g: grouping.people_in(g) for g in ls.groups},
+            "unlabelled_people": int(np.count_nonzero(grouping.of_person < 0)),
+            "people_labelled_in_lfw": len(lab.labels),
+            "quality_against_hand_labels": quality,
+            "threshold_needed": need_rows,
+            "sweep": s.to_json(),
+            "one_to_n": {
+                "fpir": {g: [f.to_json() for f in fs] for g, fs in fpir.items()},
+                "fpir_ratio": [r.to_json() for r in fpir_ratio],
+                "fnir": {g: [f.to_json() for f in fs] for g, fs in fnir.items()},
+                "fnir_ratio": [r.to_json() for r in fnir_ratio],
+                "at_fpir": at_fpir,
+            },
+        }
+        log(f"  {ls.title}: done ({time.perf_counter() - step:.0f} s)")
+
+    ranks = searches.cmc(MAX_RANK)
+    one_to_n = {
+        "construction": construction.to_json(),
+        "hold_out": "people never enrolled: the first 8 bytes of sha256(name) below half of 2**64",
+        "max_rank": MAX_RANK,
+        "cmc": {str(r): float(ranks[r - 1]) for r in (1, 5, 10, 20, 50) if r <= MAX_RANK},
+        "fpir": [f.to_json() for f in pooled_fpir["all"]],
+        "fnir": [f.to_json() for f in pooled_fnir["all"]],
+        "at_fpir": [
+            {
+                "target_fpir": target,
+                "threshold": x,
+                "fpir": eq.person_sweep(*searches.fpir_errors(np.array([x])), everyone)[0]["all"][0].to_json(),
+                "fnir": eq.person_sweep(*searches.fnir_errors(np.array([x])), everyone)[0]["all"][0].to_json(),
+            }
+            for target, x in at_fpir_thresholds
+        ],
+    }
+    verification = {
+        "fmr": [f.to_json() for f in pooled.fmr_within["all"]],
+        "fnmr": [f.to_json() for f in pooled.fnmr["all"]],
+        "eer": None
+        if eer is None
+        else {"rate": eer.rate, "low": eer.low, "high": eer.high, "threshold": eer.threshold},
+        "det": None
+        if det is None
+        else {"thresholds": det.thresholds.tolist(), "fmr": det.fmr.tolist(), "fnmr": det.fnmr.tolist()},
+    }
+    return {
+        "model": model,
+        "data": data,
+        "thresholds": thresholds,
+        "operating_index": op_index,
+        "verification": verification,
+        "label_sets": label_sets,
+        "one_to_n": one_to_n,
+        "templates_seconds": templates_seconds,
+        "analysis_seconds": time.perf_counter() - started - templates_seconds,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The force's own pairs
+# ---------------------------------------------------------------------------------------------
+
+
+def embed_paths(paths: list[Path], device: str) -> np.ndarray:
+    """Template of the face nearest the centre of each image (NaN row: no face or unreadable), in memory."""
+    from engine.evaluation.lfw import nearest_to_centre
+    from engine.faces.image_io import load_image
     from engine.faces.pipeline import FaceEngine
 
-    persons, images, owner = list_images(lfw_root, limit)
-    probe = FaceEngine.open(device=device)  # fails here, once, with a clear message if the models are wrong
-    model_id, model_sha256 = probe.model_id, probe.model_sha256
-    del probe
-    vectors = np.full((len(images), 128), np.nan)
-    several = 0
-    errors: dict[str, str] = {}
-    start = time.perf_counter()
-    work = [(i, str(lfw_root / rel), upsample) for i, rel in enumerate(images)]
-    ctx = multiprocessing.get_context("spawn")  # OpenVINO must not be forked after loading
-    with ctx.Pool(jobs, initializer=_worker_init, initargs=(device,)) as pool:
-        for done, (i, n_faces, template, error) in enumerate(pool.imap_unordered(_worker_run, work, 16), 1):
-            if template is not None:
-                vectors[i] = template
-            several += n_faces > 1
-            if error is not None:
-                errors[images[i]] = error
-            if done % 1000 == 0 or done == len(work):
-                rate = done / (time.perf_counter() - start)
-                print(f"  templates: {done}/{len(work)} images ({rate:.1f}/s)", file=sys.stderr, flush=True)
-    has_face = ~np.isnan(vectors[:, 0])
-    return Templates(
-        persons, images, owner, vectors, has_face, several, errors, time.perf_counter() - start, model_id, model_sha256
-    )
-
-
-# ---- all pairs ----
-
-
-@dataclass
-class Pairs:
-    genuine_d: np.ndarray
-    genuine_s: np.ndarray
-    impostor_d: np.ndarray  # in computation order (aligned with impostor_a/b)
-    impostor_a: np.ndarray
-    impostor_b: np.ndarray
-    images_per_subject: np.ndarray  # images with a face, per person
-    genuine_lost: int  # same-person pairs that could not be compared (an image had no face)
-    seconds: float
-
-
-def all_pairs(t: Templates, chunk: int = 256) -> Pairs:
-    """Every same-person and every different-person pair of images with a face, by euclidean distance."""
-    start = time.perf_counter()
-    x = t.vectors[t.has_face]
-    owner = t.owner[t.has_face]
-    n_subjects = len(t.persons)
-    per = np.bincount(owner, minlength=n_subjects)
-    all_per = np.bincount(t.owner, minlength=n_subjects)
-    n = x.shape[0]
-    n_gen = int(np.sum(per * (per - 1) // 2))
-    n_imp = n * (n - 1) // 2 - n_gen
-    gen_d, gen_s = np.empty(n_gen), np.empty(n_gen, dtype=np.int64)
-    imp_d = np.empty(n_imp)
-    imp_a, imp_b = np.empty(n_imp, dtype=np.int16), np.empty(n_imp, dtype=np.int16)
-    sq = np.einsum("ij,ij->i", x, x)
-    pg = pi = 0
-    for r0 in range(0, n, chunk):
-        r1 = min(n, r0 + chunk)
-        d2 = sq[r0:r1, None] + sq[None, r0:] - 2.0 * (x[r0:r1] @ x[r0:].T)
-        d = np.sqrt(np.maximum(d2, 0.0, out=d2), out=d2)
-        upper = np.arange(r0, n)[None, :] > np.arange(r0, r1)[:, None]
-        same = owner[r0:r1, None] == owner[None, r0:]
-        rows, cols = np.nonzero(upper & same)
-        k = rows.size
-        gen_d[pg : pg + k], gen_s[pg : pg + k] = d[rows, cols], owner[r0 + rows]
-        pg += k
-        rows, cols = np.nonzero(upper & ~same)
-        k = rows.size
-        imp_d[pi : pi + k] = d[rows, cols]
-        imp_a[pi : pi + k], imp_b[pi : pi + k] = owner[r0 + rows], owner[r0 + cols]
-        pi += k
-    assert pg == n_gen and pi == n_imp
-    lost = int(np.sum(all_per * (all_per - 1) // 2)) - n_gen
-    return Pairs(gen_d, gen_s, imp_d, imp_a, imp_b, per, lost, time.perf_counter() - start)
-
-
-# ---- 1:N ----
-
-
-@dataclass
-class Identification:
-    gallery: int
-    mated_enrolled: int
-    distractors: int
-    enrolled_not_first: int
-    people_not_enrolled: int
-    probe_subject: np.ndarray
-    mate_d: np.ndarray
-    ranks: np.ndarray
-    nonmated_top: np.ndarray  # probes with a face only
-    nonmated_subject: np.ndarray
-    probes_without_face: int
-
-
-def identification(t: Templates, chunk: int = 512) -> Identification:
-    """Gallery: each person's first image with a face; probes: every other image of people with 2+ images."""
-    n_subjects = len(t.persons)
-    first: dict[int, int] = {}
-    count = np.bincount(t.owner, minlength=n_subjects)
-    not_first = 0
-    for i in range(len(t.images)):
-        s = int(t.owner[i])
-        if s not in first and t.has_face[i]:
-            first[s] = i
-            not_first += i > 0 and int(t.owner[i - 1]) == s  # the person's first image had no face
-    gallery_rows = sorted(first.values())
-    column = {int(t.owner[i]): c for c, i in enumerate(gallery_rows)}
-    enrolled = set(first.values())
-    probes = [i for i in range(len(t.images)) if count[t.owner[i]] > 1 and i not in enrolled and t.owner[i] in column]
-    g = t.vectors[gallery_rows]
-    probe_subject = t.owner[probes]
-    mate_col = np.array([column[int(s)] for s in probe_subject], dtype=np.int64)
-    mate_d = np.full(len(probes), np.inf)
-    ranks = np.full(len(probes), m.NO_RANK, dtype=np.int64)
-    nonmated = np.full(len(probes), np.inf)
-    gsq = np.einsum("ij,ij->i", g, g)
-    for p0 in range(0, len(probes), chunk):
-        rows = np.array(probes[p0 : p0 + chunk])
-        x = t.vectors[rows]
-        d2 = np.einsum("ij,ij->i", x, x)[:, None] + gsq[None, :] - 2.0 * (x @ g.T)
-        d = np.sqrt(np.maximum(d2, 0.0))
-        d[np.isnan(d)] = np.inf  # probes with no face: no candidates at all
-        cols = mate_col[p0 : p0 + chunk]
-        mate_d[p0 : p0 + rows.size] = d[np.arange(rows.size), cols]
-        ranks[p0 : p0 + rows.size] = m.mate_ranks(d, cols)
-        nonmated[p0 : p0 + rows.size] = m.nonmated_top_distance(d, cols)
-    with_face = t.has_face[probes]
-    multi = {s for s in column if count[s] > 1}
-    return Identification(
-        gallery=len(gallery_rows),
-        mated_enrolled=len(multi),
-        distractors=len(gallery_rows) - len(multi),
-        enrolled_not_first=int(not_first),
-        people_not_enrolled=n_subjects - len(gallery_rows),
-        probe_subject=probe_subject,
-        mate_d=mate_d,
-        ranks=ranks,
-        nonmated_top=nonmated[with_face],
-        nonmated_subject=probe_subject[with_face],
-        probes_without_face=int((~with_face).sum()),
-    )
-
-
-# ---- the analysis ----
-
-
-def subject_groups(persons: Sequence[str], labels: PersonLabels) -> list[str | None]:
-    return [labels.group_of(p) for p in persons]
-
-
-def equity(
-    pairs: Pairs,
-    ident: Identification,
-    groups: list[str | None],
-    threshold: float,
-    one_to_n_threshold: float,
-    target_fmr: float,
-    n_boot: int,
-    seed: int,
-    imp_sel: np.ndarray,
-) -> dict[str, Any]:
-    """FNMR and FMR (within and across groups) at the operating threshold; FNIR by group in 1:N."""
-    g_err = ~(pairs.genuine_d <= threshold)
-    pooled_fnmr = float(g_err.mean()) if g_err.size else 0.0
-    fnmr_rule = m.SizeRule.for_rate(pooled_fnmr)
-    fmr_rule = m.SizeRule.for_rate(target_fmr)
-    fnmr_groups = m.group_error_rates(g_err, pairs.genuine_s, groups, fnmr_rule, n_boot=n_boot, seed=seed)
-    fmr_groups = m.group_fmr(
-        pairs.impostor_d[imp_sel],
-        pairs.impostor_a[imp_sel],
-        pairs.impostor_b[imp_sel],
-        pairs.images_per_subject,
-        groups,
-        threshold,
-        fmr_rule,
-        n_boot=n_boot,
-        seed=seed,
-    )
-    miss = ~((ident.ranks <= MAX_RANK) & (ident.mate_d <= one_to_n_threshold))
-    pooled_fnir = float(miss.mean()) if miss.size else 0.0
-    fnir_rule = m.SizeRule.for_rate(pooled_fnir)
-    fnir_groups = m.group_error_rates(miss, ident.probe_subject, groups, fnir_rule, n_boot=n_boot, seed=seed)
-    rank1_miss = ident.ranks > 1
-    rank1_groups = m.group_error_rates(
-        rank1_miss, ident.probe_subject, groups, m.SizeRule.for_rate(float(rank1_miss.mean())), n_boot=n_boot, seed=seed
-    )
-    people = {g: sum(1 for x in groups if x == g) for g in sorted({x for x in groups if x})}
-    images = {
-        g: int(sum(pairs.images_per_subject[i] for i, x in enumerate(groups) if x == g))
-        for g in sorted({x for x in groups if x})
-    }
-    return {
-        "people": people,
-        "images_with_face": images,
-        "unlabelled_people": sum(1 for x in groups if not x),
-        "rules": {
-            "fnmr": vars(fnmr_rule),
-            "fmr": vars(fmr_rule),
-            "fnir": vars(fnir_rule),
-        },
-        "fnmr": [f.to_json() for f in fnmr_groups],
-        "fnmr_spread": stats.spread(fnmr_groups).to_json(),
-        "fmr": fmr_groups.to_json(),
-        "fmr_spread": stats.spread(fmr_groups.within).to_json(),
-        "fnir": [f.to_json() for f in fnir_groups],
-        "fnir_spread": stats.spread(fnir_groups).to_json(),
-        "rank1_miss": [f.to_json() for f in rank1_groups],
-        "_objects": (fnmr_groups, fmr_groups, fnir_groups, rank1_groups),
-    }
-
-
-def analyse(
-    t: Templates,
-    lfw_root: Path,
-    target_fmr: float,
-    n_boot: int,
-    seed: int,
-    created: str,
-    created_by: str,
-    calibration_version: int,
-) -> dict[str, Any]:
-    start = time.perf_counter()
-    pairs = all_pairs(t)
-    print(
-        f"  pairs: {pairs.genuine_d.size:,} genuine, {pairs.impostor_d.size:,} impostor ({pairs.seconds:.0f} s)",
-        file=sys.stderr,
-    )
-    genuine = m.Scores(pairs.genuine_d, what="genuine scores")
-    imp_sorted = np.sort(pairs.impostor_d)
-    impostor = m.Scores(imp_sorted, presorted=True, what="impostor scores")
-
-    calibration = build_calibration(
-        genuine,
-        impostor,
-        id=f"lfw-{created[:7]}",
-        version=calibration_version,
-        model_id=t.model_id,
-        model_sha256=t.model_sha256,
-        dataset=(
-            f"LFW deep-funneled (UMass Amherst), {len(t.images):,} images of {len(t.persons):,} people; every "
-            "same-person and different-person pair of images with a face; labelled face nearest the image centre"
-        ),
-        created=created,
-        created_by=created_by,
-        subjects=len(t.persons),
-        images=len(t.images),
-        images_without_face=int((~t.has_face).sum()),
-    )
-    threshold = derive_threshold(calibration, target_fmr)
-
-    eer = m.equal_error_rate(genuine, impostor)
-    det = m.det_curve(genuine, impostor, max_points=3000)
-
-    def row(thr: float, source: str) -> dict[str, Any]:
-        sel = pairs.impostor_d <= thr
-        fm = m.fmr_by_subject(
-            pairs.impostor_d[sel],
-            pairs.impostor_a[sel],
-            pairs.impostor_b[sel],
-            pairs.images_per_subject,
-            thr,
-            n_boot=n_boot,
-            seed=seed,
-        )
-        fnm = m.fnmr_by_subject(pairs.genuine_d, pairs.genuine_s, thr, n_boot=n_boot, seed=seed)
-        return {
-            "threshold": thr,
-            "source": source,
-            "fmr": fm.to_json(),
-            "fmr_wilson": stats.wilson_interval(fm.events, fm.trials),
-            "fnmr": fnm.to_json(),
-            "fnmr_wilson": stats.wilson_interval(fnm.events, fnm.trials),
-            "fnmr_with_failures_to_acquire": (fnm.events + pairs.genuine_lost) / (fnm.trials + pairs.genuine_lost),
-        }
-
-    table: list[dict[str, Any]] = []
-    for target in TARGET_FMRS:
+    engine = FaceEngine.open(device=device)
+    out = np.full((len(paths), 128), np.nan)
+    for i, path in enumerate(paths):
         try:
-            table.append(row(derive_threshold(calibration, target), f"calibration at FMR {target:g}"))
-        except RfrError as exc:
-            table.append({"threshold": None, "source": f"calibration at FMR {target:g}", "refused": exc.diagnostics()})
-    for thr, source in FIXED_THRESHOLDS:
-        table.append(row(thr, source))
-    operating = row(threshold, f"operating point (policy target FMR {target_fmr:g})")
-    print(f"  1:1 figures done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+            rgb = load_image(path).rgb
+            faces = engine.analyze(rgb, upsample=0, embed=True, quality=False)
+        except RfrError:
+            continue
+        chosen = nearest_to_centre([f.box for f in faces], rgb.shape[1], rgb.shape[0])
+        if chosen is not None:
+            out[i] = np.asarray(faces[chosen].embedding, dtype=np.float64)
+        if (i + 1) % 200 == 0:
+            log(f"  templates: {i + 1}/{len(paths)} images")
+    return out
 
-    ident = identification(t)
-    cmc = m.cmc(ident.ranks, MAX_RANK)
-    points = [
-        m.fnir_at_fpir(ident.mate_d, ident.ranks, ident.nonmated_top, fpir, max_rank=MAX_RANK) for fpir in TARGET_FPIRS
-    ]
-    at_operating = {
-        "threshold": threshold,
-        "fpir": stats.wilson(
-            int(m.Scores(ident.nonmated_top).at_or_below(threshold)), ident.nonmated_top.size
-        ).to_json(),
-        "fnir": stats.wilson(
-            int(np.count_nonzero(~((ident.ranks <= MAX_RANK) & (ident.mate_d <= threshold)))), ident.mate_d.size
-        ).to_json(),
-    }
-    print(f"  1:N figures done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
 
-    demo_dir = lfw_root / "demographics"
-    gender = load_gender(demo_dir)
-    race = load_race_attributes(demo_dir)
-    hand = load_race_by_person(demo_dir)
-    check = agreement(hand, race)
-    imp_sel = pairs.impostor_d <= threshold
-    fpir01 = points[-1].threshold
-    eq_gender = equity(
-        pairs, ident, subject_groups(t.persons, gender), threshold, fpir01, target_fmr, n_boot, seed, imp_sel
-    )
-    race_groups = subject_groups(t.persons, race)
-    eq_race = equity(pairs, ident, race_groups, threshold, fpir01, target_fmr, n_boot, seed, imp_sel)
-    print(f"  equity figures done ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
-
+def analyse_force(inp: Inputs, device: str, n_boot: int, seed: int) -> dict[str, Any]:
+    started = time.perf_counter()
+    manifest = inp.manifest
+    assert manifest is not None
+    templates = fp.templates_for(manifest, lambda paths: embed_paths(paths, device))
+    kinds = fp.kind_pairs(manifest, templates)
+    del templates
+    thresholds = thresholds_for(inp.threshold, [])
+    thr = np.array(thresholds)
+    out_kinds: dict[str, Any] = {}
+    for kp in kinds:
+        everyone = eq.Grouping.everyone(len(kp.pairs.people), n_boot=n_boot, seed=seed)
+        cells = eq.PairCells.build(kp.pairs, thr)
+        pooled = eq.sweep(kp.pairs, everyone, thr, cells=cells)
+        labels = fp.subject_labels(manifest, kp.pairs.people)
+        groupings: dict[str, Any] = {}
+        for k, (field, values) in enumerate(labels.items()):
+            groups = tuple(sorted({v for v in values if v}))
+            if not groups:
+                continue
+            grouping = eq.Grouping.build(field, values, groups, n_boot=n_boot, seed=seed + 7 * (k + 1))
+            s = eq.sweep(kp.pairs, grouping, thr, cells=cells)
+            groupings[field] = {
+                "groups": list(groups),
+                "people": {g: grouping.people_in(g) for g in groups},
+                "unlabelled_people": int(np.count_nonzero(grouping.of_person < 0)),
+                "sweep": s.to_json(),
+            }
+        out_kinds[kp.kind] = {
+            "pairs": kp.to_json(),
+            "fmr": [f.to_json() for f in pooled.fmr_within["all"]],
+            "fnmr": [f.to_json() for f in pooled.fnmr["all"]],
+            "by": groupings,
+        }
     return {
-        "templates": t,
-        "pairs": pairs,
-        "genuine": genuine,
-        "impostor": impostor,
-        "calibration": calibration,
-        "threshold": threshold,
-        "target_fmr": target_fmr,
-        "eer": eer,
-        "det": det,
-        "table": table,
-        "operating": operating,
-        "ident": ident,
-        "cmc": cmc,
-        "points": points,
-        "one_to_n_at_operating": at_operating,
-        "labels": {"gender": gender, "race": race, "race_by_person": hand},
-        "agreement": check,
-        "equity": {"sex": eq_gender, "race": eq_race},
-        "groups": {"sex": subject_groups(t.persons, gender), "race": subject_groups(t.persons, race)},
-        "analysis_seconds": time.perf_counter() - start,
+        "manifest": manifest.summary(),
+        "thresholds": thresholds,
+        "operating_index": thresholds.index(round(inp.threshold, 6)),
+        "kinds": out_kinds,
+        "analysis_seconds": time.perf_counter() - started,
     }
 
 
-# ---- outputs ----
+# ---------------------------------------------------------------------------------------------
+# Writing: JSON, plots and Markdown, rendered in memory and written last
+# ---------------------------------------------------------------------------------------------
 
 
-def to_json(r: dict[str, Any], command: str, jobs: int, n_boot: int) -> dict[str, Any]:
-    t: Templates = r["templates"]
-    p: Pairs = r["pairs"]
-    ident: Identification = r["ident"]
-    cal: Calibration = r["calibration"]
-    clean = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in r["equity"].items()}
-    return {
-        "command": command,
-        "n_boot": n_boot,
-        "model": {"id": t.model_id, "sha256": t.model_sha256, "engine_revision": engine_revision()},
-        "data": {
-            "people": len(t.persons),
-            "images": len(t.images),
-            "images_without_face": int((~t.has_face).sum()),
-            "images_with_several_faces": t.several_faces,
-            "images_that_failed": t.errors,
-            "genuine_pairs": int(p.genuine_d.size),
-            "impostor_pairs": int(p.impostor_d.size),
-            "genuine_pairs_lost_to_missing_faces": p.genuine_lost,
-        },
-        "timing": {
-            "templates_seconds": t.seconds,
-            "images_per_second": len(t.images) / t.seconds if t.seconds else None,
-            "jobs": jobs,
-            "analysis_seconds": r["analysis_seconds"],
-            "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        },
-        "verification": {
-            "eer": vars(r["eer"]),
-            "table": r["table"],
-            "operating_point": r["operating"],
-        },
-        "calibration": {
-            "id": cal.id,
-            "version": cal.version,
-            "reference": cal.reference,
-            "content_sha256": cal.content_sha256,
-            "target_fmr": r["target_fmr"],
-            "threshold": r["threshold"],
-            "examples": {f"{d:.2f}": cal.false_match_rate(d).to_json() for d in DESCRIBE_AT},
-        },
-        "identification": {
-            "gallery": ident.gallery,
-            "mated_enrolled": ident.mated_enrolled,
-            "distractors": ident.distractors,
-            "enrolled_not_first_image": ident.enrolled_not_first,
-            "people_not_enrolled": ident.people_not_enrolled,
-            "mated_searches": int(ident.mate_d.size),
-            "non_mated_searches": int(ident.nonmated_top.size),
-            "probes_without_face": ident.probes_without_face,
-            "cmc": {str(k + 1): float(v) for k, v in enumerate(r["cmc"])},
-            "fnir_at_fpir": [pt.to_json() for pt in r["points"]],
-            "at_operating_threshold": r["one_to_n_at_operating"],
-        },
-        "equity": clean,
-        "annotations": {
-            name: {"source": lab.source, "people_labelled": len(lab.labels), "note": lab.note}
-            for name, lab in r["labels"].items()
-        },
-        "race_label_agreement": {
-            "people_in_both": r["agreement"].common,
-            "agreeing": r["agreement"].agree,
-            "by_hand_label": r["agreement"].by_label,
-        },
-    }
+def cell(f: dict[str, Any] | None) -> str:
+    """One figure for a table: the statement, and the counts (and interval when stated)."""
+    if f is None:
+        return "–"
+    counts = f"{f['errors']:,} / {f['trials']:,}"
+    if f["stated"] and f["low"] is not None and f["high"] is not None:
+        return f"**{f['text']}** ({counts}; 95 % {eq.rate_text(f['low'])} – {eq.rate_text(f['high'])})"
+    return f"{f['text']} ({counts})"
 
 
-def pct(x: float | None, digits: int = 2) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f} %"
+def ratio_cell(r: dict[str, Any]) -> str:
+    return str(r["text"])
 
 
-def small_rate(x: float) -> str:
-    """A rate readable at any size: percent above 0.1 %, else '1 in N'."""
-    if x <= 0:
-        return "0"
-    if x >= 1e-3:
-        return f"{100 * x:.2f} %"
-    return f"1 in {round(1 / x):,}"
+def pct(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None else f"{100 * x:.{digits}f} %"
 
 
-def ci(low: float, high: float) -> str:
-    return f"{small_rate(low)} – {small_rate(high)}"
-
-
-def write_plots(r: dict[str, Any], img_dir: Path) -> list[str]:
+def draw_plots(j: dict[str, Any]) -> dict[str, bytes]:
+    """PNG bytes of each plot, drawn from the figures JSON (small: they are committed beside it)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    img_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"Software": None}
-    written: list[str] = []
-    det = r["det"]
-    op = r["operating"]
+    thr = np.array(j["thresholds"])
+    op = thr[j["operating_index"]]
+    target = j["operating_point"]["target_fmr"]
+    out: dict[str, bytes] = {}
 
-    fig, ax = plt.subplots(figsize=(6.4, 5))
-    ok = (det.fmr > 0) & (det.fnmr > 0)
-    ax.loglog(det.fmr[ok], det.fnmr[ok], lw=1.5, label="all LFW pairs")
-    ax.plot(op["fmr"]["rate"], op["fnmr"]["rate"], "o", color="C3", label=f"operating threshold {r['threshold']:.3f}")
-    dlib = next(row for row in r["table"] if row.get("threshold") == 0.6)
-    ax.plot(dlib["fmr"]["rate"], dlib["fnmr"]["rate"], "s", color="C2", label="0.6 (dlib's rule of thumb)")
-    ax.set_xlabel("false-match rate (FMR)")
-    ax.set_ylabel("false non-match rate (FNMR)")
-    ax.set_title("DET curve, face engine on LFW")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper right")
-    fig.tight_layout()
-    fig.savefig(img_dir / "det.png", dpi=110, metadata=meta)
-    plt.close(fig)
-    written.append("det.png")
+    def save(fig: Any, name: str) -> None:
+        from PIL import Image
 
-    p: Pairs = r["pairs"]
-    bins = np.linspace(0.0, 1.3, 131)
-    for key, names in (("sex", GENDER_GROUPS), ("race", RACE_GROUPS)):
-        groups = r["groups"][key]
-        code = np.array([names.index(g) if g in names else -1 for g in groups], dtype=np.int8)
-        ga, gb = code[p.impostor_a], code[p.impostor_b]
-        gs = code[p.genuine_s]
-        fig, (ax, tail) = plt.subplots(1, 2, figsize=(12, 4.5))
-        for k, name in enumerate(names):
-            color = f"C{k}"
-            gen = p.genuine_d[gs == k]
-            imp = np.sort(p.impostor_d[(ga == k) & (gb == k)])
-            if gen.size:
-                ax.hist(gen, bins=bins, density=True, histtype="step", color=color, ls="--", label=f"{name}: genuine")
-            if imp.size:
-                ax.hist(imp, bins=bins, density=True, histtype="step", color=color, label=f"{name}: impostor (within)")
-                rate = np.arange(1, imp.size + 1) / imp.size
-                tail.semilogy(imp, rate, color=color, label=f"{name} ({imp.size:,} pairs)")
-        for axis in (ax, tail):
-            axis.axvline(r["threshold"], color="k", lw=1, label=f"operating threshold {r['threshold']:.3f}")
-            axis.set_xlabel("distance")
-        ax.set_ylabel("density")
-        ax.set_title(f"Score distributions by {key}")
-        ax.legend(fontsize=7, ncol=2, loc="upper right")
-        tail.set_xlim(0.3, 0.75)
-        tail.set_ylim(1e-6, 1)
-        tail.set_ylabel("within-group FMR at this threshold")
-        tail.set_title(f"Impostor tail by {key} (what drives false matches)")
-        tail.grid(True, which="both", alpha=0.3)
-        tail.legend(fontsize=7, loc="upper left")
+        buf = io.BytesIO()
         fig.tight_layout()
-        fig.savefig(img_dir / f"scores_{key}.png", dpi=110, metadata=meta)
+        fig.savefig(buf, format="png", dpi=72, metadata={"Software": None})
         plt.close(fig)
-        written.append(f"scores_{key}.png")
+        buf.seek(0)
+        small = io.BytesIO()  # a 128-colour palette: a third of the size, and these files are committed
+        with Image.open(buf) as image:
+            image.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(
+                small, format="PNG", optimize=True
+            )
+        out[name] = small.getvalue()
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.5))
-    ranks = np.arange(1, MAX_RANK + 1)
-    ax.plot(ranks, 100 * r["cmc"], marker=".", lw=1)
-    ax.set_xlabel("rank")
-    ax.set_ylabel("mated searches with the mate at or above this rank (%)")
-    ax.set_title("CMC, 1:N on LFW (no threshold)")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(img_dir / "cmc.png", dpi=110, metadata=meta)
-    plt.close(fig)
-    written.append("cmc.png")
-    return written
+    def log_scale(ax: Any) -> None:
+        """Log y when anything positive was drawn; else say there is nothing to draw (a small run)."""
+        ys = np.concatenate([np.asarray(line.get_ydata(), dtype=float) for line in ax.lines] or [np.zeros(0)])
+        ys = ys[np.isfinite(ys) & (ys > 0)]
+        if ys.size:
+            ax.set_yscale("log")
+            ax.set_ylim(
+                float(ys.min()) / 2.0, min(1.0, float(ys.max()) * 2.0) if ys.max() <= 1 else float(ys.max()) * 2
+            )
+        else:
+            ax.set_yticks([])
+            ax.text(0.5, 0.3, "no stated rate or floor to draw", transform=ax.transAxes, ha="center", fontsize=8)
+
+    def series(ax: Any, figs: list[dict[str, Any]], label: str, color: str) -> None:
+        """Stated rates as a line with their interval; below 30 errors, the floor dotted (the rate is under it).
+
+        Nothing is drawn where a group has too few people: no rate of theirs is stated, not even as a floor.
+        """
+        floor_ok = np.array(
+            [not f["stated"] and f["people"] >= eq.MIN_PEOPLE and f["trials"] >= eq.MIN_ERRORS for f in figs]
+        )
+        rate = np.array([f["rate"] if f["stated"] else np.nan for f in figs], dtype=float)
+        low = np.array([f["low"] if f["stated"] and f["low"] else np.nan for f in figs], dtype=float)
+        high = np.array([f["high"] if f["stated"] and f["high"] else np.nan for f in figs], dtype=float)
+        floor = np.array([eq.MIN_ERRORS / f["trials"] if ok else np.nan for f, ok in zip(figs, floor_ok, strict=True)])
+        ax.plot(thr, rate, "-", color=color, lw=1.5, label=label)
+        ax.plot(thr, floor, ":", color=color, lw=1.2)
+        ax.fill_between(thr, low, high, color=color, alpha=0.15)
+        ax.plot(thr, high, alpha=0.0)  # invisible: the band counts for the y range
+        ax.plot(thr, low, alpha=0.0)
+        ax.set_xlim(thr[0], thr[-1])
+
+    for key, title, what, ylabel in (
+        ("fmr_within", "within-group FMR", "sweep", "FMR (impostors of the same group)"),
+        ("fnmr", "FNMR", "sweep", "FNMR (balanced genuine pairs)"),
+        ("fpir", "FPIR in 1:N", "one_to_n", "FPIR (non-mated probes)"),
+    ):
+        fig, axes = plt.subplots(2, 2, figsize=(9, 6.4), sharex=True)
+        for ax, ls_key in zip(axes.ravel(), ("sex_hand", "sex_auto", "race_hand", "race_auto"), strict=True):
+            ls = j["label_sets"][ls_key]
+            source = ls[what][key]
+            for c, g in enumerate(ls["groups"]):
+                series(ax, source[g], f"{g} ({ls['people'][g]:,})", f"C{c}")
+            log_scale(ax)
+            ax.axvline(op, color="k", lw=0.8)
+            if key == "fmr_within":
+                ax.axhline(target, color="grey", lw=0.8, ls="--")
+            ax.set_title(f"{ls['title']}: {title}", fontsize=9)
+            ax.grid(True, which="both", alpha=0.25)
+            ax.legend(fontsize=7, loc="best")
+        for ax in axes[1]:
+            ax.set_xlabel("threshold (distance)")
+        for ax in axes[:, 0]:
+            ax.set_ylabel(ylabel, fontsize=8)
+        fig.suptitle(
+            f"{title} by group, held-out LFW people (people in the legend). Solid: stated rate with its 95 % band.\n"
+            f"Dotted: fewer than 30 errors, the rate is below this floor. Vertical: operating threshold {op:.3f}.",
+            fontsize=8,
+        )
+        save(fig, f"{key}.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for c, (ls_key, path) in enumerate(
+        (("race_auto", "fmr"), ("race_hand", "fmr"), ("sex_hand", "fmr"), ("race_auto", "fpir"))
+    ):
+        ls = j["label_sets"][ls_key]
+        ratios = ls["sweep"]["fmr_ratio"] if path == "fmr" else ls["one_to_n"]["fpir_ratio"]
+        # One segment per set of groups compared (a group crossing its floor changes the ratio's meaning, so the
+        # line is broken there): solid where every group of 30+ people is compared, dashed where some group is
+        # below its floor (the ratio of the others), dotted for a "more than" bound.
+        label = f"{ls['title']}: {'within-group FMR' if path == 'fmr' else 'FPIR'}"
+        keys = [tuple(r["groups"]) if r["kind"] == "stated" else None for r in ratios]
+        for key in {k for k in keys if k is not None}:
+            on = np.array([k == key for k in keys])
+            runs = np.split(np.flatnonzero(on), np.flatnonzero(np.diff(np.flatnonzero(on)) > 1) + 1)
+            for run in runs:
+                r0 = [ratios[i] for i in run]
+                style = "--" if r0[0]["below_floor"] else "-"
+                value = np.array([r["value"] for r in r0], dtype=float)
+                low = np.array([r["low"] if r["low"] else np.nan for r in r0], dtype=float)
+                high = np.array([r["high"] if r["high"] else np.nan for r in r0], dtype=float)
+                ax.plot(thr[run], value, style, color=f"C{c}", label=label)
+                label = "_"
+                ax.plot(thr[run], high, alpha=0.0)
+                ax.fill_between(thr[run], low, high, color=f"C{c}", alpha=0.15)
+        bound = np.array([r["at_least"] if r["at_least"] else np.nan for r in ratios], dtype=float)
+        ax.plot(thr, bound, ":", color=f"C{c}", label=label)
+    log_scale(ax)
+    ax.axvline(op, color="k", lw=0.8)
+    ax.set_xlabel("threshold (distance)")
+    ax.set_ylabel("highest / lowest group")
+    ax.set_title(
+        "Highest / lowest group rate, 95 % subject bootstrap. Solid: every group of 30+ people compared;\n"
+        "dashed: groups below their floor left out; dotted: a lower bound counting such a group",
+        fontsize=8,
+    )
+    ax.grid(True, which="both", alpha=0.25)
+    ax.legend(fontsize=7)
+    save(fig, "ratios.png")
+
+    det = j["verification"]["det"]
+    if det is not None:
+        fig, ax = plt.subplots(figsize=(5.5, 4.2))
+        fmr_, fnmr_ = np.array(det["fmr"]), np.array(det["fnmr"])
+        keep = (fmr_ > 0) & (fnmr_ > 0)
+        ax.plot(fmr_[keep], fnmr_[keep], lw=1.5)
+        if keep.any():
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        opf = j["verification"]["fmr"][j["operating_index"]]
+        opn = j["verification"]["fnmr"][j["operating_index"]]
+        if opf["rate"] and opn["rate"]:
+            ax.plot(opf["rate"], opn["rate"], "o", color="C3", label=f"operating threshold {op:.3f}")
+            ax.legend(fontsize=8)
+        ax.set_xlabel("FMR")
+        ax.set_ylabel("FNMR")
+        ax.set_title("DET, held-out LFW people (folds 6-10)", fontsize=9)
+        ax.grid(True, which="both", alpha=0.25)
+        save(fig, "det.png")
+    return out
 
 
-def figure_cells(f: dict[str, Any]) -> str:
-    sizes = f"{f['errors']:,} / {f['comparisons']:,} ({f['subjects']:,} people)"
-    if f["figure"] is None:
-        return f"{sizes} | {f['too_small']}"
-    fig = f["figure"]
-    return f"{sizes} | **{small_rate(fig['rate'])}** ({ci(fig['low'], fig['high'])})"
+def _other_reports(out_dir: Path) -> dict[str, Any]:
+    """Headlines of the normalisation and degraded-probe reports beside ours, when they are there."""
+    found: dict[str, Any] = {}
+    for name in ("normalisation", "degraded"):
+        path = out_dir / f"{name}.json"
+        try:
+            found[name] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        except (OSError, ValueError):
+            found[name] = None
+    return found
 
 
-def rates_text(figures: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{f['group']} {small_rate(f['figure']['rate']) if f['figure'] else 'too small'}" for f in figures)
-
-
-def spread_text(s: dict[str, Any]) -> str:
-    if s["ratio"] is None:
-        return s["note"] or "n/a"
-    text = f"{s['ratio']:.2f} (highest {s['highest']}, lowest {s['lowest']})"
-    if s["left_out"]:
-        text += f"; left out as too small: {', '.join(s['left_out'])}"
-    return text
-
-
-def render_markdown(j: dict[str, Any], images: list[str], date: str) -> str:
-    d, v, c, i, eq = j["data"], j["verification"], j["calibration"], j["identification"], j["equity"]
-    op = v["operating_point"]
+def render_markdown(j: dict[str, Any], images: Sequence[str], rel: str) -> str:
+    thr = j["thresholds"]
+    op_i = j["operating_index"]
+    op = thr[op_i]
+    opp = j["operating_point"]
+    d = j["data"]
+    st = d["halves"]["statement"]
+    v = j["verification"]
+    one = j["one_to_n"]
+    c = one["construction"]
     L: list[str] = []
     add = L.append
-    add("# Evaluation: what the engine's scores mean")
-    add("")
-    add(f"Generated by `scripts/evaluate.py` on {date}; do not edit by hand, re-run the command. Every figure")
-    add("below is measured on the public LFW benchmark, **not** on custody images or CCTV; read *Limits* first.")
-    add("The plots are drawn into `docs/img/` by the same command and are not kept in the repository.")
-    add("")
-    eer0 = v["eer"]
-    fp01 = i["fnir_at_fpir"][-1]
-    add("## Summary")
+    add("# Evaluation: accuracy and equity on held-out people")
     add("")
     add(
-        f"- Equal error rate over all {d['genuine_pairs']:,} genuine and {d['impostor_pairs']:,} impostor pairs: "
-        f"{pct(eer0['rate'], 3)}."
+        f"Generated by `{j['command']}` (the `make evaluate` kit); every figure is in "
+        f"[`{rel}/figures.json`]({rel}/figures.json). Do not edit by hand: re-run. Figures are measured on LFW "
+        "(press photographs of public figures), **not** on custody images or CCTV: read *Limits*."
     )
+    add("")
+    add("## Summary for the FR Technology Board")
+    add("")
+    ra = j["label_sets"]["race_auto"]
+    rh = j["label_sets"]["race_hand"]
+    sh = j["label_sets"]["sex_hand"]
     add(
-        f"- Operating point: the policy's target FMR {c['target_fmr']:g} gives threshold **{c['threshold']:.3f}** "
-        f"(calibration {c['reference']}); there FMR is {small_rate(op['fmr']['rate'])} and FNMR "
-        f"{pct(op['fnmr']['rate'])} (same-person pairs missed)."
+        f"- Operating threshold **{op:.3f}** (calibration `{opp['calibration']}`, policy {opp['policy_version']}, "
+        f"target FMR {opp['target_fmr']:g}). On {st['people']:,} held-out people: pooled FMR "
+        f"{cell(v['fmr'][op_i])}, FNMR {cell(v['fnmr'][op_i])}."
     )
+    for ls in (ra, rh, sh):
+        w = ls["sweep"]["fmr_within"]
+        parts = "; ".join(f"{g} {cell(w[g][op_i])}" for g in ls["groups"])
+        add(f"- {ls['title']}, within-group FMR at {op:.3f}: {parts}.")
+        add(f"  Highest/lowest: {ratio_cell(ls['sweep']['fmr_ratio'][op_i])}.")
     add(
-        f"- 1:N with a gallery of {i['gallery']:,}: rank-1 {pct(i['cmc']['1'])}, rank-50 {pct(i['cmc']['50'])}; "
-        f"FNIR {pct(fp01['fnir']['rate'])} at FPIR {fp01['target_fpir']:g} (threshold {fp01['threshold']:.3f})."
+        f"- 1:N (gallery of {c['gallery']:,} enrolled people; {c['non_mated_searches']:,} non-mated searches by "
+        f"{c['non_mated_people']:,} people never enrolled): FPIR at {op:.3f} {cell(one['fpir'][op_i])}; FNIR "
+        f"{cell(one['fnir'][op_i])}."
     )
-    for key, label in (("sex", "sex"), ("race", "race group")):
-        e = eq[key]
+    pooled_op = v["fmr"][op_i]
+    if pooled_op["stated"] and pooled_op["rate"] > opp["target_fmr"]:
         add(
-            f"- By {label}, at the operating threshold: within-group FMR {rates_text(e['fmr']['within'])}; ratio "
-            f"{spread_text(e['fmr_spread'])}. FNMR {rates_text(e['fnmr'])}; ratio {spread_text(e['fnmr_spread'])}."
+            f"- **On the held-out people the pooled FMR at the operating threshold, {pooled_op['text']}, is above the "
+            f"policy's target {opp['target_fmr']:g}** (95 % {eq.rate_text(pooled_op['low'])} – "
+            f"{eq.rate_text(pooled_op['high'])}): the threshold met the target's upper bound on the derivation "
+            "people, but people differ more between halves than counting pairs assumes."
+        )
+    add(
+        "- The automatic race labels are unreliable for the small groups (precision against the hand labels: "
+        + ", ".join(
+            f"{q['group']} {q['precision_counts'][0]}/{q['precision_counts'][1]}"
+            for q in ra["quality_against_hand_labels"]
+        )
+        + "); the hand labels are reliable but too few for Asian and Indian figures. Read both columns."
+    )
+    add("")
+    add("## What was measured, and how")
+    add("")
+    add(
+        f"- **People, not pairs, are held out.** LFW's own ten folds (`people.txt`): folds 1-5 "
+        f"({d['halves']['derivation']['people']:,} people) chose the operating threshold (in the calibration) and "
+        f"the per-group thresholds below; folds 6-10 ({st['people']:,} people, {st['images_with_face']:,} images "
+        f"with a face) give every figure stated here. {d['people_in_no_fold']} people are in no fold."
+    )
+    add(
+        f"- **Genuine pairs** use at most {MAX_IMAGES_PER_PERSON} images per person (the first by number), so one "
+        f"person with 530 images cannot dominate the FNMR: {st['genuine_pairs']:,} pairs. **Impostor pairs**: every "
+        f"pair of images of two different held-out people ({st['impostor_pairs']:,})."
+    )
+    add(
+        f"- **Documented label errors** ({d['label_errors']['source']}; {d['label_errors']['listed']} entries in "
+        "`engine/evaluation/lfw_label_errors.yaml`) are excluded: "
+        f"{d['halves']['derivation']['label_error_images_excluded'] + st['label_error_images_excluded']} images "
+        "dropped from every pair, and two names of one person never form an impostor pair."
+    )
+    add(
+        f"- No face was found in {d['images_without_face']:,} of {d['images']:,} images; they take part in no "
+        f"pair. The labelled face is the one nearest the image centre ({d['images_with_several_faces']:,} images "
+        "hold several)."
+    )
+    add(
+        "- **Intervals**: subject bootstrap (people redrawn with replacement within their group; every comparison "
+        f"of a drawn person comes along), {j['n_boot']:,} resamples, 95 % percentile. The ratios' intervals come "
+        "from the same resamples (each resample's own highest/lowest)."
+    )
+    add(
+        "- **Rule of 30**: no rate is stated from fewer than 30 errors or fewer than 30 people. Below that the "
+        'table says "below 1 in N (the lowest this evaluation can show)", where 1 in N is 30 errors in that '
+        "group's comparisons; the counts are always shown. A highest/lowest ratio compares the groups of 30 "
+        "people or more whose rates are stated; a group below its floor is left out, and when its floor lies under "
+        'the lowest stated rate the ratio counting it is given as "more than" a bound.'
+    )
+    add("")
+    add("## Equity at the operating threshold")
+    add("")
+    for key in ("race_auto", "race_hand", "sex_hand", "sex_auto"):
+        ls = j["label_sets"][key]
+        s = ls["sweep"]
+        o = ls["one_to_n"]
+        add(f"### {ls['title']}")
+        add("")
+        add(f"Source: {ls['source']}. {ls['note']}. Held-out people without a label: {ls['unlabelled_people']:,}.")
+        add("")
+        q = ls["quality_against_hand_labels"]
+        if q is None:
+            add("These are the reference labels: the automatic labels are measured against them.")
+        else:
+            add(
+                "Against the hand labels (LFW people both sets label): "
+                + "; ".join(
+                    f"{x['group']} precision {x['precision_counts'][0]}/{x['precision_counts'][1]}"
+                    f" ({pct(x['precision'], 0)}), recall {x['recall_counts'][0]}/{x['recall_counts'][1]}"
+                    f" ({pct(x['recall'], 0)})"
+                    for x in q
+                )
+                + "."
+            )
+        add("")
+        add("| group | people | FMR within group | FNMR | FPIR (1:N) | FNIR (1:N) |")
+        add("| --- | --- | --- | --- | --- | --- |")
+        for g in ls["groups"]:
+            add(
+                f"| {g} | {ls['people'][g]:,} | {cell(s['fmr_within'][g][op_i])} | {cell(s['fnmr'][g][op_i])} | "
+                f"{cell(o['fpir'][g][op_i])} | {cell(o['fnir'][g][op_i])} |"
+            )
+        add(
+            f"| **highest / lowest** | | {ratio_cell(s['fmr_ratio'][op_i])} | {ratio_cell(s['fnmr_ratio'][op_i])} | "
+            f"{ratio_cell(o['fpir_ratio'][op_i])} | {ratio_cell(o['fnir_ratio'][op_i])} |"
+        )
+        add("")
+        add("FMR across groups (impostor pairs of one person from each group):")
+        add("")
+        add("| groups | FMR |")
+        add("| --- | --- |")
+        for pair, figs in s["fmr_cross"].items():
+            add(f"| {pair} | {cell(figs[op_i])} |")
+        add("")
+    add("## The threshold each group would need")
+    add("")
+    add(
+        f"Chosen as the calibration chooses the operating threshold (the largest 0.001 step whose 95 % "
+        f"Clopper-Pearson upper bound on the within-group FMR is at most the target {opp['target_fmr']:g}, with at "
+        "least 30 false matches), on the derivation people of each group; the figures at it are the held-out "
+        "people's. The FNMR column is the trade-off: a stricter threshold for one group misses more of its "
+        "genuine pairs."
+    )
+    add("")
+    add("| labels | group | threshold needed | held-out FMR within group there | held-out FNMR there |")
+    add("| --- | --- | --- | --- | --- |")
+    for key in ("race_auto", "race_hand", "sex_hand", "sex_auto"):
+        ls = j["label_sets"][key]
+        for row in ls["threshold_needed"]:
+            if row["threshold"] is None:
+                add(f"| {ls['title']} | {row['group']} | none: {row['reason']} | | |")
+            else:
+                add(
+                    f"| {ls['title']} | {row['group']} | {row['threshold']:.3f} | "
+                    f"{cell(row.get('statement_fmr_within'))} | {cell(row.get('statement_fnmr'))} |"
+                )
+    add("")
+    add("## The trade-off the Board decides")
+    add("")
+    add(
+        f"- **One threshold for everyone** (today, {op:.3f}): pooled FMR {v['fmr'][op_i]['text']}, pooled FNMR "
+        f"{v['fnmr'][op_i]['text']}; but the within-group FMR differs by group (automatic race labels: "
+        f"{ra['sweep']['fmr_ratio'][op_i]['text']}; hand race labels: {rh['sweep']['fmr_ratio'][op_i]['text']})"
+        + (
+            f", and the policy's target is exceeded within {', '.join(over)}."
+            if (
+                over := [
+                    f"{g} ({ls['title'].lower()})"
+                    for ls in (ra, rh, sh)
+                    for g in ls["groups"]
+                    if ls["sweep"]["fmr_within"][g][op_i]["stated"]
+                    and ls["sweep"]["fmr_within"][g][op_i]["rate"] > opp["target_fmr"]
+                ]
+            )
+            else "; no group's stated within-group FMR exceeds the policy's target."
+        )
+    )
+    fnmr_costs = [
+        f"{row['group']} {row['threshold']:.3f} (FNMR there {row['statement_fnmr']['text']})"
+        for row in ra["threshold_needed"]
+        if row["threshold"] is not None and row.get("statement_fnmr")
+    ]
+    add(
+        "- **A threshold per group** would meet the target within each group, at the cost of more missed matches "
+        "for the groups whose threshold falls"
+        + (f" (automatic race labels: {'; '.join(fnmr_costs)})" if fnmr_costs else "")
+        + ". It needs each probe's demographic group at search time: labels the officer would have to assign, "
+        "special category data, and (as the precision above shows) unreliable when made automatically."
+    )
+    add(
+        "- **Label-free score normalisation** tries to narrow the differential without any label at run time; its "
+        "figures on the same held-out people, and whether it met its target, are in the normalisation report."
+    )
+    atf = {p["target_fpir"]: p for p in one["at_fpir"]}
+    if atf:
+        first = min(atf)
+        add(
+            f"- **In 1:N**, the 1:1 threshold lets through many false candidates (FPIR {one['fpir'][op_i]['text']} "
+            f"on a gallery of {c['gallery']:,}); a threshold set for FPIR {first:g} ({atf[first]['threshold']:.3f}) "
+            f"misses more mates (FNIR {atf[first]['fnir']['text']}). A candidate-list threshold must be set from "
+            "FPIR at the library's size, and every candidate adjudicated."
         )
     add("")
-    add("## Command")
+    add("## Across thresholds")
+    add("")
+    add(
+        f"Every threshold from {thr[0]:.2f} to {thr[-1]:.2f} is in `figures.json` with every group's counts, "
+        "intervals and ratios. Within-group FMR, automatic race labels:"
+    )
+    add("")
+    groups = ra["groups"]
+    add("| threshold | " + " | ".join(groups) + " | highest / lowest |")
+    add("| --- | " + " | ".join("---" for _ in groups) + " | --- |")
+    for i, x in enumerate(thr):
+        mark = " (operating)" if i == op_i else ""
+        cells = " | ".join(ra["sweep"]["fmr_within"][g][i]["text"] for g in groups)
+        add(f"| {x:.3f}{mark} | {cells} | {ra['sweep']['fmr_ratio'][i]['text']} |")
+    add("")
+    for name, alt in (
+        ("fmr_within.png", "Within-group FMR by group across thresholds"),
+        ("fnmr.png", "FNMR by group across thresholds"),
+        ("fpir.png", "FPIR by group across thresholds"),
+        ("ratios.png", "Highest/lowest ratios across thresholds"),
+    ):
+        if name in images:
+            add(f"![{alt}]({rel}/{name})")
+            add("")
+    add("## Identification (1:N), built as NIST FRTE builds it")
+    add("")
+    add(
+        f"Of the {c['people']:,} held-out people, {c['never_enrolled_people']:,} are **never enrolled** (chosen by a "
+        f"hash of the name); each of their images (at most {MAX_IMAGES_PER_PERSON}) is a **non-mated** search "
+        f"({c['non_mated_searches']:,} searches). The other {c['enrolled_people']:,} are enrolled with their first "
+        f"image (gallery of {c['gallery']:,}); their other images are **mated** searches ({c['mated_searches']:,} by "
+        f"{c['mated_people']:,} people). FPIR: non-mated searches whose best candidate is at or below the threshold. "
+        f"FNIR: mated searches whose mate is not in the top {one['max_rank']} at or below the threshold. Rates "
+        "depend on the gallery size: a library of a million makes many more false candidates than this gallery."
+    )
+    add("")
+    add("| rank | " + " | ".join(one["cmc"]) + " |")
+    add("| --- | " + " | ".join("---" for _ in one["cmc"]) + " |")
+    add(
+        "| mated searches with the mate at this rank or better | "
+        + " | ".join(pct(x) for x in one["cmc"].values())
+        + " |"
+    )
+    add("")
+    add("| FPIR target | threshold | FPIR | FNIR |")
+    add("| --- | --- | --- | --- |")
+    for p in one["at_fpir"]:
+        add(f"| {p['target_fpir']:g} | {p['threshold']:.4f} | {cell(p['fpir'])} | {cell(p['fnir'])} |")
+    add(f"| operating threshold | {op:.4f} | {cell(one['fpir'][op_i])} | {cell(one['fnir'][op_i])} |")
+    add("")
+    add("By group at a fixed FPIR (the threshold chosen on all non-mated searches):")
+    add("")
+    add("| labels | FPIR target | group | FPIR | FNIR |")
+    add("| --- | --- | --- | --- | --- |")
+    for key in ("race_auto", "sex_hand"):
+        ls = j["label_sets"][key]
+        for p in ls["one_to_n"]["at_fpir"]:
+            for g in ls["groups"]:
+                add(f"| {ls['title']} | {p['target_fpir']:g} | {g} | {cell(p['fpir'][g])} | {cell(p['fnir'][g])} |")
+            add(
+                f"| {ls['title']} | {p['target_fpir']:g} | highest / lowest | {ratio_cell(p['fpir_ratio'])} | "
+                f"{ratio_cell(p['fnir_ratio'])} |"
+            )
+    add("")
+    add("What a 1:1 rate means in a library: expected different people at or below the operating threshold per")
+    add("search, if the library were all of one group (within-group FMR times the library size; where the rate is")
+    add("below the floor, the floor is used, so the figure is an upper one):")
+    add("")
+    add("| group (automatic labels) | " + " | ".join(f"library of {n:,}" for n in LIBRARY_SIZES) + " |")
+    add("| --- | " + " | ".join("---" for _ in LIBRARY_SIZES) + " |")
+    for g in ra["groups"]:
+        f = ra["sweep"]["fmr_within"][g][op_i]
+        if not f["trials"] or f["people"] < eq.MIN_PEOPLE:
+            continue
+        rate = f["rate"] if f["stated"] else eq.MIN_ERRORS / f["trials"]
+        prefix = "" if f["stated"] else "fewer than "
+        add(f"| {g} | " + " | ".join(f"{prefix}{rate * n:,.0f}" for n in LIBRARY_SIZES) + " |")
+    add("")
+    other = j.get("other_reports", {})
+    add("## Fairer matching without demographic labels")
+    add("")
+    norm = other.get("normalisation")
+    add(
+        "Label-free score normalisation (fair score normalisation, FairCal) is evaluated on the same held-out "
+        f"people by `scripts/evaluate_normalisation.py`: see [normalisation.md]({rel}/normalisation.md)"
+        + (" (figures in `normalisation.json`)." if norm else " (not yet run).")
+    )
+    add("")
+    add("## Degraded probes and image quality")
+    add("")
+    add(
+        "FNMR and FMR at the operating threshold as probes lose resolution, sharpness and JPEG quality, and "
+        f"by the engine's quality measures, are in [degraded.md]({rel}/degraded.md)"
+        + (" (figures in `degraded.json`)." if other.get("degraded") else " (not yet run).")
+        + " No figure here applies to probes of people under 16: the engine has not been evaluated on children."
+    )
+    add("")
+    add("## The force's own pairs")
+    add("")
+    add(
+        "The same 1:1 evaluation runs on the force's labelled custody-to-custody and CCTV-to-custody pairs: "
+        "`.venv/bin/python scripts/evaluate.py --force-pairs pairs.csv` (the manifest's columns and rules are in "
+        "`engine/evaluation/force_pairs.py`; impostors are matched on sex and IC code). Until it has been run on "
+        "the force's images, nothing here describes custody photographs or CCTV."
+    )
+    add("")
+    if "det.png" in images and v["eer"]:
+        add("## Verification (1:1), pooled")
+        add("")
+        add(
+            f"Equal error rate on the held-out people: {pct(v['eer']['rate'], 3)} (at distance "
+            f"{v['eer']['threshold']:.3f})."
+        )
+        add("")
+        add(f"![DET curve]({rel}/det.png)")
+        add("")
+    add("## Limits")
+    add("")
+    add("- LFW is posed, well-lit press photography, mostly of adult white men. Custody photos, CCTV stills and")
+    add("  body-worn video differ in quality, pose, age and demographics; these figures describe the algorithm on")
+    add("  this benchmark, not what it will do on the force's probes. The force must run the same evaluation on")
+    add("  its own pairs.")
+    add("- Demographic labels are appearance labels made by others (hand-checked sex lists; hand race labels for")
+    add("  866 people; automatic classifier outputs), not self-identification and not IC codes. The automatic race")
+    add("  labels misplace many of the small groups' people (precision above), so their Asian and Indian figures")
+    add("  are partly figures for other people; the hand labels are too few for Asian and Indian figures at all.")
+    add("- Groups are small: the Indian group, and the hand-labelled Asian and Indian groups, have too few people or")
+    add('  errors for most rates, which are then floors, not figures. A ratio stated as "more than" is a lower bound.')
+    add("- Intervals resample people, so they are wide where a few people make most of a group's errors: the")
+    add("  subject bootstrap, not a count of pairs, is the honest measure of how sure these figures are.")
+    add(f"- The 1:N gallery holds {c['gallery']:,} people; FPIR grows with the gallery, so these FPIRs understate")
+    add("  what a large custody library would produce at the same threshold.")
+    add("")
+    add("## Reproduce")
     add("")
     add("```sh")
+    add("make evaluate")
     add(f"{j['command']}")
     add("```")
     add("")
+    tm = j["timing"]
     add(
-        f"Model `{j['model']['id']}` (build sha256 `{j['model']['sha256']}`), engine code at commit "
-        f"`{j['model']['engine_revision']}`, on "
-        f"{j['timing']['machine']}: templates for {d['images']:,} images in {j['timing']['templates_seconds']:.0f} s "
-        f"({j['timing']['images_per_second']:.1f} images/s with {j['timing']['jobs']} worker processes), "
-        f"analysis {j['timing']['analysis_seconds']:.0f} s. Templates were kept in memory only."
+        f"Model `{j['model']['id']}` (sha256 `{j['model']['sha256'][:16]}…`), code at `{j['model']['engine_revision']}`"
+        f", on {tm['machine']}: templates {tm['templates_seconds']:.0f} s, analysis {tm['analysis_seconds']:.0f} s. "
+        "Templates were held in memory only."
     )
-    add("")
-    add("## Data and protocol")
-    add("")
-    add(f"- LFW deep-funneled: {d['images']:,} images of {d['people']:,} people (news photographs of public figures).")
-    add(
-        f"- The labelled person is the face nearest the image centre ({d['images_with_several_faces']:,} images "
-        f"hold several faces). No face was found in {d['images_without_face']:,} images; they make no comparisons "
-        f"(the {d['genuine_pairs_lost_to_missing_faces']:,} same-person pairs lost that way are counted as misses in "
-        "the 'FNMR incl. FTA' column). Errors reading images: "
-        f"{len(d['images_that_failed'])}."
-    )
-    add(
-        f"- **Genuine** pairs: every pair of images of the same person ({d['genuine_pairs']:,}). **Impostor** pairs: "
-        f"every pair of images of two different people ({d['impostor_pairs']:,}), no sampling."
-    )
-    add("- Decision rule: a pair *matches* when its euclidean distance is at or below the threshold.")
-    add("")
-    add("### Limits")
-    add("")
-    add("- LFW is posed, well-lit press photography, mostly of adult white men; custody photos, CCTV stills and")
-    add("  body-worn video differ in quality, pose, age and demographics. These figures describe the algorithm on")
-    add("  this benchmark; they are not a prediction for the force's probes. The force must repeat the exercise on")
-    add("  its own data (the quarterly casework breakdown in `engine.scoring.statistics.outcome_breakdown` starts it).")
-    add("- The people are unequally represented (one person has 530 images), so genuine pairs are dominated by a")
-    add("  few people, and pairs that share a person are not independent. Intervals are therefore computed by a")
-    add("  **subject bootstrap** (people resampled, 95 %, percentile), not by treating pairs as independent; the")
-    add("  Wilson interval (pairs as independent) is shown beside it only to show how much narrower it would be.")
-    add("- LFW has known label errors (`LFW_ERRATA.txt`, kept as published); a mislabelled image shows up as a")
-    add("  false match or a false non-match.")
-    add("- The calibration maps distance to FMR *on LFW impostors*; it is the best estimate available, not a")
-    add("  guarantee for other populations. Within-group impostor rates differ by group (see *Equity*), so the")
-    add("  pooled figure understates the false-match rate for groups whose faces the model places closer together.")
-    add("- The few impostor pairs at very small distances may be LFW label errors or the same photograph filed under")
-    add("  two people; if so the extreme tail (below about 1 in a million) overstates the FMR, which errs on the")
-    add("  cautious side for the stated meaning of a score.")
-    add("- The calibration is bound to the ResNet build (`model_sha256`), but detection, landmarks and alignment also")
-    add("  move distances: re-run this command whenever `engine/faces/` or the models change.")
-    add("")
-    add("## Verification (1:1)")
-    add("")
-    eer = v["eer"]
-    add(
-        f"Equal error rate: **{pct(eer['rate'], 3)}** (FVC2000 interval {pct(eer['low'], 3)}–{pct(eer['high'], 3)}, "
-        f"at distance {eer['threshold']:.4f})."
-    )
-    add("")
-    add(
-        "| threshold | where from | FMR (events / pairs) | FMR 95 % (subject bootstrap) | FMR 95 % (Wilson) "
-        "| FNMR (events / pairs) | FNMR 95 % (subject bootstrap) | FNMR incl. FTA |"
-    )
-    add("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for row in [*v["table"], op]:
-        if row.get("threshold") is None:
-            add(f"| – | {row['source']} | {row['refused']} | | | | | |")
-            continue
-        fm, fn = row["fmr"], row["fnmr"]
-        add(
-            f"| {row['threshold']:.3f} | {row['source']} | {small_rate(fm['rate'])} ({fm['events']:,} / "
-            f"{fm['trials']:,}) | {ci(fm['low'], fm['high'])} | {ci(*row['fmr_wilson'])} | {pct(fn['rate'])} "
-            f"({fn['events']:,} / {fn['trials']:,}) | {pct(fn['low'])} – {pct(fn['high'])} | "
-            f"{pct(row['fnmr_with_failures_to_acquire'])} |"
-        )
-    add("")
-    if "det.png" in images:
-        add("![DET curve](img/det.png)")
-        add("")
-    add("## Calibration and the operating threshold")
-    add("")
-    add(
-        f"`models/calibration.yaml`: calibration **{c['reference']}** (content sha256 `{c['content_sha256']}`), "
-        f"for model build `{j['model']['sha256'][:16]}…` only; the engine must refuse it for any other build. It "
-        f"tabulates, every 0.001 of distance, how many of the {d['impostor_pairs']:,} impostor pairs and "
-        f"{d['genuine_pairs']:,} genuine pairs scored at or below it. Below 3 impostor pairs it states an exact "
-        '95 % upper bound ("fewer than 1 in N"), never an invented rate.'
-    )
-    add("")
-    add(
-        f"The policy's target false-match rate is **{c['target_fmr']:g}**; the threshold derived from the "
-        f"calibration is **{c['threshold']:.3f}** (the largest 0.001 step whose measured FMR is at most the target). "
-        f"At that threshold: FMR {small_rate(op['fmr']['rate'])} (95 % {ci(op['fmr']['low'], op['fmr']['high'])}), "
-        f"FNMR {pct(op['fnmr']['rate'])} (95 % {pct(op['fnmr']['low'])} – {pct(op['fnmr']['high'])})."
-    )
-    add("")
-    add("What a distance means (as screens and exports will show it):")
-    add("")
-    add("| distance | impostor pairs this close | shown as |")
-    add("| --- | --- | --- |")
-    for dist, ex in c["examples"].items():
-        add(f"| {dist} | {ex['impostor_pairs_this_close']:,.0f} of {ex['impostor_pairs']:,} | {ex['text']} |")
-    add("")
-    add("## Identification (1:N)")
-    add("")
-    add(
-        f"Gallery of {i['gallery']:,}: the first image with a face of each of the {i['mated_enrolled']:,} people with "
-        f"two or more images ({i['enrolled_not_first_image']} people enrolled from a later image because no face was "
-        f"found in the first), plus {i['distractors']:,} one-image people as distractors. "
-        f"Mated searches: the {i['mated_searches']:,} other images of the enrolled people "
-        f"({i['probes_without_face']} without a face count as misses). Non-mated searches: the same probes with "
-        f"their own enrolment removed from the gallery ({i['non_mated_searches']:,}), as NIST FRTE does when a data "
-        "set has no separate non-mated probes. Candidate lists are 50 long; intervals are Wilson (searches treated "
-        "as independent)."
-    )
-    add("")
-    add("| rank | 1 | 5 | 10 | 20 | 50 |")
-    add("| --- | --- | --- | --- | --- | --- |")
-    add("| CMC (mate at this rank or better) | " + " | ".join(pct(i["cmc"][str(k)]) for k in (1, 5, 10, 20, 50)) + " |")
-    add("")
-    add("| FPIR target | threshold | FPIR measured | FNIR (95 % Wilson) |")
-    add("| --- | --- | --- | --- |")
-    for pt in i["fnir_at_fpir"]:
-        fp, fn = pt["fpir"], pt["fnir"]
-        add(
-            f"| {pt['target_fpir']:g} | {pt['threshold']:.4f} | {pct(fp['rate'], 3)} ({fp['events']:,} / "
-            f"{fp['trials']:,}) | {pct(fn['rate'])} ({pct(fn['low'])} – {pct(fn['high'])}) |"
-        )
-    ao = i["at_operating_threshold"]
-    add(
-        f"| 1:1 operating threshold | {ao['threshold']:.4f} | {pct(ao['fpir']['rate'], 3)} | "
-        f"{pct(ao['fnir']['rate'])} ({pct(ao['fnir']['low'])} – {pct(ao['fnir']['high'])}) |"
-    )
-    add("")
-    add("A search compares the probe with every reference, so a 1:1 threshold lets through roughly N times the")
-    add("1:1 false-match rate as false candidates (the last row). A threshold for candidate lists must be set from")
-    add("FPIR on a gallery of the library's size, not from the 1:1 FMR.")
-    add("")
-    if "cmc.png" in images:
-        add("![CMC](img/cmc.png)")
-        add("")
-    add("## Equity (ISO/IEC 19795-10 style)")
-    add("")
-    ann = j["annotations"]
-    agr = j["race_label_agreement"]
-    add("Annotation sets (`lfw/demographics/`, see its README), reduced to one label per person by strict majority")
-    add("of that person's labelled images (demographics belong to people; impostor pairs are pairs of people):")
-    add("")
-    add(
-        f"- **Sex**: `gender/` ({ann['gender']['source']}): {ann['gender']['people_labelled']:,} people labelled. "
-        "Hand-checked; binary female/male only; it is perceived gender of public figures, not the custody record."
-    )
-    add(
-        f"- **Race group**: `attributes/` ({ann['race']['source']}): {ann['race']['people_labelled']:,} people "
-        "labelled Asian, Black, Indian or White. Chosen because it is the only set covering most people; but these "
-        "are automatic classifier outputs about appearance, True only for the most confident two-thirds of "
-        "positives, with no label for ambiguous or mixed appearance, and they are not the police IC codes."
-    )
-    by = ", ".join(f"{k} {a}/{n}" for k, (n, a) in agr["by_hand_label"].items())
-    add(
-        f"- `race_by_person/` (hand labels, {ann['race_by_person']['people_labelled']:,} people after leaving out "
-        "mixed labels) has too few Asian and Indian people for group figures; it is used to check the attribute "
-        f"labels: they agree for {agr['agreeing']:,} of the {agr['people_in_both']:,} people both label ({by})."
-    )
-    add("")
-    add(
-        "Rule for a figure: a group needs at least 30 people and enough comparisons that 30 errors are expected at "
-        "the reference rate (Doddington's rule of 30: the target FMR for FMR, the pooled rate for FNMR/FNIR); "
-        "otherwise it is reported as too small, with its sizes. Ratios (NIST IR 8280's highest over lowest) use "
-        "only groups with a figure. Intervals: subject bootstrap, 95 %."
-    )
-    add("")
-    for key, title in (("sex", "Sex"), ("race", "Race group (attribute classifiers)")):
-        e = eq[key]
-        add(f"### {title}")
-        add("")
-        add(f"At the operating threshold {c['threshold']:.3f}. People without a label: {e['unlabelled_people']:,}.")
-        add("")
-        add(
-            "| group | people labelled | images with a face | FNMR: errors / genuine pairs | FNMR "
-            "| FMR within group: false matches / pairs | FMR within group |"
-        )
-        add("| --- | --- | --- | --- | --- | --- | --- |")
-        within = {f["group"]: f for f in e["fmr"]["within"]}
-        for f in e["fnmr"]:
-            g = f["group"]
-            add(
-                f"| {g} | {e['people'][g]:,} | {e['images_with_face'][g]:,} | {figure_cells(f)} | "
-                f"{figure_cells(within[g])} |"
-            )
-        add("")
-        add(f"- FMR ratio, highest / lowest group (within-group impostors): {spread_text(e['fmr_spread'])}")
-        add(f"- FNMR ratio, highest / lowest group: {spread_text(e['fnmr_spread'])}")
-        add("")
-        add("| impostor pairs across groups | false matches / pairs | FMR |")
-        add("| --- | --- | --- |")
-        for f in e["fmr"]["cross"]:
-            add(f"| {f['group']} | {figure_cells(f)} |")
-        add("")
-        add("1:N by group of the probe (threshold at FPIR 0.01, candidate list 50; rank-1 misses without threshold):")
-        add("")
-        add("| group | FNIR: misses / mated searches | FNIR | rank-1 misses / searches | rank-1 miss rate |")
-        add("| --- | --- | --- | --- | --- |")
-        r1 = {f["group"]: f for f in e["rank1_miss"]}
-        for f in e["fnir"]:
-            add(f"| {f['group']} | {figure_cells(f)} | {figure_cells(r1[f['group']])} |")
-        add("")
-        add(f"- FNIR ratio, highest / lowest group: {spread_text(e['fnir_spread'])}")
-        add("")
-        if f"scores_{key}.png" in images:
-            add(f"![Score distributions by {key}](img/scores_{key}.png)")
-            add("")
-    add("## Which interval where")
-    add("")
-    add(f"- Subject bootstrap (people resampled with replacement, {j['n_boot']:,} resamples, 95 % percentile): every")
-    add("  pair-based FMR/FNMR in the tables and every group figure: one person's many images are not independent.")
-    add("- Wilson score interval: shown beside the bootstrap for FMR (it treats pairs as independent, so it is")
-    add("  too narrow here), and for the 1:N rates (one search per probe image).")
-    add('- Clopper-Pearson (exact): the calibration\'s "fewer than 1 in N" bounds when under 3 impostor pairs are')
-    add("  that close.")
     add("")
     return "\n".join(L) + "\n"
 
 
-def policy_target() -> float:
-    from engine.policy import load_default_policy
+def render_force_markdown(j: dict[str, Any]) -> str:
+    thr = j["thresholds"]
+    op_i = j["operating_index"]
+    L: list[str] = []
+    add = L.append
+    add("# Evaluation on the force's own pairs")
+    add("")
+    man = j["manifest"]
+    add(
+        f"Generated by `{j['command']}` from `{man['source']}`: {man['images']:,} images of {man['subjects']:,} "
+        f"subjects. Operating threshold {thr[op_i]:.3f} (calibration `{j['operating_point']['calibration']}`). "
+        "Every figure is in `force_figures.json`; rates follow the rule of 30 and carry subject-bootstrap intervals."
+    )
+    add("")
+    for kind, k in j["kinds"].items():
+        p = k["pairs"]
+        add(f"## {kind}")
+        add("")
+        add(
+            f"{p['subjects']:,} subjects; {p['genuine_pairs']:,} genuine pairs (at most {MAX_IMAGES_PER_PERSON} "
+            f"images per subject; {p['genuine_pairs_dropped_to_balance']:,} dropped to balance, "
+            f"{p['genuine_pairs_without_face']:,} without a face); {p['impostor_pairs']:,} impostor pairs matched on "
+            f"sex and IC code ({p['listed_impostor_pairs']:,} listed, {p['matched_impostor_pairs_added']:,} added)."
+        )
+        add("")
+        add(f"At the operating threshold: FMR {cell(k['fmr'][op_i])}; FNMR {cell(k['fnmr'][op_i])}.")
+        add("")
+        for field, by in k["by"].items():
+            s = by["sweep"]
+            add(f"### By {field}")
+            add("")
+            add("| group | people | FMR within group | FNMR |")
+            add("| --- | --- | --- | --- |")
+            for g in by["groups"]:
+                add(f"| {g} | {by['people'][g]:,} | {cell(s['fmr_within'][g][op_i])} | {cell(s['fnmr'][g][op_i])} |")
+            add(f"| highest / lowest | | {ratio_cell(s['fmr_ratio'][op_i])} | {ratio_cell(s['fnmr_ratio'][op_i])} |")
+            add("")
+    return "\n".join(L) + "\n"
 
-    return float(load_default_policy().operating_point.target_false_match_rate)
+
+def json_bytes(j: dict[str, Any]) -> bytes:
+    """The figures as compact JSON, numbers to six significant figures (more would be noise, not precision)."""
+
+    def rounded(o: Any) -> Any:
+        if isinstance(o, dict):
+            return {k: rounded(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [rounded(x) for x in o]
+        if isinstance(o, float):
+            return float(f"{o:.6g}") if math.isfinite(o) else None
+        return o
+
+    return (json.dumps(rounded(j), separators=(",", ":"), allow_nan=False) + "\n").encode()
+
+
+def write_all(files: dict[Path, bytes]) -> None:
+    """Write every output (each through a temporary file and a rename), only after all were rendered."""
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        log(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--data-root", type=Path, default=default_data_root(), help="$RFR_DATA or ../shared/data")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for the templates (default 2)")
-    parser.add_argument("--limit", type=int, help="quick run: whole people in name order, up to this many images")
     parser.add_argument("--device", default="CPU", help="OpenVINO device (default CPU)")
-    parser.add_argument("--upsample", type=int, default=0, help="detector upsampling (default 0)")
-    parser.add_argument("--target-fmr", type=float, help="operating point (default: the policy's target)")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    parser.add_argument("--seed", type=int, default=20261122, help="bootstrap seed")
-    parser.add_argument("--calibration-version", type=int, default=1)
-    parser.add_argument("--calibration-out", type=Path, help="default on full runs: models/calibration.yaml")
-    parser.add_argument("--docs-dir", type=Path, help="default on full runs: docs (evaluation.md and img/)")
-    parser.add_argument("--json", type=Path, help="write every figure as JSON here (for the auditor screens)")
+    parser.add_argument("--limit", type=int, help="quick look: whole people in name order, up to this many images")
+    parser.add_argument("--n-boot", type=int, default=N_BOOT, help=f"bootstrap resamples (default {N_BOOT})")
+    parser.add_argument("--seed", type=int, default=SEED, help="bootstrap seed")
+    parser.add_argument("--out-dir", type=Path, help="folder for the outputs (default docs/evaluation)")
+    parser.add_argument("--force-pairs", type=Path, help="the force's pair manifest (CSV) instead of LFW")
+    parser.add_argument(
+        "--calibration",
+        type=Path,
+        help="a calibration file other than the installed one (a quick look: the figures are not the terminal's)",
+    )
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be 1 or more")
-    full = args.limit is None
-    cal_out = args.calibration_out or (REPO_ROOT / "models" / "calibration.yaml" if full else None)
-    docs_dir = args.docs_dir or (REPO_ROOT / "docs" if full else None)
+    if args.n_boot < 10:
+        parser.error("--n-boot must be 10 or more")
+    if args.limit is not None and args.limit < 2:
+        parser.error("--limit must be 2 or more")
     command = " ".join([".venv/bin/python scripts/evaluate.py", *argv])
+    started = time.perf_counter()
     try:
-        target = args.target_fmr if args.target_fmr is not None else policy_target()
-        lfw_root = args.data_root / "lfw"
-        print(f"LFW at {lfw_root}; operating point FMR {target:g}", file=sys.stderr)
-        t = compute_templates(lfw_root, args.limit, args.jobs, args.device, args.upsample)
-        created = dt.datetime.now(dt.UTC).date().isoformat()
-        r = analyse(t, lfw_root, target, args.n_boot, args.seed, created, command, args.calibration_version)
+        inp = preflight(args)
+        log(f"operating threshold {inp.threshold:.3f} (calibration {inp.calibration.reference}, target {inp.target:g})")
+        operating_point = {
+            "threshold": inp.threshold,
+            "target_fmr": inp.target,
+            "calibration": inp.calibration.reference,
+            "policy_version": inp.policy_version,
+        }
+        machine = f"{platform.machine()}, {os.cpu_count()} cores"
+        files: dict[Path, bytes] = {}
+        if inp.manifest is not None:
+            j = analyse_force(inp, args.device, args.n_boot, args.seed)
+            j.update({"command": command, "n_boot": args.n_boot, "operating_point": operating_point})
+            j["timing"] = {"machine": machine, "total_seconds": time.perf_counter() - started}
+            files[inp.out_dir / "force_figures.json"] = json_bytes(j)
+            files[inp.out_dir / "force_evaluation.md"] = render_force_markdown(j).encode()
+        else:
+            j = analyse_lfw(inp, args.limit, args.jobs, args.device, args.n_boot, args.seed)
+            timing = {
+                "machine": machine,
+                "templates_seconds": j.pop("templates_seconds"),
+                "analysis_seconds": j.pop("analysis_seconds"),
+                "total_seconds": time.perf_counter() - started,
+            }
+            j = {"command": command, "n_boot": args.n_boot, "operating_point": operating_point, **j, "timing": timing}
+            plots = draw_plots(j)
+            assert inp.docs_md is not None
+            rel = os.path.relpath(inp.out_dir, inp.docs_md.parent)
+            page = {**j, "other_reports": _other_reports(inp.out_dir)}
+            files[inp.out_dir / "figures.json"] = json_bytes(j)
+            for name, data in plots.items():
+                files[inp.out_dir / name] = data
+            files[inp.docs_md] = render_markdown(page, list(plots), rel).encode()
     except RfrError as exc:
         print(f"error: {exc.diagnostics()}", file=sys.stderr)
         return 2
-    j = to_json(r, command, args.jobs, args.n_boot)
-    if cal_out:
-        r["calibration"].write(cal_out)
-        print(f"wrote {cal_out}", file=sys.stderr)
-    if docs_dir:
-        images = write_plots(r, docs_dir / "img")
-        (docs_dir / "evaluation.md").write_text(render_markdown(j, images, created), encoding="utf-8")
-        print(f"wrote {docs_dir / 'evaluation.md'} and {len(images)} plots", file=sys.stderr)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(j, indent=1, default=float) + "\n", encoding="utf-8")
-        print(f"wrote {args.json}", file=sys.stderr)
-    op = r["operating"]
-    print(
-        f"EER {pct(r['eer'].rate, 3)}; threshold {r['threshold']:.3f} at FMR {target:g}: "
-        f"FMR {small_rate(op['fmr']['rate'])}, FNMR {pct(op['fnmr']['rate'])}; "
-        f"rank-1 {pct(float(r['cmc'][0]))}; FNIR at FPIR 0.01 {pct(r['points'][-1].fnir.rate)}"
-    )
+    write_all(files)
+    log(f"done in {time.perf_counter() - started:.0f} s")
     return 0
 
 

@@ -114,12 +114,8 @@ def load_gender(demographics_dir: Path) -> PersonLabels:
     )
 
 
-def load_race_attributes(demographics_dir: Path) -> PersonLabels:
-    """Race group per person from the binarised Kumar et al. attributes.
-
-    An image is labelled only when exactly one of Asian, Black, Indian, White is True (a False is "not
-    confidently positive", not "no"); the person's label is the strict majority of their labelled images.
-    """
+def _load_attributes(demographics_dir: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """Kumar et al.'s binarised attributes: image file names, the (images, attributes) array, attribute names."""
     folder = demographics_dir / "attributes"
     files = _read_lines(folder / "filelist.txt")
     try:
@@ -130,13 +126,29 @@ def load_race_attributes(demographics_dir: Path) -> PersonLabels:
         raise DemographicsFileError(f"cannot read the LFW attributes in {folder}: {type(exc).__name__}") from None
     if data.shape != (len(files), len(names)):
         raise DemographicsFileError(f"attributes: {data.shape} does not fit {len(files)} files x {len(names)} names")
+    return files, data, names
+
+
+def _exclusive_labels(files: list[str], data: np.ndarray, names: list[str], columns: dict[str, str]) -> dict[str, str]:
+    """Per image, the label whose attribute column alone is True among ``columns`` (label -> column name)."""
     try:
-        columns = [names.index(g) for g in RACE_GROUPS]
+        index = [names.index(c) for c in columns.values()]
     except ValueError:
-        raise DemographicsFileError(f"attributes: missing one of the columns {', '.join(RACE_GROUPS)}") from None
-    race = data[:, columns]
-    single = race.sum(axis=1) == 1
-    image_labels = {image_key(files[i]): RACE_GROUPS[int(np.argmax(race[i]))] for i in np.flatnonzero(single)}
+        raise DemographicsFileError(f"attributes: missing one of the columns {', '.join(columns.values())}") from None
+    labels = list(columns)
+    chosen = data[:, index]
+    single = chosen.sum(axis=1) == 1
+    return {image_key(files[i]): labels[int(np.argmax(chosen[i]))] for i in np.flatnonzero(single)}
+
+
+def load_race_attributes(demographics_dir: Path) -> PersonLabels:
+    """Race group per person from the binarised Kumar et al. attributes.
+
+    An image is labelled only when exactly one of Asian, Black, Indian, White is True (a False is "not
+    confidently positive", not "no"); the person's label is the strict majority of their labelled images.
+    """
+    files, data, names = _load_attributes(demographics_dir)
+    image_labels = _exclusive_labels(files, data, names, {g: g for g in RACE_GROUPS})
     labels = per_person(image_labels)
     return PersonLabels(
         "attributes (Kumar et al. classifiers, binarised by Upchurch et al., per image)",
@@ -144,6 +156,21 @@ def load_race_attributes(demographics_dir: Path) -> PersonLabels:
         len(image_labels),
         (),
         "image labelled only when exactly one race attribute is True; person label by strict majority of images",
+    )
+
+
+def load_sex_attributes(demographics_dir: Path) -> PersonLabels:
+    """Sex per person from the same automatic attributes (``Male``, ``Female``): the automatic counterpart of
+    ``load_gender``'s hand-checked lists, so both can be shown side by side and the automatic one measured."""
+    files, data, names = _load_attributes(demographics_dir)
+    image_labels = _exclusive_labels(files, data, names, {"female": "Female", "male": "Male"})
+    labels = per_person(image_labels)
+    return PersonLabels(
+        "attributes (Kumar et al. Male/Female classifiers, binarised by Upchurch et al., per image)",
+        labels,
+        len(image_labels),
+        (),
+        "image labelled only when exactly one of Male, Female is True; person label by strict majority of images",
     )
 
 
@@ -192,3 +219,50 @@ def agreement(reference: PersonLabels, other: PersonLabels) -> Agreement:
     common = sum(c[0] for c in by_label.values())
     agree = sum(c[1] for c in by_label.values())
     return Agreement(common, agree, {k: (v[0], v[1]) for k, v in sorted(by_label.items())})
+
+
+@dataclass(frozen=True)
+class LabelQuality:
+    """How far one label set can be trusted for one group, measured against hand labels.
+
+    Over the people both sets label: precision = of the people this set puts in the group, how many
+    the hand labels put there too; recall = of the people the hand labels put in the group, how many
+    this set puts there too. ``unlabelled`` counts hand-labelled group members this set gives no label.
+    """
+
+    group: str
+    true_positives: int
+    labelled_as: int
+    in_group: int
+    unlabelled: int
+
+    @property
+    def precision(self) -> float | None:
+        return self.true_positives / self.labelled_as if self.labelled_as else None
+
+    @property
+    def recall(self) -> float | None:
+        return self.true_positives / self.in_group if self.in_group else None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "group": self.group,
+            "precision": self.precision,
+            "precision_counts": [self.true_positives, self.labelled_as],
+            "recall": self.recall,
+            "recall_counts": [self.true_positives, self.in_group],
+            "hand_labelled_without_a_label_here": self.unlabelled,
+        }
+
+
+def label_quality(hand: PersonLabels, other: PersonLabels, groups: Iterable[str]) -> list[LabelQuality]:
+    """Precision and recall of ``other`` per group against ``hand`` (see ``LabelQuality``)."""
+    common = [p for p in hand.labels if p in other.labels]
+    out: list[LabelQuality] = []
+    for g in groups:
+        tp = sum(1 for p in common if hand.labels[p] == g and other.labels[p] == g)
+        labelled_as = sum(1 for p in common if other.labels[p] == g)
+        in_group = sum(1 for p in common if hand.labels[p] == g)
+        unlabelled = sum(1 for p, label in hand.labels.items() if label == g and p not in other.labels)
+        out.append(LabelQuality(g, tp, labelled_as, in_group, unlabelled))
+    return out

@@ -112,6 +112,25 @@ def _bootstrap_weights(n_subjects: int, n_boot: int, rng: np.random.Generator) -
     return counts.reshape(n_boot, n_subjects).astype(np.float64)
 
 
+def stratified_bootstrap_weights(strata: npt.ArrayLike, n_boot: int, rng: np.random.Generator) -> FloatArray:
+    """How many times each subject is drawn, per resample, drawing within each stratum: (n_boot, n_subjects).
+
+    Each stratum (e.g. a demographic group) keeps its size in every resample, so figures of disjoint
+    groups computed from one resample are independent draws, and a ratio between groups can be
+    bootstrapped from the same resamples.
+    """
+    s = np.asarray(strata, dtype=np.int64)
+    if s.ndim != 1:
+        raise ValueError("strata must be 1-D: one stratum per subject")
+    if n_boot < 1:
+        raise ValueError("n_boot must be 1 or more")
+    weights = np.zeros((n_boot, s.size))
+    for stratum in np.unique(s):
+        members = np.flatnonzero(s == stratum)
+        weights[:, members] = _bootstrap_weights(members.size, n_boot, rng)
+    return weights
+
+
 def _percentile_interval(replicates: FloatArray, confidence: float) -> tuple[float, float]:
     finite = replicates[np.isfinite(replicates)]
     if finite.size == 0:
