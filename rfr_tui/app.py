@@ -75,11 +75,19 @@ class RfrApp(LockedDownApp[None]):
         elif self.config.key_file is None:
             self.push_screen(UnlockScreen())
         else:
-            self.push_screen(SignInScreen(opening=True))
+            self.push_screen(SignInScreen())
             self.open_terminal(None)
 
-    def open_terminal(self, key: WorkspaceKey | None, done: Callable[[], None] | None = None) -> None:
-        """Open the configured terminal in a worker (the key file, or the key the unlock screen derived)."""
+    def open_terminal(
+        self,
+        key: WorkspaceKey | None,
+        done: Callable[[], None] | None = None,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """Open the configured terminal in a worker (the key file, or the key the unlock screen derived).
+
+        ``failed`` (the unlock screen's) shows why on the screen that asked; without it, the error dialog.
+        """
 
         def job() -> Terminal:
             return self._open_terminal(self.config, key)
@@ -90,7 +98,7 @@ class RfrApp(LockedDownApp[None]):
             if done is not None:
                 done()
 
-        self.run_engine(self, job, opened, group="open-terminal")
+        self.run_engine(self, job, opened, group="open-terminal", failed=failed)
 
     def _terminal_opened(self, terminal: Terminal) -> None:
         terminal.faces.start()  # the models load while people sign in

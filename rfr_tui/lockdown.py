@@ -23,7 +23,7 @@ from textual.screen import Screen
 
 from engine.errors import RfrError
 from rfr_tui.dialogs.help import HelpDialog
-from rfr_tui.text import plain
+from rfr_tui.text import plain, visible
 from rfr_tui.themes import DEFAULT, HIGH_CONTRAST, THEMES
 from rfr_tui.widgets.face_image import FaceImage, Renderer, active_renderer, forget_kitty_images, kitty_image_ids
 
@@ -173,7 +173,10 @@ class LockedDownApp(App[ReturnType]):
         timeout: float | None = None,
         markup: bool = False,
     ) -> None:
-        """As Textual's, but without markup unless asked: a message often carries a user's text."""
+        """As Textual's, but without markup unless asked, and control codes shown as signs: a message often
+        carries a user's text."""
+        if not markup:
+            message, title = visible(message), visible(title)
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:

@@ -5,7 +5,8 @@ an escape character in a file name would reach the terminal as a command (Textua
 drop BEL and CR but pass ESC and the C1 codes through). Bidirectional overrides can make a name
 read backwards. Anything that came from a user, a file, a policy or the database is shown
 through :func:`plain` (or :func:`plain_cell` for a DataTable, whose ``str`` cells and column
-labels are read as markup).
+labels are read as markup, or :func:`plain_line` for a name that must stay on one line, such as a
+file's in a folder tree).
 """
 
 from __future__ import annotations
@@ -34,3 +35,9 @@ def plain(text: str) -> Content:
 def plain_cell(text: str, style: str = "") -> Text:
     """``text`` for Rich-based widgets (DataTable cells and column labels): no markup, no terminal codes."""
     return Text(visible(text), style=style)
+
+
+def plain_line(text: str, style: str = "") -> Text:
+    """``text`` on one line for Rich-based widgets (tree labels): as :func:`plain_cell`, and a line feed or tab in
+    it (a file may be named with one) shown as its sign, so nothing after it is hidden."""
+    return Text(visible(text).replace("\n", "\u240a").replace("\t", "\u2409"), style=style)

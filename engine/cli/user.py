@@ -101,7 +101,7 @@ def register(sub: Any) -> None:
 
     lock = commands.add_parser("lock", help="lock an account until an engineer unlocks it", parents=[common])
     lock.add_argument("username", metavar="USER")
-    lock.add_argument("--reason", default="", help="why (recorded)")
+    lock.add_argument("--reason", required=True, metavar="TEXT", help="why (recorded; shown to the user)")
     actor_option(lock)
     lock.set_defaults(handler=_lock)
 

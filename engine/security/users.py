@@ -941,13 +941,17 @@ class Accounts:
 
     # Changes one engineer makes
 
-    def lock_user(self, username: str, *, by: Session, reason: str = "") -> User:
-        """Lock an account until an engineer unlocks it; its sessions end."""
+    def lock_user(self, username: str, *, by: Session, reason: str) -> User:
+        """Lock an account until an engineer unlocks it; its sessions end. The reason is recorded, so one is needed:
+        an account locked for no stated reason leaves its owner, and whoever unlocks it, with nothing to go on."""
         engineer = self._engineer(by, "locking an account")
+        text = " ".join(str(reason).split())
+        if not text:
+            raise UserError(f"locking {username}'s account needs a reason, which is recorded (--reason TEXT)")
         self.get_user(username)
         with self._write() as conn:
             conn.execute("UPDATE users SET locked_by_admin = 1 WHERE username = ?", (username,))
-            self._audit(conn, engineer.username, "user.lock", username, reason=" ".join(reason.split()))
+            self._audit(conn, engineer.username, "user.lock", username, reason=text)
         self._end_sessions_of(username)
         return self.get_user(username)
 

@@ -14,6 +14,7 @@ from textual.widgets import Button, Footer, Static
 from engine.errors import RfrError
 from rfr_tui.text import plain
 from rfr_tui.widgets.state_label import StateLabel, Tone
+from rfr_tui.wording import for_a_person
 
 # Shown for anything that is not an RfrError: its text may hold internals (paths, SQL, keys'
 # names), so it never reaches the screen; the application logs it where engineers look.
@@ -37,10 +38,11 @@ class ErrorDialog(ModalScreen[None]):
 
     @classmethod
     def from_error(cls, error: BaseException) -> ErrorDialog:
-        """The dialog for ``error``: its diagnostics if it is an RfrError, else a plain sentence."""
+        """The dialog for ``error``: its diagnostics if it is an RfrError (without command-line hints: see
+        ``rfr_tui.wording``), else a plain sentence."""
         if isinstance(error, RfrError):
-            problems = getattr(error, "problems", ())
-            return cls(error.diagnostics(), problems=problems if len(problems) > 1 else ())
+            problems = [for_a_person(str(p)) for p in getattr(error, "problems", ())]
+            return cls(for_a_person(error.diagnostics()), problems=problems if len(problems) > 1 else ())
         return cls(UNEXPECTED)
 
     @property

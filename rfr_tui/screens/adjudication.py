@@ -26,12 +26,13 @@ from rfr_tui.widgets.candidate_list import CandidateTable, ScoreFormat, candidat
 from rfr_tui.widgets.comparison import CandidateText, ComparisonView, display_for
 from rfr_tui.widgets.face_image import active_renderer
 from rfr_tui.widgets.state_label import StateLabel, Tone
+from rfr_tui.wording import for_a_person, said
 
 UNEXPECTED = "Not recorded: something unexpected happened. Try again; if it happens again, tell an engineer."
 
 
 def _sentence(error: BaseException) -> str:
-    return error.diagnostics() if isinstance(error, RfrError) else UNEXPECTED
+    return said(error, UNEXPECTED)
 
 
 def progress(case: Case) -> tuple[str, Tone]:
@@ -186,7 +187,7 @@ class CandidatesScreen(_Adjudicating):
 
         def read() -> tuple[Case, ScoreFormat]:
             case = terminal.cases.show(session, case_id)
-            return case, ScoreFormat.load(terminal, case)
+            return case, ScoreFormat.load(terminal, case, session)
 
         def done(result: tuple[Case, ScoreFormat]) -> None:
             self.scores = result[1]
@@ -474,7 +475,7 @@ class MatchReportScreen(RfrScreen):
         try:
             report = MatchReport.from_mapping(self.report_fields())
         except RfrError as error:
-            self.show_problem(error.diagnostics())
+            self.show_problem(for_a_person(error.diagnostics()))
             return
         self._clear_problems()
         self.query_one("#report-problem", Static).update(plain("Working: recording the Viable Match..."))

@@ -32,6 +32,7 @@ from rfr_tui.text import plain, plain_cell
 from rfr_tui.widgets.face_image import FaceImage
 from rfr_tui.widgets.picture import draw_overlay
 from rfr_tui.widgets.state_label import StateLabel, Tone
+from rfr_tui.wording import for_a_person, said
 
 UNEXPECTED = "Not done: something unexpected happened. Try again; if it happens again, tell an engineer."
 MONITORING = {
@@ -321,7 +322,7 @@ class DecisionScreen(RfrScreen):
             try:
                 picture = _probe_picture(terminal.cases.probe(session, case_id).image, case)
             except RfrError as error:
-                problem = error.diagnostics()
+                problem = for_a_person(error.diagnostics())
             libraries = {info.library.name: info for info in terminal.libraries.listing(session)}
             return _Material(case, picture, problem, libraries)
 
@@ -358,7 +359,7 @@ class DecisionScreen(RfrScreen):
     # ---- deciding ------------------------------------------------------------------------------
 
     def _problem(self, error: BaseException) -> None:
-        sentence = error.diagnostics() if isinstance(error, RfrError) else UNEXPECTED
+        sentence = said(error, UNEXPECTED)
         self.query_one("#decision-problem", StateLabel).set_state(sentence, Tone.BAD)
 
     def _working(self, words: str) -> None:

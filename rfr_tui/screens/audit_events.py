@@ -23,10 +23,10 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from engine.audit.access import EventFilter
 from engine.audit.chain import AuditEvent
-from engine.errors import RfrError
 from rfr_tui.screens.audit_verify import grouped_hash
 from rfr_tui.screens.base import RfrScreen
 from rfr_tui.text import plain, plain_cell
+from rfr_tui.wording import said
 
 PAGE = 100
 FILTERS = (
@@ -139,7 +139,7 @@ class AuditEventsScreen(RfrScreen):
             self.show(events)
 
         def failed(error: BaseException) -> None:
-            words = error.diagnostics() if isinstance(error, RfrError) else "the audit log could not be read"
+            words = said(error, "the audit log could not be read")
             self.query_one("#events-problem", Static).update(plain(f"Not shown: {words}"))
 
         self.run_engine(

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import ClassVar, Self
 
-from rich.text import TextType
+from rich.text import Text, TextType
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -32,12 +32,13 @@ from textual.widgets.option_list import Option
 from textual.widgets.tree import TreeNode
 
 from engine.audit.verify import VerifyResult
-from engine.errors import AuditError, RfrError
+from engine.errors import AuditError
 from engine.files import read_regular_file
 from rfr_tui.screens.base import RfrScreen
-from rfr_tui.text import plain, plain_cell
+from rfr_tui.text import plain, plain_cell, plain_line
 from rfr_tui.widgets.file_chooser import Place, default_places
 from rfr_tui.widgets.state_label import StateLabel, Tone
+from rfr_tui.wording import said
 
 PUBLIC_KEY_LIMIT = 16 * 1024  # a PEM public key is a few hundred bytes; anything this big is not one
 HEAD_FORMAT = re.compile(r"^(\d+):([0-9a-f]{64})$")
@@ -291,7 +292,7 @@ class VerifyScreen(RfrScreen):
         self._busy(False)
         self.query_one("#verify-state", StateLabel).set_state("Not verified", Tone.WARNING)
         self.query_one("#verify-status", Static).update("")
-        words = error.diagnostics() if isinstance(error, RfrError) else "the verification could not run: try again"
+        words = said(error, "the verification could not run: try again")
         self.query_one("#verify-problem", Static).update(plain(f"Not verified: {words}"))
         self.query_one("#verify-now", Button).focus()
 
@@ -340,10 +341,8 @@ class KeyTree(DirectoryTree):
         # The root is the place, by its name ("USB stick"), not by its path.
         return super().reset_node(node, plain_cell(self._place_label) if node is self.root else label, data)
 
-    def process_label(self, label: object) -> object:  # type: ignore[override]
-        if isinstance(label, str):
-            return plain_cell(label.split("\n")[0])
-        return super().process_label(label)  # type: ignore[arg-type]
+    def process_label(self, label: TextType) -> Text:
+        return plain_line(label) if isinstance(label, str) else label
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         return [path for path in paths if not path.name.startswith(".")]

@@ -47,6 +47,7 @@ from rfr_tui.widgets import file_chooser
 from rfr_tui.widgets.face_image import FaceImage
 from rfr_tui.widgets.picture import face_picture
 from rfr_tui.widgets.state_label import SYMBOLS, StateLabel, Tone
+from rfr_tui.wording import for_a_person
 
 ADJUDICATION = "rfr_tui.screens.adjudication"
 NO_ADJUDICATION = (
@@ -634,7 +635,7 @@ class CaseScreen(RfrScreen):
 
             def refused(error: BaseException) -> None:
                 if isinstance(error, RfrError):  # ask again, with the engine's sentence beside the fields
-                    self.action_advice(answer, error.diagnostics())
+                    self.action_advice(answer, for_a_person(error.diagnostics()))
                 else:
                     self.rfr.show_error(error)
 

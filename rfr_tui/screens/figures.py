@@ -29,7 +29,6 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
 from engine.casework.monitoring import MIN_RECORDS, MonitoringFigures, OutcomeReport, quarter_of
-from engine.errors import RfrError
 from engine.library.demographics import IC_CODES
 from engine.library.store import Composition
 from engine.policy import Policy
@@ -37,6 +36,7 @@ from engine.scoring.statistics import OutcomeBreakdown, OutcomeRow, Proportion, 
 from rfr_tui.screens.base import RfrScreen
 from rfr_tui.text import plain, plain_cell
 from rfr_tui.widgets.bar_chart import Bar, BarChart
+from rfr_tui.wording import said
 
 # What each field is, in a chart's title ("... by ...") and in a table's column.
 FIELDS = {
@@ -277,7 +277,7 @@ class FiguresScreen(RfrScreen):
 
         def failed(error: BaseException) -> None:
             self.query_one("#figures-status", Static).update("")
-            words = error.diagnostics() if isinstance(error, RfrError) else "the figures could not be read"
+            words = said(error, "the figures could not be read")
             problem.update(plain(f"Not shown: {words}"))
 
         self.query_one("#figures-status", Static).update(plain("Reading the figures: working..."))

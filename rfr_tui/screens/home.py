@@ -163,7 +163,9 @@ class HomeScreen(RfrScreen):
         self.query_one("#sections", OptionList).focus()
 
     def _bind(self, section: Section) -> None:
-        self._bindings.bind(section.key, f"open_section('{section.key}')", section.title)
+        # Each section's key is on the screen beside it (and in the help, F1): the footer keeps room for the keys
+        # that work everywhere (sign out, lock, help), even at 80 columns.
+        self._bindings.bind(section.key, f"open_section('{section.key}')", section.title, show=False)
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()

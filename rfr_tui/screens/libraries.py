@@ -33,7 +33,6 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
-from engine.errors import RfrError
 from engine.library.demographics import IC_CODES
 from engine.library.enrol import EnrolmentReport, EnrolProgress
 from engine.library.service import LibraryInfo
@@ -42,10 +41,11 @@ from rfr_tui.dialogs.confirm import ConfirmDialog
 from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.base import RfrScreen
 from rfr_tui.screens.users import sentence
-from rfr_tui.text import plain, plain_cell, visible
+from rfr_tui.text import plain, plain_cell, plain_line
 from rfr_tui.widgets.job_progress import JobProgress
 from rfr_tui.widgets.status_bar import StatusBar
 from rfr_tui.widgets.tick_list import TickList
+from rfr_tui.wording import said
 
 # Where the folder chooser starts: removable media first (USB drives mount under /media or
 # /run/media), then other mounts and the home folder. Only the places that exist are offered.
@@ -358,8 +358,8 @@ class CreateLibraryScreen(RfrScreen):
             )
 
         def failed(error: BaseException) -> None:
-            said = error.diagnostics() if isinstance(error, RfrError) else "The library was not created: try again."
-            self.query_one("#create-problem", Static).update(plain(sentence(said)))
+            words = said(error, "The library was not created: try again.")
+            self.query_one("#create-problem", Static).update(plain(sentence(words)))
 
         def created(library: Library) -> None:
             self.dismiss(library)
@@ -543,9 +543,7 @@ class EnrolScreen(RfrScreen):
         self._cancel = None
         self.query_one("#enrol-progress", JobProgress).finish()
         self._busy(False)
-        self.problem(
-            sentence(error.diagnostics()) if isinstance(error, RfrError) else "The enrolment stopped: try again."
-        )
+        self.problem(sentence(said(error, "The enrolment stopped: try again.")))
         self.query_one("#folder", Input).focus()
 
     def _show_summary(self, report: EnrolmentReport) -> None:
@@ -597,9 +595,7 @@ class _PlainDirectoryTree(DirectoryTree):
         self._suffixes = tuple(s.lower() for s in suffixes)
 
     def process_label(self, label: str | Text) -> Text:
-        if isinstance(label, str):
-            return Text(visible(label).replace("\n", "\u240a"))
-        return label
+        return plain_line(label) if isinstance(label, str) else label
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         shown = []

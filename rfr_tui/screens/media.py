@@ -22,7 +22,6 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Button, DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from engine.errors import RfrError
 from engine.media.apply import ApplyResult
 from engine.media.reader import FoundPackage, MediaProgress, MediaReading, Status
 from engine.media.service import MOUNT_ROOTS, MediaStatus, media_folders
@@ -32,6 +31,7 @@ from rfr_tui.text import plain, plain_cell
 from rfr_tui.widgets.job_progress import JobProgress
 from rfr_tui.widgets.state_label import StateLabel, Tone
 from rfr_tui.widgets.status_bar import StatusBar
+from rfr_tui.wording import said
 
 INTRO = (
     "Library updates (additions and weeding), user accounts, policy versions and face model updates come from "
@@ -260,9 +260,7 @@ class MediaScreen(RfrScreen):
         self.query_one("#media-progress", JobProgress).finish()
         self._cancel = None
         self._reading = None
-        why = (
-            error.diagnostics() if isinstance(error, RfrError) else f"an unexpected error ({error.__class__.__name__})"
-        )
+        why = said(error, f"an unexpected error ({error.__class__.__name__})")
         self.query_one("#media-verdict", StateLabel).set_state(
             "Refused: nothing was changed on this terminal", Tone.BAD
         )

@@ -9,9 +9,9 @@ from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.widgets import Button, Input, Static
 
-from engine.errors import RfrError
 from rfr_tui.screens.base import RfrScreen
 from rfr_tui.text import plain
+from rfr_tui.wording import said
 
 
 class OwnPasswordScreen(RfrScreen):
@@ -54,7 +54,8 @@ class OwnPasswordScreen(RfrScreen):
             values[name], field.value = field.value, ""
         problem = self.query_one("#problem", Static)
         if values["new"] != values["repeat"]:
-            problem.update(plain("The two new passwords differ: type them again."))
+            problem.update(plain("The two new passwords differ: type all three again."))
+            self.query_one("#current", Input).focus()  # every field was emptied: start from the first
             return
         terminal, username = self.terminal, self.session.username
 
@@ -63,7 +64,8 @@ class OwnPasswordScreen(RfrScreen):
             self.app.pop_screen()
 
         def failed(error: BaseException) -> None:
-            problem.update(plain(error.diagnostics() if isinstance(error, RfrError) else "Not changed: try again."))
+            problem.update(plain(said(error, "Not changed: try again.")))
+            self.query_one("#current", Input).focus()
 
         self.run_engine(
             lambda: terminal.accounts.change_password(username, values["current"], values["new"]),

@@ -16,7 +16,6 @@ from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from engine.casework import Case, CaseState
-from engine.errors import RfrError
 from engine.security.users import ReauthPurpose
 from rfr_tui.dialogs.confirm import ConfirmDialog
 from rfr_tui.dialogs.password import PasswordDialog
@@ -27,6 +26,7 @@ from rfr_tui.text import plain, plain_cell
 from rfr_tui.widgets.candidate_list import ScoreFormat, candidate_texts
 from rfr_tui.widgets.comparison import ComparisonView
 from rfr_tui.widgets.state_label import StateLabel, Tone
+from rfr_tui.wording import said
 
 UNEXPECTED = "Not done: something unexpected happened. Try again; if it happens again, tell an engineer."
 
@@ -145,7 +145,7 @@ class PeerReviewScreen(RfrScreen):
 
         def read() -> tuple[Case, ScoreFormat]:
             case = terminal.cases.show(session, case_id)
-            return case, ScoreFormat.load(terminal, case)
+            return case, ScoreFormat.load(terminal, case, session)
 
         self.run_engine(read, self._show, group="read-case")
 
@@ -170,7 +170,7 @@ class PeerReviewScreen(RfrScreen):
             view.focus()
 
     def _problem(self, error: BaseException) -> None:
-        sentence = error.diagnostics() if isinstance(error, RfrError) else UNEXPECTED
+        sentence = said(error, UNEXPECTED)
         self.query_one("#peer-review-consequence", StateLabel).set_state(sentence, Tone.BAD)
 
     def action_agree(self) -> None:

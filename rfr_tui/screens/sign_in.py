@@ -17,11 +17,12 @@ from textual.containers import Center, Vertical
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Static
 
-from engine.errors import PasswordChangeRequired, RfrError
+from engine.errors import PasswordChangeRequired
 from engine.security.keys import WorkspaceKey
 from engine.security.users import Session
 from engine.workspace import WorkspaceHeader
 from rfr_tui.text import plain
+from rfr_tui.wording import said
 
 if TYPE_CHECKING:
     from rfr_tui.app import RfrApp
@@ -102,11 +103,11 @@ class UnlockScreen(_Gate):
 
         def failed(error: BaseException) -> None:
             self.busy(False)
-            self.problem(error.diagnostics() if isinstance(error, RfrError) else "The terminal could not be opened.")
+            self.problem(said(error, "The terminal could not be opened."))
             self.query_one("#passphrase", Input).focus()
 
         self.rfr.run_engine(
-            self, derive, lambda key: self.rfr.open_terminal(key, opened), group="unlock", failed=failed
+            self, derive, lambda key: self.rfr.open_terminal(key, opened, failed), group="unlock", failed=failed
         )
 
 
@@ -116,20 +117,44 @@ class SignInScreen(_Gate):
     TITLE_TEXT = "Sign in"
     INTRO = "Retrospective facial recognition. Sign in with your own name and password."
 
-    def __init__(self, *, opening: bool = False) -> None:
-        super().__init__()
-        self._opening = opening
+    OPENING = "The terminal is opening..."
+    LOADING = "You can sign in now; the face engine is still loading."
+    NO_ENGINE = "The face engine could not be loaded: you can sign in, but nothing can be searched; tell an engineer."
+    CHECK_SECONDS = 0.25
 
     def fields(self) -> ComposeResult:
         yield Static(plain(f"Terminal: {self.rfr.config.name}"), id="terminal-name", classes="gate--intro")
+        yield Static("", id="opening", classes="gate--opening")
         yield Input(placeholder="User name", id="username")
         yield Input(password=True, placeholder="Password", id="password")
         yield Button(plain("Sign in (Enter)"), id="sign-in", variant="primary")
 
     def on_mount(self) -> None:
         self.query_one("#username", Input).focus()
-        if self._opening:
-            self.problem("The terminal is opening...")
+        # How far the terminal is from ready, on its own line (what went wrong keeps the problem line): said
+        # until the face engine has loaded, then gone.
+        if not self._say_opening():
+            self._opening_timer = self.set_interval(self.CHECK_SECONDS, self._check_opening, name="sign-in-opening")
+
+    def _say_opening(self) -> bool:
+        """Say how far the terminal is from ready; True once there is nothing left to say."""
+        terminal = self.rfr.terminal_or_none
+        line = self.query_one("#opening", Static)
+        if terminal is None:
+            words = self.OPENING
+        elif terminal.faces.ready:
+            words = ""
+        elif terminal.faces.problem is not None:
+            words = self.NO_ENGINE  # what went wrong is on the System status screen, for the engineer
+        else:
+            words = self.LOADING
+        line.update(plain(words))
+        line.display = bool(words)
+        return not words or (terminal is not None and terminal.faces.problem is not None)
+
+    def _check_opening(self) -> None:
+        if self._say_opening():
+            self._opening_timer.stop()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
@@ -166,7 +191,7 @@ class SignInScreen(_Gate):
 
         def failed(error: BaseException) -> None:
             self.busy(False)
-            self.problem(error.diagnostics() if isinstance(error, RfrError) else "Signing in failed: try again.")
+            self.problem(said(error, "Signing in failed: try again."))
             self.query_one("#password", Input).focus()
 
         self.rfr.run_engine(
@@ -218,7 +243,7 @@ class ChangePasswordScreen(_Gate):
         terminal, session = self.rfr.terminal, self._session
 
         def failed(error: BaseException) -> None:
-            self.problem(error.diagnostics() if isinstance(error, RfrError) else "The password was not changed.")
+            self.problem(said(error, "The password was not changed."))
             self.query_one("#current", Input).focus()
 
         self.rfr.run_engine(
@@ -280,7 +305,7 @@ class LockScreen(_Gate):
             self.rfr.unlock()
 
         def failed(error: BaseException) -> None:
-            self.problem(error.diagnostics() if isinstance(error, RfrError) else "The terminal stays locked.")
+            self.problem(said(error, "The terminal stays locked."))
             self.query_one("#password", Input).focus()
 
         self.rfr.run_engine(

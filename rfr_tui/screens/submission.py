@@ -36,6 +36,7 @@ from rfr_tui.screens.base import RfrScreen
 from rfr_tui.text import plain
 from rfr_tui.widgets import file_chooser
 from rfr_tui.widgets.probe_preview import ProbePreview
+from rfr_tui.wording import for_a_person, said
 
 # "submission form: <field>[.<check>] ..." names the field at fault (engine/casework/form.py).
 _FIELD = re.compile(r"^submission form: ([a-z_]+(?:\.[a-z0-9_]+)?)")
@@ -327,7 +328,7 @@ class NewSubmissionScreen(RfrScreen):
         try:
             form = self._form()
         except FormError as exc:
-            sentence = exc.diagnostics()
+            sentence = for_a_person(exc.diagnostics())
             self.show_problem(field_of(sentence) or "form", sentence, focus=focus)
             return None
         self._clear_problems()
@@ -403,7 +404,7 @@ class NewSubmissionScreen(RfrScreen):
         def failed(error: BaseException) -> None:
             self._busy = False
             self.query_one("#probe-working", Static).update("")
-            self.show_problem("probe", error.diagnostics() if isinstance(error, RfrError) else UNEXPECTED)
+            self.show_problem("probe", said(error, UNEXPECTED))
 
         self._busy = True
         self.query_one("#probe-working", Static).update(plain(f"Reading {path.name} and finding its faces..."))
@@ -467,10 +468,10 @@ class NewSubmissionScreen(RfrScreen):
     def _not_made(self, error: BaseException) -> None:
         self._busy = False
         if isinstance(error, FormError):
-            sentence = error.diagnostics()
+            sentence = for_a_person(error.diagnostics())
             self.show_problem(field_of(sentence) or "form", sentence, focus=True)
         elif isinstance(error, ImageError):
-            self.show_problem("probe", error.diagnostics())
+            self.show_problem("probe", for_a_person(error.diagnostics()))
         else:
             self.query_one("#form-status", Static).update("")
             self.rfr.show_error(error)

@@ -28,6 +28,7 @@ from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.base import RfrScreen
 from rfr_tui.text import plain, plain_cell
 from rfr_tui.widgets.tick_list import TickList
+from rfr_tui.wording import for_a_person
 
 INTRO = (
     "Adding a user, changing roles and resetting a password take two engineers: one asks, and a different "
@@ -149,7 +150,7 @@ class UsersScreen(RfrScreen):
                     accounts.confirmable(request.id, by=session)
                     refusal = None
                 except RfrError as exc:
-                    refusal = exc.diagnostics()
+                    refusal = for_a_person(exc.diagnostics())
                 pending.append(_Pending(request, refusal))
             return _Directory(users, pending, terminal.ws.now())
 
@@ -572,7 +573,7 @@ class AccountRequestScreen(RfrScreen):
 
 def _said(error: BaseException) -> str:
     if isinstance(error, RfrError):
-        return sentence(error.diagnostics())
+        return sentence(for_a_person(error.diagnostics()))
     return "This could not be done: try again, and tell an engineer if it happens again."
 
 

@@ -23,11 +23,11 @@ from textual.message import Message
 from textual.widgets import Static
 
 from engine.casework import CandidateView, Case, Display, ProbeView
-from engine.errors import RfrError
 from rfr_tui.text import plain
 from rfr_tui.widgets.face_image import FaceImage, Renderer
 from rfr_tui.widgets.picture import Box, Point, face_picture
 from rfr_tui.widgets.state_label import StateLabel, Tone
+from rfr_tui.wording import said
 
 if TYPE_CHECKING:
     from rfr_tui.app import RfrApp
@@ -266,7 +266,7 @@ class ComparisonView(Vertical, can_focus=True):
         return cast("RfrApp", self.app)
 
     def _problem(self, error: BaseException) -> str:
-        return error.diagnostics() if isinstance(error, RfrError) else UNEXPECTED
+        return said(error, UNEXPECTED)
 
     def _load_probe(self) -> None:
         app, case = self._rfr, self._case

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from rich.text import Text, TextType
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -22,7 +23,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DirectoryTree, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from rfr_tui.text import plain
+from rfr_tui.text import plain, plain_line
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 REMOVABLE_MEDIA_ROOTS = (Path("/media"), Path("/run/media"))
@@ -75,11 +76,18 @@ def file_name_problem(name: str) -> str | None:
 
 
 class PlaceTree(DirectoryTree):
-    """The folders of one place, and (when opening) only the files of the types asked for; nothing hidden."""
+    """The folders of one place, and (when opening) only the files of the types asked for; nothing hidden.
+
+    Names are shown exactly as written, on one line: a file named ``[@click=app.quit]x.jpg`` is that
+    text, never markup that acts, and control codes in a name reach the terminal only as their signs.
+    """
 
     def __init__(self, path: Path, *, suffixes: frozenset[str] | None, id: str | None = None) -> None:
         super().__init__(path, id=id)
         self._suffixes = suffixes
+
+    def process_label(self, label: TextType) -> Text:
+        return plain_line(label) if isinstance(label, str) else plain_line(label.plain)
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
         shown = []

@@ -1,31 +1,92 @@
 """The status bar every signed-in screen shows: who is signed in, the terminal, the inference device actually
-used, library sizes, and the policy version (issue 15)."""
+used, library sizes, and the policy version (issue 15).
+
+It is one line, and must stay one line from an 80-column terminal up: the fullest wording that fits
+its width is shown (words for every part, so nothing depends on colour), then shorter ones (narrower
+separators, libraries counted rather than listed, roles left to the home screen, fewer labels); only
+when even the shortest does not fit is its end cut, with an ellipsis saying so.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
+from textual.events import Resize
 from textual.widgets import Static
 
 from engine.terminal import TerminalStatus
-from rfr_tui.text import plain
+from rfr_tui.text import plain, visible
 
 REFRESH_SECONDS = 5.0
+ELLIPSIS = "…"
 
 
-def describe(status: TerminalStatus) -> str:
-    """One line: every part named in words, so nothing depends on colour."""
-    who = f"{status.user} ({', '.join(status.roles)})" if status.user else "nobody signed in"
-    libraries = ", ".join(f"{lib.name} {lib.images:,}" for lib in status.libraries) or "no libraries"
-    device = status.device if status.face_engine == "ready" else f"face engine {status.face_engine}"
-    return (
-        f"Signed in: {who}  |  Terminal: {status.terminal}  |  Device: {device}  |  "
-        f"Libraries: {libraries}  |  Policy {status.policy_version}"
-    )
+def _libraries(status: TerminalStatus, *, listed: bool) -> str:
+    if not status.libraries:
+        return "no libraries"
+    if listed or len(status.libraries) == 1:
+        return ", ".join(f"{lib.name} {lib.images:,}" for lib in status.libraries)
+    images = sum(lib.images for lib in status.libraries)
+    return f"{len(status.libraries)} libraries, {images:,} images"
+
+
+def wordings(status: TerminalStatus) -> list[str]:
+    """Every way the status bar can say ``status``, fullest first; each one line, each naming every part."""
+    who_full = f"{status.user} ({', '.join(status.roles)})" if status.user else "nobody signed in"
+    who_short = status.user or "nobody signed in"
+    if status.face_engine in ("ready", "loading"):
+        device = status.device if status.face_engine == "ready" else "face engine loading"
+    else:  # why is on the System status screen; here, one word
+        device = "face engine unavailable"
+    policy = f"Policy {status.policy_version}"
+    out = []
+    for separator, who, listed in (
+        ("  |  ", who_full, True),
+        (" | ", who_full, True),
+        (" | ", who_full, False),
+        (" | ", who_short, False),
+    ):
+        parts = (
+            f"Signed in: {who}",
+            f"Terminal: {status.terminal}",
+            f"Device: {device}",
+            f"Libraries: {_libraries(status, listed=listed)}",
+            policy,
+        )
+        out.append(separator.join(parts))
+    libraries = _libraries(status, listed=False)
+    out.append(" | ".join((who_short, f"Terminal: {status.terminal}", f"Device: {device}", libraries, policy)))
+    out.append(" | ".join((who_short, status.terminal, device, libraries, policy)))
+    return [visible(w).replace("\n", " ").replace("\t", " ") for w in out]  # one line, whatever a name holds
+
+
+def describe(status: TerminalStatus, width: int | None = None) -> str:
+    """The fullest wording of ``status`` that fits in ``width`` cells (no width: the fullest); if none fits, the
+    shortest, cut to the width with an ellipsis at its end."""
+    options = wordings(status)
+    if width is None:
+        return options[0]
+    for text in options:
+        if cell_len(text) <= width:
+            return text
+    shortest = options[-1]
+    if width <= 1:
+        return ELLIPSIS[:width]
+    cut = ""
+    for character in shortest:
+        if cell_len(cut + character) > width - 1:
+            break
+        cut += character
+    whole = cut.rfind(" | ")
+    if whole > 0:  # whole parts only: a name cut in half reads as another name
+        cut = cut[: whole + 3]
+    return cut + ELLIPSIS
 
 
 class StatusBar(Static):
-    """Refreshed in the background every few seconds (the status reads the database)."""
+    """Refreshed in the background every few seconds (the status reads the database), and fitted again whenever
+    the terminal is resized."""
 
     DEFAULT_CSS = """
     StatusBar {
@@ -35,8 +96,19 @@ class StatusBar(Static):
         padding: 0 1;
         background: $panel;
         color: $foreground;
+        text-wrap: nowrap;
+        text-overflow: ellipsis;
     }
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._status: TerminalStatus | None = None
+
+    @property
+    def status(self) -> TerminalStatus | None:
+        """What the bar last read (None until the first read comes back)."""
+        return self._status
 
     def on_mount(self) -> None:
         self.refresh_status()
@@ -59,4 +131,12 @@ class StatusBar(Static):
             return
         event.stop()
         if worker.error is None and isinstance(worker.result, TerminalStatus):
-            self.update(plain(describe(worker.result)))
+            self._status = worker.result
+            self._show()
+
+    def on_resize(self, event: Resize) -> None:
+        self._show()
+
+    def _show(self) -> None:
+        if self._status is not None:
+            self.update(plain(describe(self._status, self.content_size.width or None)))

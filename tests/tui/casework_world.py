@@ -10,6 +10,7 @@ face is drawn.
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +31,8 @@ from engine.policy import Policy, load_default_policy
 from engine.policy.model import Search
 from engine.security.users import ReauthPurpose, Session
 from engine.terminal import Terminal
+from rfr_tui.screens.home import HomeScreen
+from rfr_tui.screens.sign_in import SignInScreen
 from tests.synthetic import SyntheticFaceEngine
 from tests.terminals import PASSWORD, make_terminal, provision
 from tests.tui.support import FACE_BOX, FACE_LANDMARKS, FACE_SIZE, settle
@@ -87,9 +90,22 @@ def face_jpeg(variant: int, *, width: int = FACE_SIZE[0], blur: bool = False) ->
 
 
 class DrawnFaceEngine(SyntheticFaceEngine):
-    """The synthetic engine, finding a drawn face where it is drawn; the small Probe Image gets a quality warning."""
+    """The synthetic engine, finding a drawn face where it is drawn; the small Probe Image gets a quality warning.
+
+    It can hold a search: clearing ``release`` makes the next analysis that embeds (a search; examining a
+    Probe Image embeds nothing) wait, and ``held`` says it is waiting, so a test can use the screen meanwhile.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.release.set()
+        self.held = threading.Event()
 
     def analyze(self, rgb: NDArray[np.uint8], upsample: int = 0, embed: bool = True) -> list[Face]:
+        if embed and not self.release.is_set():
+            self.held.set()
+            self.release.wait(30)
         faces = super().analyze(rgb, upsample, embed)
         if len(faces) != 1:
             return faces
@@ -131,6 +147,7 @@ class World:
     policy: Policy
     clock: Clock
     root: Path
+    engine: DrawnFaceEngine | None = None
 
     @property
     def cases(self) -> Casework:
@@ -200,7 +217,8 @@ def make_world(root: Path, *, policy: Policy | None = None) -> World:
     """A terminal with the people above and a custody library of six drawn subjects."""
     chosen = policy or replace(load_default_policy(), search=Search(candidate_list_size=CANDIDATES))
     clock = Clock()
-    terminal = make_terminal(root / "ws", clock=clock, engine=DrawnFaceEngine(), policy=chosen)
+    engine = DrawnFaceEngine()
+    terminal = make_terminal(root / "ws", clock=clock, engine=engine, policy=chosen)
     sessions = provision(terminal, PEOPLE)
     terminal.libraries.create(sessions["eng1"], "custody", "substantive")
     for variant in range(6):
@@ -209,7 +227,7 @@ def make_world(root: Path, *, policy: Policy | None = None) -> World:
         (folder / "custody_0001.jpg").write_bytes(face_jpeg(variant))
     terminal.libraries.enrol(sessions["eng1"], "custody", root / "custody")
     terminal.faces.get()  # loaded before any screen opens: the status bar says "ready" in every snapshot
-    return World(terminal, chosen, clock, root)
+    return World(terminal, chosen, clock, root, engine)
 
 
 # ---- driving the application ----------------------------------------------------------------------
@@ -226,6 +244,15 @@ async def done(pilot: Pilot[Any], rounds: int = 8) -> None:
     await settle(pilot)
 
 
+async def until(pilot: Pilot[Any], condition: Any, what: str, tries: int = 200) -> None:
+    """Pause until ``condition()`` holds (for work that ``done`` cannot wait on, e.g. a search held mid-way)."""
+    for _ in range(tries):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
 async def fill(pilot: Pilot[Any], text: str) -> None:
     """Put ``text`` in the focused field as typing would (each key pressed costs Pilot ~60 ms: see the dialogs'
     own tests for typing key by key)."""
@@ -237,6 +264,28 @@ async def fill(pilot: Pilot[Any], text: str) -> None:
     else:
         raise AssertionError(f"no text field has the focus ({field!r})")
     await pilot.pause()
+
+
+async def sign_in(pilot: Any, who: str, password: str = PASSWORD) -> None:
+    """At the sign-in screen: the name, Enter, the password, Enter."""
+    app = pilot.app
+    screen = app.screen
+    assert isinstance(screen, SignInScreen)
+    assert app.focused is screen.query_one("#username", Input)
+    await fill(pilot, who)
+    await pilot.press("enter")
+    assert app.focused is screen.query_one("#password", Input)
+    await fill(pilot, password)
+    await pilot.press("enter")
+    await done(pilot)
+
+
+async def signed_in(pilot: Any, who: str, password: str = PASSWORD) -> HomeScreen:
+    await sign_in(pilot, who, password)
+    home = pilot.app.screen
+    assert isinstance(home, HomeScreen), f"{who} did not reach the home screen: {screen_text(pilot.app)}"
+    assert pilot.app.session is not None and pilot.app.session.username == who
+    return home
 
 
 def shown(widget: Widget) -> str:

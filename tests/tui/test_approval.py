@@ -20,6 +20,7 @@ from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.approval import ApprovalQueueScreen, DecisionScreen, QueueTable, waiting
 from rfr_tui.widgets.face_image import FaceImage
 from rfr_tui.widgets.state_label import StateLabel, Tone
+from rfr_tui.wording import for_a_person
 from tests.terminals import PASSWORD
 from tests.tui.casework_world import START, World, column_labels, done, fill, make_world, screen_text, table_rows
 from tests.tui.support import run
@@ -181,7 +182,12 @@ def test_the_engine_refuses_and_the_screen_says_why(
             assert world.cases.case(case.id).state is CaseState.SUBMITTED
             refused = world.events("case.refused", case_id=case.id)[-1]
             assert (refused.actor, refused.details["attempted"]) == (approver, "approve")
-            assert refused.details["rule"] == problem.words
+            # The engine's words, recorded as they are; on screen without its command-line hints.
+            assert for_a_person(refused.details["rule"]) == problem.words
+            assert "rfr " not in problem.words and "--" not in problem.words
+            if "advice" in sentence:
+                assert refused.details["rule"].endswith("(rfr case advice)")
+                assert problem.words.endswith("(whoever submitted the case records it on the case screen, key v)")
 
     run(body)
 

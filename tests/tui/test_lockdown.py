@@ -213,6 +213,21 @@ def test_notifications_do_not_read_markup_unless_asked() -> None:
     assert run(body) == ["[@click=app.quit]first[/]", "second"]
 
 
+def test_notifications_show_control_codes_as_signs() -> None:
+    """A file or user name in a notice (a report written to a folder named by a stick) never sends codes."""
+
+    async def body() -> list[str]:
+        app = Recorder()
+        async with app.run_test(notifications=True) as pilot:
+            app.notify("written to /media/\x1b[2Jstick", title="Case \x9b1m")
+            await pilot.pause(0.3)
+            return [str(toast.render()) for toast in app.screen.query("Toast")]
+
+    (shown,) = run(body)
+    assert "\x1b" not in shown and "\x9b" not in shown
+    assert "written to /media/␛[2Jstick" in shown and "Case \ufffd1m" in shown
+
+
 # ---- switches from the environment ----------------------------------------------------------
 
 

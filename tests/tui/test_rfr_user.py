@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import stat
 import sys
-import threading
 import types
 from dataclasses import replace
 from pathlib import Path
@@ -61,6 +60,7 @@ from tests.tui.casework_world import (
     fill,
     shown,
     table_rows,
+    until,
 )
 from tests.tui.support import FACE_BOX, FACE_LANDMARKS, FACE_SIZE, run
 
@@ -96,22 +96,10 @@ def pair_jpeg() -> bytes:
 
 
 class PairFaceEngine(DrawnFaceEngine):
-    """Finds both faces of ``pair_jpeg`` where they are drawn (the second turned away), and can hold a search.
-
-    A search is the only analysis with templates once the library is enrolled: clearing ``release``
-    holds it (``held`` says it is waiting) so a test can press keys while it runs.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = threading.Event()
-        self.release.set()
-        self.held = threading.Event()
+    """Finds both faces of ``pair_jpeg`` where they are drawn (the second turned away); holds a search as
+    ``DrawnFaceEngine`` does."""
 
     def analyze(self, rgb: NDArray[np.uint8], upsample: int = 0, embed: bool = True) -> list[Face]:
-        if embed and not self.release.is_set():
-            self.held.set()
-            self.release.wait(30)
         faces = super().analyze(rgb, upsample, embed)
         if len(faces) != 2:
             return faces
@@ -188,15 +176,6 @@ async def open_case(app: RfrApp, pilot: Any, world: World, case_id: str, **kwarg
     screen = app.screen
     assert isinstance(screen, CaseScreen) and screen.case is not None
     return screen
-
-
-async def until(pilot: Any, condition: Any, what: str, tries: int = 200) -> None:
-    """Pause until ``condition()`` holds (for work that ``done`` cannot wait on, e.g. with a folder tree open)."""
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 def state_words(screen: Screen[Any]) -> str:

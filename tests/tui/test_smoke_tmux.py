@@ -109,6 +109,8 @@ def test_rfr_signs_in_by_keystrokes_shows_home_and_status_bar_and_ctrl_q_signs_o
         back = term.wait_for("User name")
         assert "Home:" not in back
         assert "Signed in:" not in back
+        # The face engine has loaded (the status bar said its device): the sign-in screen no longer says it loads.
+        assert "still loading" not in back and "is opening" not in back
         assert term.exit_status() is None  # signed out, not quit to a shell
 
     with reopen(tmp_path / "ws", sweep=False) as terminal, terminal.ws.reading() as conn:

@@ -571,6 +571,24 @@ def test_engineer_lock_ends_sessions_until_unlocked(accounts: Accounts, ws: Work
     assert lock.actor == "eng1" and lock.details == {"reason": "left the force"}
 
 
+@pytest.mark.parametrize("reason", ["", "   ", "\t\n "], ids=["empty", "spaces", "whitespace"])
+def test_locking_an_account_needs_a_reason_and_nothing_changes_without_one(
+    accounts: Accounts, ws: Workspace, reason: str
+) -> None:
+    alice = accounts.login("alice", PASSWORD)
+    eng1 = accounts.login("eng1", PASSWORD)
+    before = head(ws)
+    refuses(
+        lambda: accounts.lock_user("alice", by=eng1, reason=reason),
+        UserError,
+        "locking alice's account needs a reason, which is recorded (--reason TEXT)",
+    )
+    assert not accounts.get_user("alice").locked_by_admin and accounts.is_signed_in(alice)
+    assert [e.action for e in log(ws, before)] == []  # nothing recorded: nothing happened
+    accounts.lock_user("alice", by=eng1, reason="  suspended\n pending   inquiry ")
+    assert log(ws, before)[-1].details == {"reason": "suspended pending inquiry"}  # recorded on one line
+
+
 def test_a_locked_out_user_loses_a_live_session(accounts: Accounts, ws: Workspace, policy: Policy) -> None:
     """Failures elsewhere (another terminal process, a guesser) lock the account and end its session."""
     alice = accounts.login("alice", PASSWORD)
@@ -1438,7 +1456,7 @@ def test_every_password_check_runs_scrypt_exactly_once(
 ) -> None:
     ivan = accounts.login("ivan", PASSWORD)
     eng1 = accounts.login("eng1", PASSWORD)
-    accounts.lock_user("alice", by=eng1)
+    accounts.lock_user("alice", by=eng1, reason="locked for the test")
     checks: list[tuple[str, Callable[[], object]]] = [
         ("re-authentication, right", lambda: accounts.reauthenticate(ivan, PASSWORD, ReauthPurpose.APPROVE)),
         ("re-authentication, wrong", lambda: accounts.reauthenticate(ivan, WRONG, ReauthPurpose.APPROVE)),
