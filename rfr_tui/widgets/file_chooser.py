@@ -149,7 +149,7 @@ class FileChooserDialog(ModalScreen[Path | None]):
             yield Static(plain(self._title), classes="dialog--title")
             yield Static(plain(self._purpose), id="chooser-purpose")
             if not self._places:
-                yield Static(plain(NO_PLACES), id="chooser-problem", classes="entry-problem")
+                yield Static(plain(NO_PLACES), id="chooser-problem", classes="entry-problem -shown")
             else:
                 with Horizontal(id="chooser-body"):
                     yield OptionList(
@@ -237,7 +237,9 @@ class FileChooserDialog(ModalScreen[Path | None]):
             where.update(plain(f"Folder: {self._within(self._folder)}  (choose a JPEG or PNG file)"))
 
     def _problem(self, text: str) -> None:
-        self.query_one("#chooser-problem", Static).update(plain(f"✖ {text}" if text else ""))
+        line = self.query_one("#chooser-problem", Static)
+        line.update(plain(f"✖ {text}" if text else ""))
+        line.set_class(bool(text), "-shown")
 
     # ---- choosing ------------------------------------------------------------------------------
 

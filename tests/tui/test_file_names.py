@@ -151,3 +151,38 @@ def test_every_folder_tree_names_files_as_written_on_one_line(stick: Path) -> No
     assert expected[SPLIT] == "first␊second.jpg" and expected[ESCAPE] == "red␛[31mflag.jpg"
     for tree_id, labels in found.items():
         assert labels == expected, tree_id
+
+
+class Chooser(LockedDownApp[None]):
+    """The file chooser alone, opening an image from ``places``."""
+
+    def __init__(self, places: list[Place]) -> None:
+        super().__init__()
+        self.places = places
+        self.chosen: list[Path | None] = []
+
+    def compose(self) -> ComposeResult:
+        yield Footer()
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.push_screen(FileChooserDialog.open_image(self.places, title="Open", purpose="A test"), self.chosen.append)
+
+
+@pytest.mark.parametrize("with_places", [True, False], ids=["nothing-chosen", "no-places"])
+def test_the_choosers_problem_is_shown_not_only_written(stick: Path, with_places: bool) -> None:
+    # Found: the problem line's text was set but the line stayed hidden (display: none), so pressing
+    # Open with no file chosen, or opening the chooser with no removable media, showed nothing at all.
+    async def body() -> tuple[bool, str, list[Path | None]]:
+        app = Chooser([Place("USB stick", stick)] if with_places else [])
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause()
+            if with_places:
+                app.screen.query_one("#choose").press()
+                await pilot.pause()
+            line = app.screen.query_one("#chooser-problem", Static)
+            return line.display and line.region.height > 0, str(line.render()), app.chosen
+
+    shown, text, chosen = run(body)
+    assert shown, text
+    assert ("Choose a file" if with_places else "removable") in text and chosen == []
