@@ -102,6 +102,13 @@ SECTIONS: tuple[Section, ...] = (
         "check every event and signature against the recorded key",
     ),
     Section(
+        "x",
+        "Export the audit log",
+        (Role.AUDITOR, Role.ENGINEER),
+        "rfr_tui.screens.audit_export:AuditExportScreen",
+        "the log since the last export, signed and encrypted to the oversight, onto removable media",
+    ),
+    Section(
         "e",
         "Audit events",
         (Role.AUDITOR,),

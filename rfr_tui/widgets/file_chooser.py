@@ -110,6 +110,7 @@ class FileChooserDialog(ModalScreen[Path | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="chooser.cancel"),
+        Binding("ctrl+s", "choose", "This folder", id="chooser.folder"),
     ]
 
     def __init__(
@@ -120,13 +121,15 @@ class FileChooserDialog(ModalScreen[Path | None]):
         purpose: str,
         suffixes: frozenset[str] | None = IMAGE_SUFFIXES,
         save_name: str | None = None,
+        folder_only: str | None = None,
     ) -> None:
         super().__init__()
         self._places = list(places)
         self._title = title
         self._purpose = purpose
         self._saving = save_name is not None
-        self._suffixes = None if self._saving else suffixes
+        self._folder_button = folder_only  # choosing a folder: the button's words
+        self._suffixes = None if self._saving else frozenset() if folder_only else suffixes
         self._save_name = save_name or ""
         self._place = 0
         self._folder: Path | None = self._places[0].path if self._places else None
@@ -140,9 +143,23 @@ class FileChooserDialog(ModalScreen[Path | None]):
     def save(cls, places: Sequence[Place], *, title: str, purpose: str, name: str) -> FileChooserDialog:
         return cls(places, title=title, purpose=purpose, save_name=name)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # ctrl+s chooses the folder shown when choosing a folder (Enter opens one); elsewhere it is not bound.
+        return not (action == "choose" and not self._folder_button)
+
+    @classmethod
+    def folder(cls, places: Sequence[Place], *, title: str, purpose: str, button: str) -> FileChooserDialog:
+        """Choose a folder (the engine names the file it writes there): dismisses with the folder."""
+        return cls(places, title=title, purpose=purpose, folder_only=button)
+
     @property
     def saving(self) -> bool:
         return self._saving
+
+    @property
+    def where(self) -> str:
+        """The folder or file chosen so far, as the person reads it (within the place, by its label)."""
+        return self._within(self._file or self._folder) if self._places else ""
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog dialog--file-chooser"):
@@ -165,7 +182,15 @@ class FileChooserDialog(ModalScreen[Path | None]):
             with Horizontal(classes="dialog--buttons"):
                 if self._places:
                     yield Button(
-                        plain("Save here (Enter)" if self._saving else "Open (Enter)"), id="choose", variant="primary"
+                        plain(
+                            "Save here (Enter)"
+                            if self._saving
+                            else f"{self._folder_button} (ctrl+s)"
+                            if self._folder_button
+                            else "Open (Enter)"
+                        ),
+                        id="choose",
+                        variant="primary",
                     )
                 yield Button(plain("Cancel (Esc)"), id="cancel", variant="default")
         yield Footer()
@@ -229,7 +254,7 @@ class FileChooserDialog(ModalScreen[Path | None]):
         if not self._places:
             return
         where = self.query_one("#chooser-where", Static)
-        if self._saving:
+        if self._saving or self._folder_button:
             where.update(plain(f"Folder: {self._within(self._folder)}"))
         elif self._file is not None:
             where.update(plain(f"File: {self._within(self._file)}"))
@@ -256,6 +281,10 @@ class FileChooserDialog(ModalScreen[Path | None]):
 
     def action_choose(self) -> None:
         if not self._places:
+            return
+        if self._folder_button:
+            if self._folder is not None:
+                self.dismiss(self._folder)
             return
         if not self._saving:
             if self._file is None:
