@@ -48,6 +48,34 @@ class Outcome(StrEnum):
     NO_VIABLE_MATCH = "no_viable_match"
 
 
+class CaseStep(StrEnum):
+    """A step taken on a case; each is accepted only in the states of ``STEP_STATES``."""
+
+    SUBMIT = "submission"
+    ADVICE = "recording advice"
+    DECIDE = "decision"
+    SEARCH = "search"
+    ADJUDICATE = "adjudication"
+    EXPORT_REPORT = "report"
+    PEER_REVIEW = "peer review"
+    CLOSE = "close"
+    WITHDRAW = "withdrawal"
+
+
+STEP_STATES: dict[CaseStep, tuple[CaseState, ...]] = {
+    CaseStep.SUBMIT: (CaseState.DRAFT,),
+    CaseStep.ADVICE: (CaseState.DRAFT, CaseState.SUBMITTED),
+    CaseStep.DECIDE: (CaseState.SUBMITTED,),
+    CaseStep.SEARCH: (CaseState.APPROVED,),
+    CaseStep.ADJUDICATE: (CaseState.SEARCHED, CaseState.ADJUDICATED),
+    CaseStep.EXPORT_REPORT: (CaseState.ADJUDICATED, CaseState.CLOSED),  # and only with a Viable Match
+    CaseStep.PEER_REVIEW: (CaseState.PEER_REVIEW,),
+    CaseStep.CLOSE: (CaseState.ADJUDICATED,),
+    CaseStep.WITHDRAW: (CaseState.DRAFT, CaseState.SUBMITTED, CaseState.APPROVED, CaseState.SEARCHED),
+}
+"""The case states each step is accepted in: the one table ``Casework`` checks and the screens offer from."""
+
+
 @dataclass(frozen=True)
 class CaseCandidate:
     """One Potential Match of a case's candidate list, with the RFR User's decision on it."""
@@ -225,6 +253,12 @@ class Case:
     @property
     def viable(self) -> tuple[CaseCandidate, ...]:
         return tuple(c for c in self.candidates if c.decision is Decision.VIABLE)
+
+    def step_open(self, step: CaseStep) -> bool:
+        """Whether the case stands where ``step`` is accepted (who may take it is checked when it is taken)."""
+        if self.state not in STEP_STATES[step]:
+            return False
+        return step is not CaseStep.EXPORT_REPORT or self.outcome is Outcome.VIABLE_MATCH
 
     @property
     def review_of(self) -> Review | None:

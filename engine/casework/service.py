@@ -42,8 +42,10 @@ from engine.casework.model import (
     CANDIDATE_COLUMNS,
     CASE_COLUMNS,
     PROBE_COLUMNS,
+    STEP_STATES,
     Case,
     CaseState,
+    CaseStep,
     Decision,
     Outcome,
     case_from_rows,
@@ -89,7 +91,6 @@ _CASE_COLUMNS_SETTABLE = frozenset(
     }
 )
 # States a case can be withdrawn from: anything before adjudication is complete.
-_WITHDRAWABLE = (CaseState.DRAFT, CaseState.SUBMITTED, CaseState.APPROVED, CaseState.SEARCHED)
 _EXPIRING = (CaseState.DRAFT, CaseState.SUBMITTED, CaseState.APPROVED, CaseState.SEARCHED, CaseState.PEER_REVIEW)
 
 
@@ -329,7 +330,9 @@ class Casework:
             raise PermissionRefused(f"{action} refused: {doing} needs the {role.label} role; {user.username} lacks it")
 
     @staticmethod
-    def _require_state(case: Case, action: str, *allowed: CaseState) -> None:
+    def _require_state(case: Case, step: CaseStep, action: str | None = None) -> None:
+        allowed = STEP_STATES[step]
+        action = action or step.value
         if case.state not in allowed:
             wanted = " or ".join(s.value for s in allowed)
             raise CaseError(f"{action} refused: case {case.id} is {case.state.value}, not {wanted}")
@@ -537,7 +540,7 @@ class Casework:
         user = self._user(session)
         with self._refusals("submit", user.username, case_id):
             case = self._read(case_id)
-            self._require_state(case, "submission", CaseState.DRAFT)
+            self._require_state(case, CaseStep.SUBMIT)
             if user.username != case.created_by:
                 raise PermissionRefused(
                     f"submission refused: only {case.created_by}, who completed the form, may submit case {case.id}"
@@ -550,7 +553,7 @@ class Casework:
                     "deleted; complete a new form"
                 )
             with self._ws.transaction() as conn:
-                self._require_state(self._read(case_id, conn), "submission", CaseState.DRAFT)
+                self._require_state(self._read(case_id, conn), CaseStep.SUBMIT)
                 self._set_state(
                     conn, case_id, CaseState.SUBMITTED, submitted_by=user.username, submitted_at=self._now()
                 )
@@ -566,7 +569,7 @@ class Casework:
         user = self._user(session)
         with self._refusals("advice", user.username, case_id):
             case = self._read(case_id)
-            self._require_state(case, "recording advice", CaseState.DRAFT, CaseState.SUBMITTED)
+            self._require_state(case, CaseStep.ADVICE)
             if user.username not in {case.created_by, case.submitted_by}:
                 raise PermissionRefused(
                     f"recording advice refused: only who completed or submitted case {case_id} records its advice"
@@ -611,7 +614,7 @@ class Casework:
 
     def _check_decider(self, user: User, case: Case, action: str) -> None:
         self._require_role(user, Role.APPROVER, action, "deciding a submission")
-        self._require_state(case, action, CaseState.SUBMITTED)
+        self._require_state(case, CaseStep.DECIDE, action)
         if user.username in {case.created_by, case.submitted_by, case.form.completed_by}:
             raise PermissionRefused(f"{action} refused: nobody may approve or reject their own submission")
 
@@ -730,7 +733,7 @@ class Casework:
 
     @staticmethod
     def _check_withdraw(user: User, case: Case) -> None:
-        Casework._require_state(case, "withdrawal", *_WITHDRAWABLE)
+        Casework._require_state(case, CaseStep.WITHDRAW)
         if case.viable:
             raise CaseError(
                 f"withdrawal refused: case {case.id} already has a Viable Match; finish adjudication and close it"
@@ -784,7 +787,7 @@ class Casework:
 
     def _check_search(self, user: User, case: Case) -> None:
         self._require_role(user, Role.RFR_USER, "search", "running a search")
-        if case.state is not CaseState.APPROVED or not any(r.kind == "approval" for r in case.reviews):
+        if not case.step_open(CaseStep.SEARCH) or not any(r.kind == "approval" for r in case.reviews):
             raise CaseError(
                 f"search refused: case {case.id} is {case.state.value}: no search runs without a recorded approval "
                 "that covers it"
@@ -940,7 +943,7 @@ class Casework:
 
     def _check_adjudicate(self, user: User, case: Case) -> None:
         self._require_role(user, Role.RFR_USER, "adjudication", "adjudicating")
-        self._require_state(case, "adjudication", CaseState.SEARCHED, CaseState.ADJUDICATED)
+        self._require_state(case, CaseStep.ADJUDICATE)
 
     def adjudicate(
         self,
@@ -1051,7 +1054,7 @@ class Casework:
 
     def _check_peer_review(self, user: User, case: Case) -> None:
         self._require_role(user, Role.PEER_REVIEWER, "peer review", "a peer review")
-        self._require_state(case, "peer review", CaseState.PEER_REVIEW)
+        self._require_state(case, CaseStep.PEER_REVIEW)
         if user.username in case.adjudicators:
             raise PermissionRefused("peer review refused: nobody may peer-review their own adjudication")
 
@@ -1095,7 +1098,7 @@ class Casework:
 
     def _check_close(self, user: User, case: Case) -> None:
         self._require_role(user, Role.RFR_USER, "close", "closing a case")
-        self._require_state(case, "close", CaseState.ADJUDICATED)
+        self._require_state(case, CaseStep.CLOSE)
         if case.outcome is not Outcome.VIABLE_MATCH or not case.viable or any(c.report is None for c in case.viable):
             raise CaseError("close refused: every Viable Match needs its Match Report")
 
@@ -1179,7 +1182,7 @@ class Casework:
         actor = self._reader(session, "report", case_id)
         with self._refusals("report", actor, case_id):
             case = self._read(case_id)
-            if case.state not in (CaseState.ADJUDICATED, CaseState.CLOSED) or case.outcome is not Outcome.VIABLE_MATCH:
+            if not case.step_open(CaseStep.EXPORT_REPORT):
                 raise CaseError(
                     f"report refused: case {case_id} is {case.state.value}"
                     + ("" if case.outcome is None else f" ({case.outcome.value})")

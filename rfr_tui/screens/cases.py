@@ -29,6 +29,7 @@ from engine.casework import (
     PLAINTEXT_WARNING,
     Case,
     CaseState,
+    CaseStep,
     Decision,
     Outcome,
     SearchResult,
@@ -448,12 +449,31 @@ class CaseScreen(RfrScreen):
         self._stale = False
         self._rebuilding = asyncio.Lock()
 
+    # Each key's step: offered (in the footer) only where the case stands as the engine accepts it.
+    STEPS: ClassVar[dict[str, CaseStep]] = {
+        "submit": CaseStep.SUBMIT,
+        "advice": CaseStep.ADVICE,
+        "search": CaseStep.SEARCH,
+        "adjudicate": CaseStep.ADJUDICATE,
+        "export": CaseStep.EXPORT_REPORT,
+        "close_case": CaseStep.CLOSE,
+        "withdraw": CaseStep.WITHDRAW,
+    }
+
     def title_text(self) -> str:
         return f"Case {self.case_id}"
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        step = self.STEPS.get(action)
+        return step is None or self._case is None or self._case.step_open(step)
 
     @property
     def case(self) -> Case | None:
         return self._case
+
+    def _set_case(self, case: Case) -> None:
+        self._case = case
+        self.refresh_bindings()  # the footer offers the steps open where the case now stands
 
     def body(self) -> ComposeResult:
         with Horizontal(id="case-head"):
@@ -497,7 +517,7 @@ class CaseScreen(RfrScreen):
             self._picture = picture
         if not case.probe_image_held:
             self._picture = None  # deleted: nothing of it stays on screen
-        self._case = case
+        self._set_case(case)
         self._show(case)
 
     def _show(self, case: Case) -> None:
@@ -559,7 +579,7 @@ class CaseScreen(RfrScreen):
 
     def _after(self, verb: str) -> Any:
         def done(case: Case) -> None:
-            self._case = case
+            self._set_case(case)
             self._say(f"Case {case.id} {verb}.")
             self.reload()
 
@@ -673,7 +693,7 @@ class CaseScreen(RfrScreen):
             return terminal.cases.search(session, case_id)
 
         def searched(result: SearchResult) -> None:
-            self._case = result.case
+            self._set_case(result.case)
             found = len(result.candidates)
             matches = "1 Potential Match" if found == 1 else f"{found} Potential Matches"
             self._say(

@@ -561,21 +561,62 @@ def test_advice_for_a_flagged_case_is_recorded_after_the_engine_refuses_a_bad_da
 
 
 def test_an_action_the_engine_refuses_shows_its_sentence(world: World) -> None:
-    case = world.submitted()
+    # The screen offers Close for an adjudicated case; meanwhile the case was closed elsewhere (another
+    # session of the same officer): the engine refuses, and the screen says so in its words.
+    case = world.searched()
+    for candidate in case.candidates:
+        viable = candidate.rank == 1
+        world.cases.adjudicate(
+            world.login("alice"),
+            case.id,
+            candidate.rank,
+            "viable" if viable else "not_viable",
+            world.viable_report() if viable else None,
+        )
 
     async def body() -> None:
         app = RfrApp(terminal=world.terminal)
         async with app.run_test(size=SIZE) as pilot:
             await open_case(app, pilot, world, case.id)
-            await pilot.press("c", "y")  # close a case that is only submitted
+            world.cases.close(world.login("alice"), case.id, "closed at the other desk")
+            await pilot.press("c", "y")
             await done(pilot)
             dialog = app.screen
             assert isinstance(dialog, ErrorDialog)
-            assert dialog.message == f"close refused: case {case.id} is submitted, not adjudicated"
+            assert dialog.message == f"close refused: case {case.id} is closed, not adjudicated"
 
     run(body)
     assert [e.details["attempted"] for e in events(world, "case.refused", case.id)] == ["close"]
-    assert world.cases.case(case.id).state is CaseState.SUBMITTED
+
+
+def test_the_case_screen_offers_only_the_steps_open_where_the_case_stands(world: World) -> None:
+    # Found: the footer listed all seven steps on every case (Submit and Run the search on a searched
+    # case), which at 80 columns pushed Back off the screen; a key whose step is not open did nothing
+    # but earn a refusal.
+    submitted, approved = world.submitted(), world.approved()
+
+    async def footer_of(case_id: str, press: str | None = None) -> tuple[set[str], object]:
+        app = RfrApp(terminal=world.terminal)
+        async with app.run_test(size=SIZE) as pilot:
+            await open_case(app, pilot, world, case_id)
+            offered = {
+                b.binding.description for b in app.screen.active_bindings.values() if b.binding.show and b.enabled
+            }
+            if press:
+                await pilot.press(press)
+                await done(pilot)
+            return offered, app.screen
+
+    def offered(case_id: str, press: str | None = None) -> tuple[set[str], object]:
+        return run(lambda: footer_of(case_id, press))
+
+    steps = {"Submit", "Record advice", "Run the search", "Adjudicate", "Export Match Report", "Close", "Withdraw"}
+    on_submitted, screen = offered(submitted.id, press="c")
+    assert on_submitted & steps == {"Record advice", "Withdraw"}
+    assert isinstance(screen, CaseScreen)  # c (Close) is not a step here: no dialog, no refusal
+    on_approved, _ = offered(approved.id)
+    assert on_approved & steps == {"Run the search", "Withdraw"}
+    assert events(world, "case.refused", submitted.id) == []
 
 
 # ---- the Match Report, written where the officer chose ---------------------------------------------------
