@@ -13,26 +13,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 from textual.screen import Screen
-from textual.worker import Worker, get_current_worker
 
 from engine.casework.service import SweepReport
-from engine.errors import RfrError
 from engine.security.keys import WorkspaceKey
-from engine.security.users import Session
+from engine.security.users import Accounts
 from engine.terminal import Terminal, TerminalConfig
-from rfr_tui.dialogs.error import ErrorDialog
-from rfr_tui.lockdown import LockedDownApp
-
-T = TypeVar("T")
+from rfr_tui.desk import Desk
 
 
-class RfrApp(LockedDownApp[None]):
+class RfrApp(Desk):
     """The custody terminal's application."""
 
     TITLE = "rfr: retrospective facial recognition"
+    OPENING = "The terminal is opening..."
+    LOADING = "You can sign in now; the face engine is still loading."
+    NO_ENGINE = "The face engine could not be loaded: you can sign in, but nothing can be searched; tell an engineer."
     ENABLE_COMMAND_PALETTE: ClassVar[bool] = True
 
     def __init__(
@@ -50,7 +49,6 @@ class RfrApp(LockedDownApp[None]):
         self._owns_terminal = terminal is None  # given one (tests, the demo): the giver closes it
         self.config = config if config is not None else terminal.config  # type: ignore[union-attr]
         self._open_terminal = open_terminal or (lambda cfg, key: Terminal.open(cfg, key=key, sweep=False))
-        self.session: Session | None = None
         self._lock = threading.Lock()
 
     # ---- the terminal ------------------------------------------------------------------------
@@ -65,6 +63,27 @@ class RfrApp(LockedDownApp[None]):
     def terminal_or_none(self) -> Terminal | None:
         return self._terminal
 
+    @property
+    def accounts_or_none(self) -> Accounts | None:
+        return None if self._terminal is None else self._terminal.accounts
+
+    def workspace_path(self) -> Path:
+        return self.config.workspace
+
+    def workspace_label(self) -> str:
+        return f"Terminal: {self.config.name}"
+
+    def opening_words(self) -> tuple[str, bool]:
+        """Until the terminal is open, then until the face engine has loaded (or could not be)."""
+        terminal = self._terminal
+        if terminal is None:
+            return self.OPENING, False
+        if terminal.faces.ready:
+            return "", True
+        if terminal.faces.problem is not None:  # why is on the System status screen, for the engineer
+            return self.NO_ENGINE, True
+        return self.LOADING, False
+
     def on_mount(self) -> None:
         super().on_mount()
         from rfr_tui.screens.sign_in import SignInScreen, UnlockScreen
@@ -76,9 +95,9 @@ class RfrApp(LockedDownApp[None]):
             self.push_screen(UnlockScreen())
         else:
             self.push_screen(SignInScreen())
-            self.open_terminal(None)
+            self.open_workspace(None)
 
-    def open_terminal(
+    def open_workspace(
         self,
         key: WorkspaceKey | None,
         done: Callable[[], None] | None = None,
@@ -110,86 +129,15 @@ class RfrApp(LockedDownApp[None]):
         for line in report.lines():
             self.notify(line, title="Retention")
 
-    # ---- engine work off the interface's thread ------------------------------------------------
-
-    def run_engine(
-        self,
-        owner: Any,
-        work: Callable[[], T],
-        done: Callable[[T], None] | None = None,
-        *,
-        group: str = "engine",
-        exclusive: bool = True,
-        failed: Callable[[BaseException], None] | None = None,
-    ) -> Worker[T]:
-        """Run ``work`` in a thread worker of ``owner``; ``done(result)`` or the error dialog, on this thread."""
-
-        def job() -> T:
-            worker = get_current_worker()
-            try:
-                result = work()
-            except BaseException as exc:
-                if not worker.is_cancelled:
-                    self.call_from_thread(self.engine_failed, exc, failed)
-                raise
-            if done is not None and not worker.is_cancelled:
-                self.call_from_thread(done, result)
-            return result
-
-        target = owner if isinstance(owner, Screen | LockedDownApp) or hasattr(owner, "run_worker") else self
-        worker: Worker[T] = target.run_worker(job, thread=True, group=group, exclusive=exclusive, exit_on_error=False)
-        return worker
-
-    def engine_failed(self, error: BaseException, failed: Callable[[BaseException], None] | None = None) -> None:
-        """The one place an engine error reaches the person: the screen's own handler, else the error dialog."""
-        if failed is not None:
-            failed(error)
-            return
-        self.show_error(error)
-
-    def show_error(self, error: BaseException) -> None:
-        if not isinstance(error, RfrError):
-            self.log.error(f"unexpected error: {error!r}")  # for engineers; the person sees a plain sentence
-        self.push_screen(ErrorDialog.from_error(error))
-
     # ---- people -------------------------------------------------------------------------------
 
-    def signed_in(self, session: Session) -> None:
-        """Someone signed in (and changed their password if they had to): their home screen."""
+    def home_screen(self) -> Screen[Any]:
         from rfr_tui.screens.home import HomeScreen
 
-        self.session = session
-        self.idle_timeout_minutes = self.terminal.policy.sessions.idle_timeout_minutes
-        self._show_only(HomeScreen())
+        return HomeScreen()
 
-    def sign_out(self) -> None:
-        """``ctrl+q``, the palette, or the lock screen's sign-out: end the session, back to sign-in."""
-        from rfr_tui.screens.sign_in import SignInScreen
-
-        session, self.session = self.session, None
-        if session is not None and self._terminal is not None:
-            try:
-                self._terminal.sign_out(session)
-            except RfrError:
-                pass  # the session had already ended (idle, locked account): nothing more to end
-        if self._terminal is None:
-            return
-        self._show_only(SignInScreen())
-
-    def lock(self) -> None:
-        """The idle timeout or ``ctrl+l``: a full screen hides everything until the password is given."""
-        from rfr_tui.screens.sign_in import LockScreen
-
-        if self.session is None:
-            self.locked = False  # nothing to hide at the sign-in screen
-            return
-        self.push_screen(LockScreen(self.session.username))
-
-    def _show_only(self, screen: Screen[Any]) -> None:
-        """Leave every screen but the default one and show ``screen``."""
-        while len(self.screen_stack) > 1:
-            self.pop_screen()
-        self.push_screen(screen)
+    def idle_timeout(self) -> float:
+        return self.terminal.policy.sessions.idle_timeout_minutes
 
     # ---- closing -------------------------------------------------------------------------------
 

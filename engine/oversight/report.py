@@ -467,6 +467,26 @@ def _rates_table(breakdowns: list[OutcomeBreakdown], positive_label: str) -> str
     )
 
 
+def summary_rows(t: MonitoringFigures) -> list[tuple[str, int]]:
+    """The report's summary lines, labelled as the written report and the auditor's screen both say them."""
+    return [
+        ("Searches run", t.searches),
+        ("Searches of a Probe Image recorded as under 18", t.searches_under_18),
+        ("Searches of a Probe Image recorded as under 16", t.searches_under_16),
+        ("Submissions", t.submissions),
+        ("Approvals", t.approvals),
+        ("Rejections", t.rejections),
+        ("Cases closed", t.closed),
+        ("Cases closed with a Viable Match", t.viable_match_cases),
+        ("Potential Matches adjudicated (in the cases closed)", t.adjudicated),
+        ("Viable Matches (in the cases closed)", t.viable_matches),
+        ("Peer reviews agreeing no Viable Match", t.peer_reviews.get("agreed", 0)),
+        ("Peer reviews sending a case back", t.peer_reviews.get("sent_back", 0)),
+        ("Cases withdrawn", t.cases_withdrawn),
+        ("Cases expired", t.cases_expired),
+    ]
+
+
 def render_html(report: BoardReport) -> str:
     """The report as one self-contained HTML document: text, tables and inline SVG charts; no script."""
     t = report.totals
@@ -503,25 +523,7 @@ def render_html(report: BoardReport) -> str:
         )
     out += [
         "<h2>Summary</h2><table>",
-        *(
-            f"<tr><td>{_e(label)}</td><td class=n>{value}</td></tr>"
-            for label, value in (
-                ("Searches run", t.searches),
-                ("Searches of a Probe Image recorded as under 18", t.searches_under_18),
-                ("Searches of a Probe Image recorded as under 16", t.searches_under_16),
-                ("Submissions", t.submissions),
-                ("Approvals", t.approvals),
-                ("Rejections", t.rejections),
-                ("Cases closed", t.closed),
-                ("Cases closed with a Viable Match", t.viable_match_cases),
-                ("Potential Matches adjudicated (in the cases closed)", t.adjudicated),
-                ("Viable Matches (in the cases closed)", t.viable_matches),
-                ("Peer reviews agreeing no Viable Match", t.peer_reviews.get("agreed", 0)),
-                ("Peer reviews sending a case back", t.peer_reviews.get("sent_back", 0)),
-                ("Cases withdrawn", t.cases_withdrawn),
-                ("Cases expired", t.cases_expired),
-            )
-        ),
+        *(f"<tr><td>{_e(label)}</td><td class=n>{value}</td></tr>" for label, value in summary_rows(t)),
         "</table>",
     ]
     if len(report.by_quarter) > 1:

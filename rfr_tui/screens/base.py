@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from textual.app import ComposeResult
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Footer, Static
 from textual.worker import Worker
 
@@ -24,17 +25,58 @@ from rfr_tui.text import plain
 
 if TYPE_CHECKING:
     from rfr_tui.app import RfrApp
+    from rfr_tui.desk import Desk
 
 T = TypeVar("T")
 
 
-class RfrScreen(Screen[Any]):
-    """A screen of the signed-in application: title, body (``body()``), status bar, footer."""
+class DeskScreen(Screen[Any]):
+    """A screen of a signed-in desk (the terminal's application or the oversight's): title, body (``body()``),
+    the desk's status bar (``status_bar()``), footer."""
 
     TITLE_TEXT = ""
 
-    def __init__(self, *, name: str | None = None, id: str | None = None, classes: str | None = None) -> None:
-        super().__init__(name=name, id=id, classes=classes)
+    @property
+    def desk(self) -> Desk:
+        return cast("Desk", self.app)
+
+    @property
+    def session(self) -> Session:
+        session = self.desk.session
+        assert session is not None, "a signed-in screen is shown only while someone is signed in"
+        return session
+
+    def title_text(self) -> str:
+        return self.TITLE_TEXT
+
+    def compose(self) -> ComposeResult:
+        yield Static(plain(self.title_text()), classes="screen--title")
+        yield from self.body()
+        yield self.status_bar()
+        yield Footer()
+
+    def body(self) -> ComposeResult:
+        yield from ()
+
+    def status_bar(self) -> Widget:
+        raise NotImplementedError
+
+    def run_engine(
+        self,
+        work: Callable[[], T],
+        done: Callable[[T], object] | None = None,
+        *,
+        group: str = "engine",
+        exclusive: bool = True,
+        failed: Callable[[BaseException], None] | None = None,
+    ) -> Worker[T]:
+        """Run ``work`` in a thread; hand its result to ``done`` (on the interface's thread), errors to ``failed``
+        or the error dialog."""
+        return self.desk.run_engine(self, work, done, group=group, exclusive=exclusive, failed=failed)
+
+
+class RfrScreen(DeskScreen):
+    """A screen of the signed-in terminal application, with the terminal's status bar."""
 
     @property
     def rfr(self) -> RfrApp:
@@ -44,34 +86,7 @@ class RfrScreen(Screen[Any]):
     def terminal(self) -> Terminal:
         return self.rfr.terminal
 
-    @property
-    def session(self) -> Session:
-        session = self.rfr.session
-        assert session is not None, "a signed-in screen is shown only while someone is signed in"
-        return session
-
-    def title_text(self) -> str:
-        return self.TITLE_TEXT
-
-    def compose(self) -> ComposeResult:
+    def status_bar(self) -> Widget:
         from rfr_tui.widgets.status_bar import StatusBar
 
-        yield Static(plain(self.title_text()), classes="screen--title")
-        yield from self.body()
-        yield StatusBar()
-        yield Footer()
-
-    def body(self) -> ComposeResult:
-        yield from ()
-
-    def run_engine(
-        self,
-        work: Callable[[], T],
-        done: Callable[[T], None] | None = None,
-        *,
-        group: str = "engine",
-        exclusive: bool = True,
-        failed: Callable[[BaseException], None] | None = None,
-    ) -> Worker[T]:
-        """Run ``work`` in a thread; hand its result to ``done`` (on the interface's thread), errors to a dialog."""
-        return self.rfr.run_engine(self, work, done, group=group, exclusive=exclusive, failed=failed)
+        return StatusBar()

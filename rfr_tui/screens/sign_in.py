@@ -1,4 +1,7 @@
-"""Before the work: unlocking the terminal at boot, signing in, the forced password change, the lock screen.
+"""Before the work: unlocking the workspace at boot, signing in, the forced password change, the lock screen.
+
+The same screens on every desk (the terminal's application and the oversight's): what differs is
+the workspace behind them, which the application names (``rfr_tui.desk.Desk``'s hooks).
 
 The terminal's workspace key is never a person's: when it opens with a passphrase (no key file),
 an engineer types it once on the unlock screen at boot. Everyone then signs in with their own
@@ -25,7 +28,7 @@ from rfr_tui.text import plain
 from rfr_tui.wording import said
 
 if TYPE_CHECKING:
-    from rfr_tui.app import RfrApp
+    from rfr_tui.desk import Desk
 
 
 class _Gate(Screen[Any]):
@@ -35,8 +38,8 @@ class _Gate(Screen[Any]):
     INTRO = ""
 
     @property
-    def rfr(self) -> RfrApp:
-        return cast("RfrApp", self.app)
+    def desk(self) -> Desk:
+        return cast("Desk", self.app)
 
     def fields(self) -> ComposeResult:
         yield from ()
@@ -92,22 +95,22 @@ class UnlockScreen(_Gate):
             return
         self.busy(True)
         self.problem("Unlocking... (this takes a few seconds)")
-        config = self.rfr.config
+        workspace = self.desk.workspace_path()
 
         def derive() -> WorkspaceKey:
-            header = WorkspaceHeader.read(config.workspace)
+            header = WorkspaceHeader.read(workspace)
             return WorkspaceKey.from_passphrase(passphrase, header.kdf)
 
         def opened() -> None:
-            self.app.switch_screen(SignInScreen())
+            self.app.switch_screen(self.desk.sign_in_screen())
 
         def failed(error: BaseException) -> None:
             self.busy(False)
-            self.problem(said(error, "The terminal could not be opened."))
+            self.problem(said(error, f"The {self.desk.WORKSPACE_NOUN} could not be opened."))
             self.query_one("#passphrase", Input).focus()
 
-        self.rfr.run_engine(
-            self, derive, lambda key: self.rfr.open_terminal(key, opened, failed), group="unlock", failed=failed
+        self.desk.run_engine(
+            self, derive, lambda key: self.desk.open_workspace(key, opened, failed), group="unlock", failed=failed
         )
 
 
@@ -117,13 +120,10 @@ class SignInScreen(_Gate):
     TITLE_TEXT = "Sign in"
     INTRO = "Retrospective facial recognition. Sign in with your own name and password."
 
-    OPENING = "The terminal is opening..."
-    LOADING = "You can sign in now; the face engine is still loading."
-    NO_ENGINE = "The face engine could not be loaded: you can sign in, but nothing can be searched; tell an engineer."
     CHECK_SECONDS = 0.25
 
     def fields(self) -> ComposeResult:
-        yield Static(plain(f"Terminal: {self.rfr.config.name}"), id="terminal-name", classes="gate--intro")
+        yield Static(plain(self.desk.workspace_label()), id="terminal-name", classes="gate--intro")
         yield Static("", id="opening", classes="gate--opening")
         yield Input(placeholder="User name", id="username")
         yield Input(password=True, placeholder="Password", id="password")
@@ -137,20 +137,12 @@ class SignInScreen(_Gate):
             self._opening_timer = self.set_interval(self.CHECK_SECONDS, self._check_opening, name="sign-in-opening")
 
     def _say_opening(self) -> bool:
-        """Say how far the terminal is from ready; True once there is nothing left to say."""
-        terminal = self.rfr.terminal_or_none
+        """Say how far the workspace is from ready; True once there is nothing more to say."""
+        words, final = self.desk.opening_words()
         line = self.query_one("#opening", Static)
-        if terminal is None:
-            words = self.OPENING
-        elif terminal.faces.ready:
-            words = ""
-        elif terminal.faces.problem is not None:
-            words = self.NO_ENGINE  # what went wrong is on the System status screen, for the engineer
-        else:
-            words = self.LOADING
         line.update(plain(words))
         line.display = bool(words)
-        return not words or (terminal is not None and terminal.faces.problem is not None)
+        return final
 
     def _check_opening(self) -> None:
         if self._say_opening():
@@ -168,8 +160,9 @@ class SignInScreen(_Gate):
         self.sign_in()
 
     def sign_in(self) -> None:
-        if self.rfr.terminal_or_none is None:
-            self.problem("The terminal is still opening: wait a moment and sign in again.")
+        accounts = self.desk.accounts_or_none
+        if accounts is None:
+            self.problem(f"The {self.desk.WORKSPACE_NOUN} is still opening: wait a moment and sign in again.")
             return
         username = self.query_one("#username", Input).value.strip()
         field = self.query_one("#password", Input)
@@ -177,25 +170,24 @@ class SignInScreen(_Gate):
         if not username or not password:
             self.problem("Type your user name and your password.")
             return
-        terminal = self.rfr.terminal
         self.busy(True)
         self.problem("Signing in...")
 
         def signed_in(session: Session) -> None:
             try:
-                terminal.accounts.check(session)
+                accounts.check(session)
             except PasswordChangeRequired:
                 self.app.switch_screen(ChangePasswordScreen(session))
                 return
-            self.rfr.signed_in(session)
+            self.desk.signed_in(session)
 
         def failed(error: BaseException) -> None:
             self.busy(False)
             self.problem(said(error, "Signing in failed: try again."))
             self.query_one("#password", Input).focus()
 
-        self.rfr.run_engine(
-            self, lambda: terminal.sign_in(username, password), signed_in, group="sign-in", failed=failed
+        self.desk.run_engine(
+            self, lambda: accounts.login(username, password), signed_in, group="sign-in", failed=failed
         )
 
 
@@ -240,16 +232,16 @@ class ChangePasswordScreen(_Gate):
             self.problem("The two new passwords differ: type them again.")
             self.query_one("#new", Input).focus()
             return
-        terminal, session = self.rfr.terminal, self._session
+        accounts, session = self.desk.accounts, self._session
 
         def failed(error: BaseException) -> None:
             self.problem(said(error, "The password was not changed."))
             self.query_one("#current", Input).focus()
 
-        self.rfr.run_engine(
+        self.desk.run_engine(
             self,
-            lambda: terminal.accounts.change_password(session.username, values["current"], values["new"]),
-            lambda _user: self.rfr.signed_in(session),
+            lambda: accounts.change_password(session.username, values["current"], values["new"]),
+            lambda _user: self.desk.signed_in(session),
             group="change-password",
             failed=failed,
         )
@@ -268,7 +260,8 @@ class LockScreen(_Gate):
         self._username = username
 
     def fields(self) -> ComposeResult:
-        yield Static(plain(f"This terminal was locked. {self._username}, type your password to go on."))
+        noun = self.desk.WORKSPACE_NOUN
+        yield Static(plain(f"This {noun} was locked. {self._username}, type your password to go on."))
         yield Input(password=True, placeholder="Password", id="password")
         yield Button(plain("Unlock (Enter)"), id="unlock", variant="primary")
         yield Button(plain("Sign out (ctrl+o)"), id="sign-out")
@@ -289,7 +282,7 @@ class LockScreen(_Gate):
 
     def action_sign_out_locked(self) -> None:
         self.app.pop_screen()
-        self.rfr.action_sign_out()
+        self.desk.action_sign_out()
 
     def unlock(self) -> None:
         field = self.query_one("#password", Input)
@@ -297,17 +290,15 @@ class LockScreen(_Gate):
         if not password:
             self.problem("Type your password.")
             return
-        terminal, username = self.rfr.terminal, self._username
+        accounts, username = self.desk.accounts, self._username
 
         def signed_in(session: Session) -> None:
-            self.rfr.session = session  # the idle time also ended the old session: this is a fresh one
+            self.desk.session = session  # the idle time also ended the old session: this is a fresh one
             self.app.pop_screen()
-            self.rfr.unlock()
+            self.desk.unlock()
 
         def failed(error: BaseException) -> None:
-            self.problem(said(error, "The terminal stays locked."))
+            self.problem(said(error, f"The {self.desk.WORKSPACE_NOUN} stays locked."))
             self.query_one("#password", Input).focus()
 
-        self.rfr.run_engine(
-            self, lambda: terminal.sign_in(username, password), signed_in, group="unlock", failed=failed
-        )
+        self.desk.run_engine(self, lambda: accounts.login(username, password), signed_in, group="unlock", failed=failed)

@@ -122,8 +122,10 @@ class FileChooserDialog(ModalScreen[Path | None]):
         suffixes: frozenset[str] | None = IMAGE_SUFFIXES,
         save_name: str | None = None,
         folder_only: str | None = None,
+        what: str = "a JPEG or PNG file",
     ) -> None:
         super().__init__()
+        self._what = what  # what to choose, as the "Folder:" line says it
         self._places = list(places)
         self._title = title
         self._purpose = purpose
@@ -259,7 +261,7 @@ class FileChooserDialog(ModalScreen[Path | None]):
         elif self._file is not None:
             where.update(plain(f"File: {self._within(self._file)}"))
         else:
-            where.update(plain(f"Folder: {self._within(self._folder)}  (choose a JPEG or PNG file)"))
+            where.update(plain(f"Folder: {self._within(self._folder)}  (choose {self._what})"))
 
     def _problem(self, text: str) -> None:
         line = self.query_one("#chooser-problem", Static)

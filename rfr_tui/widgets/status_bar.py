@@ -9,17 +9,20 @@ when even the shortest does not fit is its end cut, with an ellipsis saying so.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar, cast
 
 from rich.cells import cell_len
 from textual.events import Resize
 from textual.widgets import Static
+from textual.worker import Worker
 
 from engine.terminal import TerminalStatus
 from rfr_tui.text import plain, visible
 
 REFRESH_SECONDS = 5.0
 ELLIPSIS = "…"
+S = TypeVar("S")
 
 
 def _libraries(status: TerminalStatus, *, listed: bool) -> str:
@@ -61,10 +64,9 @@ def wordings(status: TerminalStatus) -> list[str]:
     return [visible(w).replace("\n", " ").replace("\t", " ") for w in out]  # one line, whatever a name holds
 
 
-def describe(status: TerminalStatus, width: int | None = None) -> str:
-    """The fullest wording of ``status`` that fits in ``width`` cells (no width: the fullest); if none fits, the
-    shortest, cut to the width with an ellipsis at its end."""
-    options = wordings(status)
+def fit(options: Sequence[str], width: int | None = None) -> str:
+    """The first of ``options`` (fullest first) that fits in ``width`` cells (no width: the fullest); if none fits,
+    the last, cut to the width at a whole part (``" | "``) where it can be, with an ellipsis at its end."""
     if width is None:
         return options[0]
     for text in options:
@@ -84,12 +86,17 @@ def describe(status: TerminalStatus, width: int | None = None) -> str:
     return cut + ELLIPSIS
 
 
-class StatusBar(Static):
-    """Refreshed in the background every few seconds (the status reads the database), and fitted again whenever
-    the terminal is resized."""
+def describe(status: TerminalStatus, width: int | None = None) -> str:
+    """The fullest wording of ``status`` that fits in ``width`` cells (``fit``)."""
+    return fit(wordings(status), width)
+
+
+class StatusLine(Static, Generic[S]):
+    """One line docked above the footer, saying what ``read()`` returns (read in a worker, again every
+    ``REFRESH_SECONDS`` when set) in the fullest of ``wordings()`` that fits, fitted again on every resize."""
 
     DEFAULT_CSS = """
-    StatusBar {
+    StatusLine {
         dock: bottom;
         margin-bottom: 1;  /* above the footer, which is docked at the very bottom */
         height: 1;
@@ -100,38 +107,44 @@ class StatusBar(Static):
         text-overflow: ellipsis;
     }
     """
+    REFRESH_SECONDS: float | None = None
+    WAITING = ""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._status: TerminalStatus | None = None
+        self._status: S | None = None
 
     @property
-    def status(self) -> TerminalStatus | None:
-        """What the bar last read (None until the first read comes back)."""
+    def status(self) -> S | None:
+        """What the line last read (None until the first read comes back)."""
         return self._status
+
+    def reader(self) -> Callable[[], S] | None:
+        """How to read the status now (None: not yet, and ``WAITING`` is said)."""
+        raise NotImplementedError
+
+    def wordings(self, status: S) -> list[str]:
+        raise NotImplementedError
 
     def on_mount(self) -> None:
         self.refresh_status()
-        self.set_interval(REFRESH_SECONDS, self.refresh_status, name="status-bar")
+        if self.REFRESH_SECONDS is not None:
+            self.set_interval(self.REFRESH_SECONDS, self.refresh_status, name="status-line")
 
     def refresh_status(self) -> None:
-        app: Any = self.app
-        terminal = getattr(app, "terminal_or_none", None)
-        if terminal is None:
-            self.update(plain("Terminal opening..."))
+        read = self.reader()
+        if read is None:
+            self.update(plain(self.WAITING))
             return
-        session = getattr(app, "session", None)
-        self.run_worker(
-            lambda: terminal.status(session), thread=True, exclusive=True, group="status-bar", exit_on_error=False
-        )
+        self.run_worker(read, thread=True, exclusive=True, group="status-line", exit_on_error=False)
 
-    def on_worker_state_changed(self, event: Any) -> None:
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
-        if worker.group != "status-bar" or not worker.is_finished:
+        if worker.group != "status-line" or not worker.is_finished:
             return
         event.stop()
-        if worker.error is None and isinstance(worker.result, TerminalStatus):
-            self._status = worker.result
+        if worker.error is None and worker.result is not None:
+            self._status = cast(S, worker.result)
             self._show()
 
     def on_resize(self, event: Resize) -> None:
@@ -139,4 +152,22 @@ class StatusBar(Static):
 
     def _show(self) -> None:
         if self._status is not None:
-            self.update(plain(describe(self._status, self.content_size.width or None)))
+            self.update(plain(fit(self.wordings(self._status), self.content_size.width or None)))
+
+
+class StatusBar(StatusLine[TerminalStatus]):
+    """The terminal's: refreshed in the background every few seconds (the status reads the database)."""
+
+    REFRESH_SECONDS = REFRESH_SECONDS
+    WAITING = "Terminal opening..."
+
+    def reader(self) -> Callable[[], TerminalStatus] | None:
+        app: Any = self.app
+        terminal = getattr(app, "terminal_or_none", None)
+        if terminal is None:
+            return None
+        session = getattr(app, "session", None)
+        return lambda: terminal.status(session)
+
+    def wordings(self, status: TerminalStatus) -> list[str]:
+        return wordings(status)

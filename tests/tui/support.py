@@ -46,3 +46,20 @@ async def settle(pilot: Pilot[Any]) -> None:
     for field in pilot.app.screen.query(Input):
         field.cursor_blink = False
     await pilot.pause()
+
+
+async def workers_done(pilot: Pilot[Any]) -> None:
+    """Every worker finished and its result shown."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.pause()
+
+
+async def poll(pilot: Pilot[Any], condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Pause until ``condition`` holds (a bounded poll), for work that is not a worker that ends (a folder tree
+    reads in a worker that never ends)."""
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError("the screen did not get there in time")

@@ -35,7 +35,9 @@ from rfr_tui.widgets.file_chooser import FileChooserDialog, Place
 from rfr_tui.widgets.state_label import StateLabel, Tone
 from tests.oversight.history import PASSPHRASE, TERMINAL, Clock, at, new_terminal
 from tests.terminals import PASSWORD, make_terminal, provision
+from tests.tui.support import poll as until
 from tests.tui.support import run, settle
+from tests.tui.support import workers_done as done
 
 SIZE = (120, 40)
 THEMES = pytest.mark.parametrize("high_contrast", [False, True], ids=["default", "high-contrast"])
@@ -90,22 +92,6 @@ def walk(site: Site, who: str, body: Callable[[RfrApp, Pilot[Any]], Awaitable[No
             await body(app, pilot)
 
     run(go)
-
-
-async def done(pilot: Pilot[Any]) -> None:
-    """Every worker finished and its result shown."""
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Pause until ``condition`` holds (the folder tree reads in a worker that never ends)."""
-    for _ in range(int(seconds / 0.02)):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the screen did not get there in time")
 
 
 def state(app: RfrApp) -> StateLabel:

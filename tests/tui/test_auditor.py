@@ -45,7 +45,9 @@ from rfr_tui.widgets.file_chooser import Place
 from rfr_tui.widgets.state_label import StateLabel, Tone
 from tests.synthetic import synthetic_jpeg, write_subject_folders
 from tests.terminals import PASSWORD, make_terminal, provision
+from tests.tui.support import poll as until
 from tests.tui.support import run, settle
+from tests.tui.support import workers_done as done
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SIZE = (120, 40)
@@ -186,22 +188,6 @@ def walk(world: World, body: Callable[[RfrApp, Pilot[Any]], Awaitable[None]], *,
             await body(app, pilot)
 
     run(go)
-
-
-async def done(pilot: Pilot[Any]) -> None:
-    """Every worker finished and its result shown."""
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-    await pilot.pause()
-
-
-async def until(pilot: Pilot[Any], condition: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Pause until ``condition`` holds (a bounded poll), for work that is not a worker that ends."""
-    for _ in range(int(seconds / 0.02)):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError("the screen did not get there in time")
 
 
 def shown(app: RfrApp, selector: str) -> str:

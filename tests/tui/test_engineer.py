@@ -155,12 +155,14 @@ async def settled(pilot: Pilot[Any]) -> None:
 
 
 async def drawn(pilot: Pilot[Any]) -> None:
-    """Wait until the screen stops changing (a table sizes its columns when idle; a dialog would freeze it)."""
-    last = ""
-    for _ in range(40):
-        await pilot.pause(0.02)
+    """Wait until the screen stops changing (a table sizes its columns when idle; a dialog would freeze it): the
+    same picture three times running, 50 ms apart, so a loaded machine's late refresh is not taken for the end."""
+    last, same = "", 0
+    for _ in range(100):
+        await pilot.pause(0.05)
         now = pilot.app.export_screenshot()
-        if now == last:
+        same = same + 1 if now == last else 0
+        if same == 2:
             return
         last = now
     raise AssertionError("the screen never stopped changing")
@@ -738,6 +740,7 @@ def snapshot_of(
         await then(pilot)
         await settled(pilot)
         await settle(pilot)
+        await drawn(pilot)
 
     bench.terminal.faces.get()  # loaded before the status bar first asks
     return bench.app(high_contrast=high_contrast), before

@@ -74,7 +74,7 @@ def test_the_sign_in_screen_says_the_terminal_is_opening_then_loading_then_nothi
                 seen.append(opening_line(app))
                 slow.open.set()
                 await until(pilot, lambda: app.terminal_or_none is not None, "the terminal to open")
-                await until(pilot, lambda: opening_line(app) != SignInScreen.OPENING, "the line to change")
+                await until(pilot, lambda: opening_line(app) != RfrApp.OPENING, "the line to change")
                 seen.append(opening_line(app))
                 # Signing in works while the face engine loads.
                 await fill(pilot, "alice")
@@ -94,7 +94,7 @@ def test_the_sign_in_screen_says_the_terminal_is_opening_then_loading_then_nothi
             slow.load.set()
         return seen
 
-    assert run(body) == [SignInScreen.OPENING, SignInScreen.LOADING, SignInScreen.LOADING, ""]
+    assert run(body) == [RfrApp.OPENING, RfrApp.LOADING, RfrApp.LOADING, ""]
 
 
 def test_a_face_engine_that_cannot_load_is_said_plainly_and_signing_in_still_works(tmp_path: Path) -> None:
@@ -114,4 +114,4 @@ def test_a_face_engine_that_cannot_load_is_said_plainly_and_signing_in_still_wor
             await until(pilot, lambda: isinstance(app.screen, HomeScreen), "alice's home screen")
             return said
 
-    assert run(body) == SignInScreen.NO_ENGINE
+    assert run(body) == RfrApp.NO_ENGINE

@@ -41,9 +41,10 @@ from rfr_tui.dialogs.password import PasswordDialog
 from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.adjudication import CandidatesScreen, CompareScreen, MatchReportScreen
 from rfr_tui.screens.approval import ApprovalQueueScreen, DecisionScreen
-from rfr_tui.screens.base import RfrScreen
+from rfr_tui.screens.base import DeskScreen, RfrScreen
 from rfr_tui.screens.cases import CaseScreen, MyCasesScreen
 from rfr_tui.screens.home import HomeScreen
+from rfr_tui.screens.oversight_base import OversightScreen, TableScreen
 from rfr_tui.screens.password import OwnPasswordScreen
 from rfr_tui.screens.peer_review import PeerReviewQueueScreen, PeerReviewScreen
 from rfr_tui.screens.sign_in import LockScreen, SignInScreen, UnlockScreen
@@ -893,7 +894,8 @@ def test_a_person_changes_their_own_password_from_the_home_screen(people: World)
 # ---- every screen is opened by some test ------------------------------------------------------------------
 
 PACKAGE = Path(rfr_tui.__file__).parent
-BASES: frozenset[type] = frozenset({RfrScreen})  # shared by the screens, never shown on its own
+# Bases shared by screens, never shown on their own.
+BASES: frozenset[type] = frozenset({DeskScreen, RfrScreen, OversightScreen, TableScreen})
 
 
 def screen_classes() -> list[type[Screen[Any]]]:
