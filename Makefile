@@ -40,8 +40,9 @@ system-tools:
 	@missing=""; for tool in strace tmux; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi
 
+# On every core, at most 4 workers (each loads the face models once); `.venv/bin/pytest` alone runs serially.
 test: models lint system-tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4
 
 # The evaluation kit (issue 17), for anyone who must sign the figures: installs the eval extra (matplotlib,
 # scikit-learn), builds and installs the out-of-sample calibration (and the policy version naming it), then

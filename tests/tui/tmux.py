@@ -43,6 +43,8 @@ class TmuxSession:
         self._command = list(command)
         self._size = size
         self._env = dict(os.environ if env is None else env)
+        for pinned in ("COLUMNS", "LINES"):  # a pinned size (pytest-xdist's workers have one) would win over tmux's
+            self._env.pop(pinned, None)
         self._cwd = cwd
         self._folder = tempfile.TemporaryDirectory(prefix="rfr-tmux-")
         self._socket = str(Path(self._folder.name) / "tmux.sock")

@@ -119,6 +119,7 @@ class TestKeyFiles:
             (os.urandom(32), 0o640, "chmod 600"),
             (os.urandom(32), 0o604, "chmod 600"),
         ],
+        ids=["31-bytes", "33-bytes", "group-readable", "world-readable"],  # stable: the bytes differ each run
     )
     def test_bad_key_files_refused(self, tmp_path: Path, content: bytes, mode: int, match: str) -> None:
         path = tmp_path / "bad.key"
