@@ -81,3 +81,8 @@ def for_a_person(message: str) -> str:
 def said(error: BaseException, fallback: str) -> str:
     """What a screen says for ``error``: the engine's sentence for a person, or ``fallback`` (never internals)."""
     return for_a_person(error.diagnostics()) if isinstance(error, RfrError) else fallback
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 bundle``, ``2 bundles``: a count with its noun agreeing (``plural`` when it is not the noun with an s)."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

@@ -31,7 +31,7 @@ from rfr_tui.text import plain, plain_cell
 from rfr_tui.widgets.job_progress import JobProgress
 from rfr_tui.widgets.state_label import StateLabel, Tone
 from rfr_tui.widgets.status_bar import StatusBar
-from rfr_tui.wording import said
+from rfr_tui.wording import counted, said
 
 INTRO = (
     "Library updates (additions and weeding), user accounts, policy versions and face model updates come from "
@@ -227,7 +227,7 @@ class MediaScreen(RfrScreen):
         todo = reading.to_apply
         verdict = self.query_one("#media-verdict", StateLabel)
         if todo:
-            verdict.set_state(f"Verified: {len(todo)} package(s) for this terminal to apply", Tone.GOOD)
+            verdict.set_state(f"Verified: {counted(len(todo), 'package')} for this terminal to apply", Tone.GOOD)
         else:
             verdict.set_state("Verified: nothing new on this medium for this terminal", Tone.NEUTRAL)
         self.query_one("#media-detail", Static).update(
@@ -277,8 +277,8 @@ class MediaScreen(RfrScreen):
             return
         summary = [f"{p.package_id}: {'; '.join(p.changes.lines()[:3]) if p.changes else ''}" for p in reading.to_apply]
         question = (
-            f"Apply {len(reading.to_apply)} package(s) from this medium to this terminal? It is recorded as yours.\n\n"
-            + "\n".join(summary)
+            f"Apply {counted(len(reading.to_apply), 'package')} from this medium to this terminal? "
+            "It is recorded as yours.\n\n" + "\n".join(summary)
         )
 
         def answered(yes: bool | None) -> None:
@@ -309,7 +309,7 @@ class MediaScreen(RfrScreen):
         self._cancel = None
         self._reading = None
         self.query_one("#media-verdict", StateLabel).set_state(
-            f"Applied: {len(result.packages)} package(s), recorded as yours", Tone.GOOD
+            f"Applied: {counted(len(result.packages), 'package')}, recorded as yours", Tone.GOOD
         )
         self.query_one("#media-detail", Static).update(plain("\n".join(result.lines())))
         self.query_one("#media-packages", DataTable).display = False

@@ -31,7 +31,7 @@ from rfr_tui.screens.oversight_base import OversightScreen, sentence, shown_path
 from rfr_tui.text import plain, plain_cell
 from rfr_tui.widgets.job_progress import JobProgress
 from rfr_tui.widgets.state_label import SYMBOLS, StateLabel, Tone
-from rfr_tui.wording import for_a_person
+from rfr_tui.wording import counted, for_a_person
 
 INTRO = (
     "Choose the bundles a terminal exported to removable media, and the oversight private key they are encrypted "
@@ -302,7 +302,10 @@ class ImportScreen(OversightScreen):
 
         def allowed(_user: object) -> None:  # refused before the key is opened, as at the command line
             key = shown_path(key_file, self.desk.places())
-            purpose = f"Import {len(self.pending)} bundle(s): the oversight private key is {key}. Type its passphrase."
+            purpose = (
+                f"Import {counted(len(self.pending), 'bundle')}: the oversight private key is {key}. "
+                "Type its passphrase."
+            )
             self.app.push_screen(PassphraseDialog(purpose), lambda passphrase: self._run(key_file, passphrase))
 
         self.run_engine(

@@ -111,7 +111,7 @@ def test_choose_read_see_what_changes_and_apply(world: World) -> None:
             mounts.focus()
             await pilot.press("down", "enter")  # choosing the mount reads it
             await settled(pilot)
-            assert verdict(pilot) == "Verified: 3 package(s) for this terminal to apply"
+            assert verdict(pilot) == "Verified: 3 packages for this terminal to apply"
             assert rows(pilot) == [
                 ["accounts#1", "to apply", "changes 1 account"],
                 ["library:custody#1", "already applied", ""],
@@ -125,7 +125,7 @@ def test_choose_read_see_what_changes_and_apply(world: World) -> None:
             assert isinstance(pilot.app.screen, ConfirmDialog)
             await pilot.press("y")
             await settled(pilot)
-            assert verdict(pilot) == "Applied: 3 package(s), recorded as yours"
+            assert verdict(pilot) == "Applied: 3 packages, recorded as yours"
             assert "the policy in force is now version 2027.1" in text_of(pilot, "#media-detail")
 
     run(walk)
@@ -177,7 +177,7 @@ def test_declining_the_confirmation_applies_nothing(world: World) -> None:
             await pilot.press("n")
             await settled(pilot)
             assert fingerprint(world.ws) == before
-            assert verdict(pilot).startswith("Verified: 3 package(s)")
+            assert verdict(pilot).startswith("Verified: 3 packages")
 
     run(walk)
 
