@@ -1,5 +1,6 @@
 # rfr: two commands on a fresh clone.
 #   make run    set everything up, build the models, build the demo terminal once, open the application on it
+#               (make run-oversight opens the demo's oversight instead, in the oversight's application)
 #   make test   set everything up, build the models, run lint, types and the whole suite
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ BIN := $(VENV)/bin
 RFR_DATA ?= $(abspath ../shared/data)
 export RFR_DATA
 
-.PHONY: setup models run test lint bench reference clean system-tools
+.PHONY: setup models run run-oversight test lint bench reference clean system-tools
 
 # The virtualenv, from the project's own files only (pinned by constraints.txt).
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -27,6 +28,17 @@ models: setup
 run: models
 	$(BIN)/python scripts/demo.py --folder demo
 	RFR_CONFIG=$(CURDIR)/demo/terminal.yaml $(BIN)/rfr
+
+# The demo's oversight (built with the demo terminal, in demo/oversight/), opened in the oversight's application with
+# the auditor's bundle waiting in demo/media/. The file chooser offers removable media and the home folder: HOME is
+# demo/media here so that folder is the one offered. The keys beside the workspace are the demo's shortcut only.
+OVERSIGHT_DEMO := $(CURDIR)/demo/oversight
+run-oversight: models
+	$(BIN)/python scripts/demo.py --folder demo
+	@test -d $(OVERSIGHT_DEMO)/workspace || { echo "demo/ has no oversight: .venv/bin/python scripts/demo.py --rebuild"; exit 2; }
+	HOME=$(CURDIR)/demo/media $(BIN)/rfr-oversight --workspace $(OVERSIGHT_DEMO)/workspace \
+		--key-file $(OVERSIGHT_DEMO)/keys/workspace.key --audit-key-file $(OVERSIGHT_DEMO)/keys/audit-signing.key \
+		--private-key $(OVERSIGHT_DEMO)/keys/oversight.key
 
 lint: setup
 	$(BIN)/ruff check engine rfr_tui scripts tests

@@ -18,6 +18,14 @@ pseudonymous reference (``lfw-person-07``): the cases are fictional, and no real
 to an offence. The terminal's name says it is a demo and where the photographs came from,
 and the application shows that name on the sign-in screen and in the status bar.
 
+Beside the terminal, the build makes a demo oversight (``demo/oversight/``, which ``make
+run-oversight`` opens) the way ``rfr oversight keys init``, ``rfr oversight init``, ``rfr oversight
+user add`` and ``rfr oversight terminals add`` make one: the oversight key pair, whose public half
+the terminal is configured with; an oversight workspace with its own engineers and an auditor; the
+demo terminal registered with its audit public key. The terminal's auditor then exports one audit
+bundle to ``demo/media/`` (standing in for removable media), as ``rfr audit export`` does. The
+bundle is not imported: that is left to the person trying the oversight's application.
+
 Built in a hidden folder beside ``--folder`` and renamed into place when complete, so an
 interrupted build never leaves a half-made demo; an existing demo is left alone (``--rebuild``
 deletes it and builds afresh: its cases are subject to the policy's expiry like any other).
@@ -44,13 +52,19 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from engine.audit import public_key_pem  # noqa: E402
+from engine.audit.export import ExportResult  # noqa: E402
 from engine.casework import MatchReport, SubmissionForm  # noqa: E402
 from engine.errors import RfrError  # noqa: E402
-from engine.security.keys import WorkspaceKey  # noqa: E402
-from engine.security.users import ReauthPurpose, Session  # noqa: E402
+from engine.files import read_regular_file, write_new_file  # noqa: E402
+from engine.oversight.keys import create_key_pair  # noqa: E402
+from engine.oversight.service import Oversight, OversightConfig  # noqa: E402
+from engine.security.keys import WorkspaceKey, new_key  # noqa: E402
+from engine.security.users import Accounts, ReauthPurpose, Session  # noqa: E402
 from engine.terminal import Terminal, TerminalConfig  # noqa: E402
 
-TERMINAL_NAME = "DEMO (photographs from LFW)"
+# The terminal's name also names its audit bundles, so it keeps to letters, digits, '.', '_' and '-'.
+TERMINAL_NAME = "DEMO-photographs-from-LFW"
 PASSWORD = "demo password"  # the demo's published password (README): nothing real
 MARKER = "ABOUT-THIS-DEMO.txt"
 CUSTODY = "custody"
@@ -61,8 +75,13 @@ MIN_PHOTOS = 6  # a custody subject has at least this many, one of them held out
 ENROL_AT_MOST = 8  # photographs enrolled per subject
 TEMPORARY_PEOPLE = 6
 ENGINEERS = ("eng1", "eng2")
+# The demo oversight (``make run-oversight``), in --folder beside the terminal, and the folder standing in for media.
+OVERSIGHT = "oversight"
+MEDIA = "media"
+OVERSIGHT_PUBLIC_KEY = "keys/oversight-public.pem"  # where the terminal keeps the oversight's public key
 # name: (roles, rank, display name)
-USERS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
+UserTable = dict[str, tuple[tuple[str, ...], str | None, str]]
+USERS: UserTable = {
     "officer": (("rfr_user",), "Constable", "PC Jordan Lee (demo)"),
     "tasking": (("tasking_officer",), "Sergeant", "DS Sam Patel (demo)"),
     "inspector": (("approver",), "Inspector", "Insp. Chris Morgan (demo)"),
@@ -70,6 +89,7 @@ USERS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
     "reviewer": (("peer_reviewer",), None, "Robin Hale, central unit (demo)"),
     "auditor": (("auditor",), None, "Kim Doyle, audit (demo)"),
 }
+OVERSIGHT_USERS: UserTable = {"auditor": USERS["auditor"]}
 CHECKS = {
     "local_intelligence": ("exhausted", "Fictional demo: local briefing and intelligence systems searched, no trace"),
     "circulation": ("exhausted", "Fictional demo: circulated to response and neighbourhood teams, nobody knew them"),
@@ -178,6 +198,7 @@ def write_config(folder: Path) -> Path:
         "workspace": "workspace",
         "workspace_key_file": "keys/workspace.key",
         "audit_key_file": "keys/audit-signing.key",
+        "oversight_key_file": OVERSIGHT_PUBLIC_KEY,  # given to the terminal by the oversight (rfr audit export)
     }
     header = (
         "# The demo terminal built by scripts/demo.py (make run). Not a real terminal: its photographs are from\n"
@@ -187,9 +208,8 @@ def write_config(folder: Path) -> Path:
     return config
 
 
-def provision(terminal: Terminal, started: float) -> dict[str, Session]:
-    """Accounts as a terminal makes them: the first engineer, a second, then each asked for and confirmed."""
-    accounts = terminal.accounts
+def provision(accounts: Accounts, users: UserTable, started: float, where: str = "") -> dict[str, Session]:
+    """Accounts as a workspace makes them: the first engineer, a second, then each asked for and confirmed."""
     first = secrets.token_urlsafe(18)  # each account's first password, set by an engineer, changed at once
     accounts.bootstrap_engineer(ENGINEERS[0], PASSWORD, display_name="Engineer One (demo)")
     eng1 = accounts.login(ENGINEERS[0], PASSWORD)
@@ -197,12 +217,12 @@ def provision(terminal: Terminal, started: float) -> dict[str, Session]:
     accounts.change_password(ENGINEERS[1], first, PASSWORD)
     eng2 = accounts.login(ENGINEERS[1], PASSWORD)
     sessions = {ENGINEERS[0]: eng1, ENGINEERS[1]: eng2}
-    say(started, "engineers eng1 and eng2 added")
-    for name, (roles, rank, display) in USERS.items():
+    say(started, f"{where}engineers eng1 and eng2 added")
+    for name, (roles, rank, display) in users.items():
         request = accounts.request_add(name, roles, by=eng1, rank=rank, display_name=display)
         accounts.confirm(request.id, by=eng2, password=first)
         accounts.change_password(name, first, PASSWORD)
-        say(started, f"user {name} asked for by eng1, confirmed by eng2, password changed by {name}")
+        say(started, f"{where}user {name} asked for by eng1, confirmed by eng2, password changed by {name}")
     return sessions
 
 
@@ -479,6 +499,63 @@ def make_cases(terminal: Terminal, chosen: Selection, started: float) -> list[tu
     return made
 
 
+# ---- the oversight and an audit bundle -------------------------------------------------------------
+
+
+def make_oversight(folder: Path, terminal_name: str, terminal_audit_key: str, started: float) -> Path:
+    """The oversight's machine, as 'rfr oversight keys init', 'init', 'user add' and 'terminals add' make it.
+
+    Returns the oversight's public key file, for the terminal.
+
+    The private key's passphrase is the demo's published password, passed here in the process (the
+    command asks for it, or reads ``RFR_OVERSIGHT_PASSPHRASE``): never on a command line.
+    """
+    # Every key of the demo oversight lives in keys/ beside its workspace, so the demo folder is whole. A real
+    # oversight never keeps keys beside the workspace: the private key and its passphrase are kept apart, and
+    # the workspace key file and audit signing key file are held as a terminal's are ("Who holds what").
+    folder.mkdir(mode=0o700)
+    keys = folder / "keys"
+    keys.mkdir(mode=0o700)
+    private, public = keys / "oversight.key", keys / "oversight-public.pem"
+    key_id = create_key_pair(private, public, PASSWORD)
+    say(started, f"oversight key pair made (X25519, key id {key_id[:16]}); the private key under its passphrase")
+    config = OversightConfig(folder / "workspace", keys / "audit-signing.key", keys / "workspace.key")
+    with Oversight.create(config, new_key(new_key_file=config.key_file)) as oversight:
+        say(started, "oversight workspace created")
+        sessions = provision(oversight.accounts, OVERSIGHT_USERS, started, where="oversight: ")
+        for session in sessions.values():
+            oversight.accounts.logout(session)
+        auditor = oversight.accounts.login("auditor", PASSWORD)
+        try:
+            record = oversight.add_terminal(auditor, terminal_name, terminal_audit_key.encode("ascii"))
+        finally:
+            oversight.accounts.logout(auditor)
+    say(started, f"oversight: terminal {record.name} registered by auditor with audit key {record.keys[0][:16]}")
+    return public
+
+
+def give_public_key(public_key: Path, terminal_folder: Path) -> None:
+    """The oversight's public key, copied to where the terminal's configuration names it (``oversight_key_file``)."""
+    data = read_regular_file(public_key, limit=16 * 1024, what="oversight public key file")
+    write_new_file(terminal_folder / OVERSIGHT_PUBLIC_KEY, data, what="oversight public key file", mode=0o644)
+
+
+def export_bundle(terminal: Terminal, media: Path, started: float) -> ExportResult:
+    """One audit bundle, exported by the terminal's auditor to the folder standing in for removable media."""
+    media.mkdir(mode=0o700)
+    session = terminal.sign_in("auditor", PASSWORD)
+    try:
+        result = terminal.exports.export(session, media)
+    finally:
+        terminal.sign_out(session)
+    say(
+        started,
+        f"audit bundle of seq {result.first}-{result.last} ({result.events} events, quarters "
+        f"{', '.join(result.quarters)}) exported by auditor to {MEDIA}/{result.path.name}",
+    )
+    return result
+
+
 # ---- the whole build -----------------------------------------------------------------------------
 
 
@@ -496,7 +573,7 @@ def build(folder: Path, data: Path) -> None:
         with Terminal.create(config, key) as terminal:
             terminal.faces.start()  # the models load while the accounts are made
             say(started, f"terminal {TERMINAL_NAME!r} created; the face engine is loading")
-            sessions = provision(terminal, started)
+            sessions = provision(terminal.accounts, USERS, started)
             engineer = sessions[ENGINEERS[0]]
             terminal.libraries.create(engineer, CUSTODY, "substantive", description=f"Demo custody images. {SOURCE}.")
             enrol(terminal, engineer, CUSTODY, chosen.custody, sexes, started)
@@ -513,7 +590,10 @@ def build(folder: Path, data: Path) -> None:
                 terminal.sign_out(session)
             cases = make_cases(terminal, chosen, started)
             sizes = terminal.status().libraries
-        text = about(cases, sizes, folder / "terminal.yaml")
+            audit_key = public_key_pem(terminal.ws.audit_public_key)  # as recorded at the terminal's installation
+            give_public_key(make_oversight(staging / OVERSIGHT, config.name, audit_key, started), staging)
+            bundle = export_bundle(terminal, staging / MEDIA, started)
+        text = about(cases, sizes, folder, bundle)
         (staging / MARKER).write_text(text, encoding="utf-8")
         os.replace(staging, folder)
     except BaseException:
@@ -523,8 +603,10 @@ def build(folder: Path, data: Path) -> None:
     print(text, end="", flush=True)
 
 
-def about(cases: Sequence[tuple[str, str]], sizes: Sequence[Any], config: Path) -> str:
+def about(cases: Sequence[tuple[str, str]], sizes: Sequence[Any], folder: Path, bundle: ExportResult) -> str:
     users = ", ".join([*ENGINEERS, *USERS])
+    oversight = folder / OVERSIGHT
+    keys = oversight / "keys"
     lines = [
         f"Demo terminal {TERMINAL_NAME}: a demonstration, not a real terminal.",
         "Photographs: Labeled Faces in the Wild (LFW), University of Massachusetts, Amherst (research use;",
@@ -533,7 +615,17 @@ def about(cases: Sequence[tuple[str, str]], sizes: Sequence[Any], config: Path) 
         "Libraries: " + ", ".join(f"{s.name} ({s.kind}, {s.images} photographs of {s.subjects} people)" for s in sizes),
         "Cases:",
         *(f"  {case_id}  {what}" for case_id, what in cases),
-        f"Open it with: RFR_CONFIG={config} .venv/bin/rfr   (make run opens the one in demo/)",
+        f"Open it with: RFR_CONFIG={folder / 'terminal.yaml'} .venv/bin/rfr   (make run opens the one in demo/)",
+        "",
+        f"Demo oversight in {oversight}: its workspace, and its keys beside it in keys/ (a real oversight never",
+        "keeps them there). Users eng1, eng2 and auditor, password 'demo password'; the oversight private key",
+        f"keys/oversight.key has the passphrase 'demo password'. Terminal {TERMINAL_NAME} is registered there.",
+        f"Audit bundle exported by the terminal's auditor, not yet imported: {folder / MEDIA / bundle.path.name}",
+        f"  (seq {bundle.first}-{bundle.last}, {bundle.events} events, quarters {', '.join(bundle.quarters)})",
+        f"Open it with: .venv/bin/rfr-oversight --workspace {oversight / 'workspace'}",
+        f"  --key-file {keys / 'workspace.key'} --audit-key-file {keys / 'audit-signing.key'}",
+        f"  --private-key {keys / 'oversight.key'}",
+        "  (make run-oversight opens the one in demo/, with demo/media as the home folder its file chooser offers)",
     ]
     return "\n".join(lines) + "\n"
 
@@ -557,8 +649,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(folder)
     if folder.exists():
         print(f"demo terminal already built in {folder} (scripts/demo.py --rebuild builds it afresh)")
+        if not (folder / OVERSIGHT).is_dir():
+            print("  it was built before the demo had an oversight: scripts/demo.py --rebuild adds one")
         return 0
-    print("Building the demo terminal (once; about 30 seconds): photographs from LFW, University of Massachusetts")
+    print("Building the demo terminal and its oversight (once; about a minute): photographs from LFW, UMass Amherst")
     try:
         build(folder, args.data.absolute())
     except RfrError as exc:
