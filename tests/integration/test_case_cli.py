@@ -21,6 +21,7 @@ from engine.cli import main
 from engine.policy import load_default_policy
 from engine.security.keys import read_key_file
 from engine.workspace import Workspace
+from tests.cli_casework import CHECKS, REPORT
 from tests.terminals import FAST
 
 pytestmark = pytest.mark.slow
@@ -36,21 +37,6 @@ PASSWORDS = {
     "ann": "pw-6 correct horse battery",
 }
 FIRST = "a first password an engineer set"
-CHECKS = [
-    "--check", "local_intelligence", "exhausted", "Local intelligence and PNC searched: no trace of him",
-    "--check", "circulation", "exhausted", "Circulated to the response teams; nobody knew him",
-    "--check", "other_enquiries", "exhausted", "Witnesses and post office records checked",
-    "--check", "biometric_identification", "unviable", "No fingerprints or DNA were left at the scene",
-]  # fmt: skip
-REPORT = """
-factors:
-  probe_image_quality: {relevant: true, assessment: "press photograph, face about 100 px wide, sharp"}
-  reference_image_quality: {relevant: false, assessment: "press photograph, frontal, even exposure"}
-  time_lapse: {relevant: true, assessment: "a few years apart; same hairline and ear shape"}
-  lighting: {relevant: false, assessment: "daylight in both"}
-  other: {relevant: false, assessment: "no coverings, no eyewear in either"}
-reasoning: "Eyebrows, nose, mouth and ears agree, and nothing differs that time does not explain."
-"""
 
 
 class Cli:

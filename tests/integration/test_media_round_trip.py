@@ -54,6 +54,7 @@ from engine.terminal import FaceProvider, Terminal, TerminalConfig
 from engine.workspace import Workspace
 from tests.central.conftest import PASSPHRASE as CENTRAL_PASSPHRASE
 from tests.central.conftest import make_keys
+from tests.cli_casework import CHECKS, REPORT
 from tests.plaintext import image_needles
 from tests.terminals import FAST
 
@@ -76,21 +77,6 @@ PASSWORDS = {
 }
 OVERSIGHT_PASSPHRASE = "the oversight key passphrase, long enough"
 FIRST = "a first password an engineer set"
-CHECKS = [
-    "--check", "local_intelligence", "exhausted", "Local intelligence and PNC searched: no trace of him",
-    "--check", "circulation", "exhausted", "Circulated to the response teams; nobody knew him",
-    "--check", "other_enquiries", "exhausted", "Witnesses and shop records checked without result",
-    "--check", "biometric_identification", "unviable", "No fingerprints or DNA were left at the scene",
-]  # fmt: skip
-REPORT = """
-factors:
-  probe_image_quality: {relevant: true, assessment: "press photograph, face about 100 px wide, sharp"}
-  reference_image_quality: {relevant: false, assessment: "press photograph, frontal, even exposure"}
-  time_lapse: {relevant: true, assessment: "a few years apart; same hairline and ear shape"}
-  lighting: {relevant: false, assessment: "daylight in both"}
-  other: {relevant: false, assessment: "no coverings, no eyewear in either"}
-reasoning: "Eyebrows, nose, mouth and ears agree, and nothing differs that time does not explain."
-"""
 
 
 def reference(person: str) -> str:

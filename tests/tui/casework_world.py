@@ -31,6 +31,8 @@ from engine.policy import Policy, load_default_policy
 from engine.policy.model import Search
 from engine.security.users import ReauthPurpose, Session
 from engine.terminal import Terminal
+from rfr_tui.dialogs.password import PasswordDialog
+from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.home import HomeScreen
 from rfr_tui.screens.sign_in import SignInScreen
 from tests.synthetic import SyntheticFaceEngine
@@ -251,6 +253,19 @@ async def until(pilot: Pilot[Any], condition: Any, what: str, tries: int = 200) 
             return
         await pilot.pause(0.02)
     raise AssertionError(f"gave up waiting for {what}")
+
+
+async def reason_then_password(pilot: Pilot[Any], reason: str) -> None:
+    """The reason dialog given ``reason``, then the password dialog given the password: the two steps every
+    decision that is recorded as a person's asks for."""
+    assert isinstance(pilot.app.screen, ReasonDialog)
+    await fill(pilot, reason)
+    await pilot.press("enter")
+    await done(pilot)
+    assert isinstance(pilot.app.screen, PasswordDialog)
+    await fill(pilot, PASSWORD)
+    await pilot.press("enter")
+    await done(pilot)
 
 
 async def fill(pilot: Pilot[Any], text: str) -> None:

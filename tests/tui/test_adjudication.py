@@ -21,8 +21,6 @@ from engine.casework import FACTORS, CaseState, Decision, Outcome, probe_templat
 from engine.policy.model import ScoreDisplay
 from rfr_tui.app import RfrApp
 from rfr_tui.dialogs.confirm import ConfirmDialog
-from rfr_tui.dialogs.password import PasswordDialog
-from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.adjudication import CandidatesScreen, CompareScreen, MatchReportScreen
 from rfr_tui.screens.approval import QueueTable
 from rfr_tui.screens.peer_review import PeerReviewQueueScreen, PeerReviewScreen
@@ -39,6 +37,7 @@ from tests.tui.casework_world import (
     done,
     fill,
     make_world,
+    reason_then_password,
     screen_text,
     shown,
     table_rows,
@@ -352,14 +351,7 @@ def test_no_viable_match_goes_to_peer_review_whose_agreement_closes_the_case_and
             assert "deleted at once" in screen_text(app)
             await pilot.press("y")
             await done(pilot)
-            assert isinstance(app.screen, ReasonDialog)
-            await fill(pilot, UNDER_REVIEW)
-            await pilot.press("enter")
-            await done(pilot)
-            assert isinstance(app.screen, PasswordDialog)
-            await fill(pilot, PASSWORD)
-            await pilot.press("enter")
-            await done(pilot)
+            await reason_then_password(pilot, UNDER_REVIEW)
             assert isinstance(app.screen, PeerReviewQueueScreen)
             assert "No adjudication is waiting for a peer review." in screen_text(app)
 

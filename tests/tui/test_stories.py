@@ -37,7 +37,6 @@ from engine.terminal import Terminal, TerminalConfig
 from rfr_tui.app import RfrApp
 from rfr_tui.dialogs.confirm import ConfirmDialog
 from rfr_tui.dialogs.help import HelpDialog
-from rfr_tui.dialogs.password import PasswordDialog
 from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.adjudication import CandidatesScreen, CompareScreen, MatchReportScreen
 from rfr_tui.screens.approval import ApprovalQueueScreen, DecisionScreen
@@ -68,6 +67,7 @@ from tests.tui.casework_world import (
     face_jpeg,
     fill,
     make_world,
+    reason_then_password,
     screen_text,
     shown,
     sign_in,
@@ -303,14 +303,7 @@ def test_an_officer_submits_an_inspector_approves_and_the_officer_finds_and_repo
             assert app.screen.query_one("#decision-picture", FaceImage).picture is not None
             await pilot.press("a")
             await done(pilot)
-            assert isinstance(app.screen, ReasonDialog)
-            await fill(pilot, APPROVAL)
-            await pilot.press("enter")
-            await done(pilot)
-            assert isinstance(app.screen, PasswordDialog)
-            await fill(pilot, PASSWORD)
-            await pilot.press("enter")
-            await done(pilot)
+            await reason_then_password(pilot, APPROVAL)
             assert app.screen is queue
             approved = world.cases.case(case_id)
             assert (approved.state, approved.decided_by, approved.decided_rank) == (
@@ -546,14 +539,7 @@ def test_a_case_with_no_viable_match_is_peer_reviewed_and_its_probe_data_is_dele
             assert isinstance(app.screen, ConfirmDialog) and "deleted at once" in screen_text(app)
             await pilot.press("y")
             await done(pilot)
-            assert isinstance(app.screen, ReasonDialog)
-            await fill(pilot, PEER_AGREES)
-            await pilot.press("enter")
-            await done(pilot)
-            assert isinstance(app.screen, PasswordDialog)
-            await fill(pilot, PASSWORD)
-            await pilot.press("enter")
-            await done(pilot)
+            await reason_then_password(pilot, PEER_AGREES)
             assert app.screen is queue and "No adjudication is waiting for a peer review." in screen_text(app)
             closed = world.cases.case(case.id)
             assert (closed.state, closed.outcome, closed.peer_reviewed_by) == (
