@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
 from engine.faces.types import Box, FaceQuality, QualityMeasure
@@ -110,6 +109,8 @@ def assess_quality(rgb: np.ndarray, box: Box, landmarks: np.ndarray) -> FaceQual
     right, bottom = min(box.right, width - 1), min(box.bottom, height - 1)
     if right < left or bottom < top:
         raise ValueError(f"face box {box.as_list()} does not overlap the {width}x{height} image")
+    import cv2  # here, not at the top: the thresholds above are read at the terminal's start-up, OpenCV is not needed
+
     luma = cv2.cvtColor(np.ascontiguousarray(rgb[top : bottom + 1, left : right + 1]), cv2.COLOR_RGB2GRAY)
 
     image_right_eye = points[0:2].mean(axis=0)
@@ -165,6 +166,8 @@ def _inter_eye_distance(ied: float) -> QualityMeasure:
 
 
 def _sharpness(luma: np.ndarray) -> QualityMeasure:
+    import cv2  # as in assess_quality
+
     size = (SHARPNESS_SIZE_PX, SHARPNESS_SIZE_PX)
     shrinking = luma.shape[0] >= SHARPNESS_SIZE_PX and luma.shape[1] >= SHARPNESS_SIZE_PX
     normalised = cv2.resize(luma, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)

@@ -24,7 +24,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import ImageError, LibraryError, MetadataError
-from engine.faces.pipeline import reference_face
 from engine.faces.types import Face
 from engine.library.index import NDIM, IndexSet
 from engine.library.metadata import Metadata, load_metadata
@@ -362,6 +361,10 @@ def reference_template(
         rgb = loader(data, where)
     except ImageError as exc:
         return Skipped(where, "unreadable", exc.diagnostics())
+    # Imported here, not at the top: the pipeline brings OpenVINO and OpenCV (~0.1 s), which the terminal's start-up
+    # (engine.terminal imports this module) should not wait for; the models load later, in their own thread.
+    from engine.faces.pipeline import reference_face
+
     try:
         chosen = reference_face(face_engine, rgb, start=upsample)  # enlarged when no face at ``upsample``
     except ImageError as exc:
