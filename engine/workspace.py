@@ -95,12 +95,12 @@ class WorkspaceHeader:
         }
 
     @classmethod
-    def read(cls, directory: Path) -> WorkspaceHeader:
+    def read(cls, directory: Path, *, made_by: str = "rfr workspace init") -> WorkspaceHeader:
+        """The header of the workspace in ``directory``; ``made_by`` is the command the refusal names for making
+        one (an oversight workspace is made by ``rfr oversight init``)."""
         path = directory / HEADER_NAME
         if not directory.is_dir():
-            raise WorkspaceError(
-                f"workspace {directory} does not exist: create it with 'rfr workspace init {directory}'"
-            )
+            raise WorkspaceError(f"workspace {directory} does not exist: create it with '{made_by} {directory}'")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:

@@ -31,8 +31,10 @@ def run_application() -> int:
     take_all()
     try:
         from engine.terminal import TerminalConfig
+        from engine.workspace import WorkspaceHeader
 
         config = TerminalConfig.resolve()
+        WorkspaceHeader.read(config.workspace)  # no workspace there: one line now, not an unlock screen that fails
         from rfr_tui.app import RfrApp
 
         RfrApp(config=config).run()

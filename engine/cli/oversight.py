@@ -137,20 +137,25 @@ def register(sub: Any) -> None:
     report.set_defaults(handler=_report)
 
 
-def _options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def add_workspace_options(parser: argparse.ArgumentParser) -> None:
+    """Where the oversight workspace and its keys are: the same options for ``rfr oversight`` and ``rfr-oversight``."""
+    parser.add_argument(
         "--workspace", type=Path, metavar="DIR", help="the oversight workspace (RFR_OVERSIGHT_WORKSPACE)"
     )
-    common.add_argument(
+    parser.add_argument(
         "--key-file",
         type=Path,
         metavar="PATH",
         help="its key file (RFR_OVERSIGHT_WORKSPACE_KEY_FILE; else a passphrase)",
     )
-    common.add_argument(
+    parser.add_argument(
         "--audit-key-file", type=Path, metavar="PATH", help="its audit signing key file (RFR_OVERSIGHT_AUDIT_KEY_FILE)"
     )
+
+
+def _options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    add_workspace_options(common)
     common.add_argument("--json", action="store_true", help="machine-readable output")
     return common
 
@@ -161,7 +166,8 @@ def _actor(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _config(args: argparse.Namespace) -> Any:
+def workspace_config(args: argparse.Namespace) -> Any:
+    """The oversight's configuration from ``add_workspace_options``' options and the environment."""
     from engine.oversight.service import OversightConfig
 
     return OversightConfig.resolve(
@@ -173,7 +179,7 @@ def _config(args: argparse.Namespace) -> Any:
 def _opened(args: argparse.Namespace) -> Iterator[Any]:
     from engine.oversight.service import Oversight
 
-    oversight = Oversight.open(_config(args), scrypt=terminal_cli.SCRYPT)
+    oversight = Oversight.open(workspace_config(args), scrypt=terminal_cli.SCRYPT)
     try:
         yield oversight
     finally:

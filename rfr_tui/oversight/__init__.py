@@ -30,18 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         "read the findings and the terminals, and make the FR Technology Board's quarterly report. The workspace "
         "opens with its key file, or with its passphrase typed on the first screen.",
     )
-    parser.add_argument(
-        "--workspace", type=Path, metavar="DIR", help="the oversight workspace (RFR_OVERSIGHT_WORKSPACE)"
-    )
-    parser.add_argument(
-        "--key-file",
-        type=Path,
-        metavar="PATH",
-        help="its key file (RFR_OVERSIGHT_WORKSPACE_KEY_FILE; else a passphrase)",
-    )
-    parser.add_argument(
-        "--audit-key-file", type=Path, metavar="PATH", help="its audit signing key file (RFR_OVERSIGHT_AUDIT_KEY_FILE)"
-    )
+    from engine.cli.oversight import add_workspace_options
+
+    add_workspace_options(parser)
     parser.add_argument(
         "--private-key",
         type=Path,
@@ -64,11 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     take_all()  # no secret stays in the environment for a child to inherit
     try:
-        from engine.oversight.service import OversightConfig
+        from engine.cli.oversight import workspace_config
+        from engine.workspace import WorkspaceHeader
 
-        config = OversightConfig.resolve(
-            {"workspace": args.workspace, "key_file": args.key_file, "audit_key_file": args.audit_key_file}
-        )
+        config = workspace_config(args)
+        WorkspaceHeader.read(config.workspace, made_by="rfr oversight init")  # no workspace: one line, no screen
         private = args.private_key or (Path(value) if (value := os.environ.get(PRIVATE_KEY_ENV)) else None)
         from rfr_tui.oversight.app import OversightApp
 
