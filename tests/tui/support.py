@@ -10,6 +10,9 @@ from PIL import Image, ImageDraw
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from rfr_tui.desk import Desk
+from tests.terminals import PASSWORD
+
 T = TypeVar("T")
 
 # A drawn face (no photograph is copied into the repository): 240x300, face box and the five
@@ -63,3 +66,22 @@ async def poll(pilot: Pilot[Any], condition: Callable[[], bool], seconds: float 
             return
         await pilot.pause(0.02)
     raise AssertionError("the screen did not get there in time")
+
+
+def signed_in_then(
+    username: str, steps: Callable[[Pilot[Any]], Awaitable[None]]
+) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    """A snapshot's ``run_before``: ``username`` signed in on either desk (terminal or oversight), then ``steps``,
+    then every worker done and the screen settled."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, Desk)
+        await pilot.pause()
+        app.signed_in(app.accounts.login(username, PASSWORD))
+        await pilot.pause()
+        await steps(pilot)
+        await workers_done(pilot)
+        await settle(pilot)
+
+    return run_before

@@ -46,7 +46,7 @@ from rfr_tui.widgets.state_label import StateLabel, Tone
 from tests.synthetic import synthetic_jpeg, write_subject_folders
 from tests.terminals import PASSWORD, make_terminal, provision
 from tests.tui.support import poll as until
-from tests.tui.support import run, settle
+from tests.tui.support import run, settle, signed_in_then
 from tests.tui.support import workers_done as done
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -665,20 +665,6 @@ def snapshot_app(world: World, high_contrast: bool) -> RfrApp:
     return app
 
 
-def signed_in_then(steps: Callable[[Pilot[Any]], Awaitable[None]]) -> Callable[[Pilot[Any]], Awaitable[None]]:
-    async def run_before(pilot: Pilot[Any]) -> None:
-        app = pilot.app
-        assert isinstance(app, RfrApp)
-        await pilot.pause()
-        app.signed_in(app.terminal.sign_in("ann", PASSWORD))
-        await pilot.pause()
-        await steps(pilot)
-        await done(pilot)
-        await settle(pilot)
-
-    return run_before
-
-
 class TestSnapshots:
     @THEMES
     def test_verified_with_the_head_to_record(
@@ -692,7 +678,7 @@ class TestSnapshots:
             screen.show_verdict(result, "this terminal's own audit key")
 
         app = snapshot_app(closed_cases, high_contrast)
-        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then(steps))
+        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then("ann", steps))
 
     @THEMES
     def test_failed_after_tampering(self, snap_compare: Any, tmp_path: Path, high_contrast: bool) -> None:
@@ -709,7 +695,7 @@ class TestSnapshots:
 
         with world.terminal:
             app = snapshot_app(world, high_contrast)
-            assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then(steps))
+            assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then("ann", steps))
 
     @THEMES
     def test_choosing_the_public_key_file(self, snap_compare: Any, closed_cases: World, high_contrast: bool) -> None:
@@ -743,7 +729,7 @@ class TestSnapshots:
             await filter_by(pilot, "f", "case.approve")
 
         app = snapshot_app(closed_cases, high_contrast)
-        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then(steps))
+        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then("ann", steps))
 
     @THEMES
     def test_one_event_in_full(self, snap_compare: Any, closed_cases: World, high_contrast: bool) -> None:
@@ -765,7 +751,7 @@ class TestSnapshots:
             pilot.app.push_screen(EventDetails(event))
 
         app = snapshot_app(closed_cases, high_contrast)
-        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then(steps))
+        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then("ann", steps))
 
     @pytest.mark.parametrize("tab", ["o", "a", "l", "t"], ids=["outcomes", "every-figure", "libraries", "tables"])
     @THEMES
@@ -776,4 +762,4 @@ class TestSnapshots:
             await pilot.press(tab)
 
         app = snapshot_app(closed_cases, high_contrast)
-        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then(steps))
+        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then("ann", steps))

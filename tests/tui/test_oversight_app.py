@@ -43,7 +43,7 @@ from rfr_tui.widgets.file_chooser import Place
 from rfr_tui.widgets.state_label import StateLabel, Tone
 from tests.oversight.history import PASSPHRASE, TERMINAL, Clock, World, at, expected_q3, run_history
 from tests.terminals import FAST, PASSWORD, provision
-from tests.tui.support import poll, run, settle
+from tests.tui.support import poll, run, signed_in_then
 from tests.tui.support import workers_done as done
 
 SIZE = (120, 40)
@@ -547,22 +547,6 @@ def test_the_app_opens_the_workspace_from_its_configuration_with_a_passphrase(tm
 # ---- snapshots ----------------------------------------------------------------------------------------
 
 
-def signed_in_then(
-    desk: Desk, steps: Callable[[Pilot[Any]], Awaitable[None]]
-) -> Callable[[Pilot[Any]], Awaitable[None]]:
-    async def run_before(pilot: Pilot[Any]) -> None:
-        app = pilot.app
-        assert isinstance(app, OversightApp)
-        await pilot.pause()
-        app.signed_in(desk.oversight.accounts.login("olive", PASSWORD))
-        await pilot.pause()
-        await steps(pilot)
-        await done(pilot)
-        await settle(pilot)
-
-    return run_before
-
-
 class TestSnapshots:
     @THEMES
     def test_import_results(self, snap_compare: Any, desk: Desk, high_contrast: bool) -> None:
@@ -574,7 +558,7 @@ class TestSnapshots:
             screen._run(desk.key, PASSPHRASE)
 
         app = desk.app(high_contrast=high_contrast)
-        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then(desk, steps))
+        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then("olive", steps))
 
     @THEMES
     def test_findings_with_a_gap(self, snap_compare: Any, desk: Desk, high_contrast: bool) -> None:
@@ -584,7 +568,7 @@ class TestSnapshots:
             await pilot.press("f")
 
         app = desk.app(high_contrast=high_contrast)
-        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then(desk, steps))
+        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then("olive", steps))
 
     @pytest.mark.parametrize("tab", ["s", "c"], ids=["summary", "charts"])
     @THEMES
@@ -597,4 +581,4 @@ class TestSnapshots:
             await pilot.press(tab)
 
         app = desk.app(high_contrast=high_contrast)
-        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then(desk, steps))
+        assert snap_compare(app, terminal_size=SIZE, run_before=signed_in_then("olive", steps))
