@@ -90,7 +90,7 @@ _CASE_COLUMNS_SETTABLE = frozenset(
         "ended_reason",
     }
 )
-# States a case can be withdrawn from: anything before adjudication is complete.
+# States a case expires in when left waiting (the policy's retention periods).
 _EXPIRING = (CaseState.DRAFT, CaseState.SUBMITTED, CaseState.APPROVED, CaseState.SEARCHED, CaseState.PEER_REVIEW)
 
 
