@@ -398,12 +398,17 @@ def quarter_of(day: date) -> tuple[date, date]:
     return start, end
 
 
+def quarter_label_of(day: date) -> str:
+    """The calendar quarter holding ``day``, as the figures name it: ``2026Q3``."""
+    return f"{day.year:04d}Q{(day.month - 1) // 3 + 1}"
+
+
 def quarter_label(at: str) -> str:
     """The calendar quarter (UTC) of an audit event time such as ``2026-08-15T10:00:00.000000Z``: ``2026Q3``."""
     year, month = int(at[0:4]), int(at[5:7])
     if not 1 <= month <= 12:
         raise ValueError(f"{at!r} is not an audit time")
-    return f"{year:04d}Q{(month - 1) // 3 + 1}"
+    return quarter_label_of(date(year, month, 1))
 
 
 def quarter_bounds(label: str) -> tuple[date, date]:
@@ -419,7 +424,7 @@ def quarters_between(since: date, until: date) -> list[str]:
     labels: list[str] = []
     day = since
     while day < until:
-        labels.append(f"{day.year:04d}Q{(day.month - 1) // 3 + 1}")
+        labels.append(quarter_label_of(day))
         day = quarter_of(day)[1]
     return labels
 

@@ -28,7 +28,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static, TabbedContent, TabPane
 
-from engine.casework.monitoring import MIN_RECORDS, quarter_bounds, quarter_of
+from engine.casework.monitoring import MIN_RECORDS, quarter_bounds, quarter_label_of, quarter_of
 from engine.oversight.report import (
     INTELLIGENCE_LEAD,
     BoardReport,
@@ -68,14 +68,10 @@ TABS = {
 # ---- the period ------------------------------------------------------------------------------------
 
 
-def label_of(day: date) -> str:
-    return f"{day.year:04d}Q{(day.month - 1) // 3 + 1}"
-
-
 def last_ended_quarter(today: date) -> str:
     """The quarter before the one holding ``today``: the last the Board can review whole."""
     start, _ = quarter_of(today)
-    return label_of(start - timedelta(days=1))
+    return quarter_label_of(start - timedelta(days=1))
 
 
 def period_of(text: str) -> Period:
@@ -88,7 +84,7 @@ def stepped(text: str, step: int) -> str:
     if _YEAR.match(text):
         return str(int(text) + step)
     start, end = quarter_bounds(text)
-    return label_of(end if step > 0 else start - timedelta(days=1))
+    return quarter_label_of(end if step > 0 else start - timedelta(days=1))
 
 
 # ---- what the screen shows, from the engine's report ---------------------------------------------------
