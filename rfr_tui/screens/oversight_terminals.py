@@ -17,7 +17,7 @@ from rfr_tui.text import plain_cell
 from rfr_tui.widgets.state_label import Tone
 
 COLUMNS: tuple[tuple[str, int | None], ...] = (
-    ("Terminal", 12),
+    ("Terminal", 26),  # a terminal's name whole: it names its bundles, and is often long
     ("Registered", 14),
     ("Accepted to", 11),
     ("Last event", 11),
