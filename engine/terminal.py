@@ -35,6 +35,7 @@ import yaml
 from engine import audit
 from engine.audit.access import AuditAccess, pending_key_path
 from engine.audit.export import AuditExport
+from engine.casework.export import ReportSealing, read_report_recipients
 from engine.casework.monitoring import bundle_figures
 from engine.casework.service import Casework, SweepReport
 from engine.errors import AuditError, ConfigError, RfrError
@@ -60,6 +61,8 @@ _ENV = {
     "name": "RFR_TERMINAL_NAME",
     "policy_file": "RFR_POLICY",
     "oversight_key_file": "RFR_OVERSIGHT_KEY_FILE",
+    "media_key_file": "RFR_MEDIA_KEY_FILE",
+    "report_recipients_file": "RFR_REPORT_RECIPIENTS_FILE",
     "force": "RFR_FORCE",
     "groups": "RFR_GROUPS",
 }
@@ -73,10 +76,21 @@ _FILE_KEYS = {
     "models": "models_dir",
     "policy": "policy_file",
     "oversight_key_file": "oversight_key_file",
+    "media_key_file": "media_key_file",
+    "report_recipients_file": "report_recipients_file",
     "force": "force",
     "groups": "groups",
 }
-_PATHS = {"workspace", "key_file", "audit_key_file", "models_dir", "policy_file", "oversight_key_file"}
+_PATHS = {
+    "workspace",
+    "key_file",
+    "audit_key_file",
+    "models_dir",
+    "policy_file",
+    "oversight_key_file",
+    "media_key_file",
+    "report_recipients_file",
+}
 
 
 @dataclass(frozen=True)
@@ -85,9 +99,10 @@ class TerminalConfig:
 
     Resolved from, in order: what the caller gives (command-line options), the environment
     (``RFR_WORKSPACE``, ``RFR_KEY_FILE``, ``RFR_AUDIT_KEY_FILE``, ``RFR_DEVICE``, ``RFR_MODELS``,
-    ``RFR_TERMINAL_NAME``, ``RFR_POLICY``, ``RFR_OVERSIGHT_KEY_FILE``), and the configuration file
-    (``RFR_CONFIG``, else ``/etc/rfr/terminal.yaml`` when it exists). ``key_file`` None means the workspace opens
-    with a passphrase (``RFR_PASSPHRASE`` or a prompt, typed by an engineer at boot). ``force`` and
+    ``RFR_TERMINAL_NAME``, ``RFR_POLICY``, ``RFR_OVERSIGHT_KEY_FILE``, ``RFR_MEDIA_KEY_FILE``,
+    ``RFR_REPORT_RECIPIENTS_FILE``), and the configuration file (``RFR_CONFIG``, else
+    ``/etc/rfr/terminal.yaml`` when it exists). ``key_file`` None means the workspace opens with a
+    passphrase (``RFR_PASSPHRASE`` or a prompt, typed by an engineer at boot). ``force`` and
     ``groups`` (``RFR_FORCE``, ``RFR_GROUPS``) say which packages from the central unit are for this
     terminal: its force, and the terminal groups it belongs to (comma-separated). A terminal with
     no force applies none.
@@ -102,6 +117,10 @@ class TerminalConfig:
     policy_file: Path | None = None
     oversight_key_file: Path | None = None
     """The oversight's X25519 public key (PEM) that audit bundles are encrypted to (``rfr audit export``)."""
+    media_key_file: Path | None = None
+    """The force's media key, which opens the sealed packages on removable media (``rfr central keys media-key``)."""
+    report_recipients_file: Path | None = None
+    """The age public keys Match Reports are encrypted to; without it, each export asks for a passphrase."""
     force: str | None = None
     groups: tuple[str, ...] = ()
 
@@ -380,6 +399,7 @@ class Terminal:
             self.libraries,
             force=config.force,
             groups=config.groups,
+            media_key_file=config.media_key_file,
             identity=faces.identity,
             policy=lambda: self.policy,
             adopt_policy=self._adopt_policy,
@@ -478,6 +498,19 @@ class Terminal:
 
     def user(self, session: Session) -> User:
         return self.accounts.check(session)
+
+    # ---- Match Reports leave encrypted --------------------------------------------------------
+
+    @property
+    def report_needs_passphrase(self) -> bool:
+        """True when no recipients are configured for Match Reports: each export is encrypted with a passphrase."""
+        return self.config.report_recipients_file is None
+
+    def report_sealing(self, passphrase: str | None = None) -> ReportSealing:
+        """How this terminal encrypts a Match Report: to its configured recipients, else with ``passphrase``."""
+        if self.config.report_recipients_file is not None:
+            return ReportSealing(read_report_recipients(self.config.report_recipients_file))
+        return ReportSealing(passphrase=passphrase)
 
     # ---- the policy, applied by the terminal itself ---------------------------------------------
 

@@ -86,3 +86,12 @@ def said(error: BaseException, fallback: str) -> str:
 def counted(n: int, noun: str, plural: str | None = None) -> str:
     """``1 bundle``, ``2 bundles``: a count with its noun agreeing (``plural`` when it is not the noun with an s)."""
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
+def sentence(text: str) -> str:
+    """The engine's one-line message as a sentence on screen (capital first, full stop last)."""
+    text = " ".join(text.split())
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."

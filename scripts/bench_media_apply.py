@@ -51,7 +51,7 @@ _FILL = 16 << 20
 
 
 def _kdf() -> Any:
-    from engine.central.keys import Kdf
+    from engine.central.sealed import Kdf
 
     return Kdf(n=2**14)  # the keys' passphrase cost is not what is measured
 
@@ -72,6 +72,7 @@ def _config(work: Path) -> Any:
         name="BENCH-TERMINAL",
         force=FORCE,
         groups=(GROUP,),
+        media_key_file=work / "ws.media-key",
     )
 
 
@@ -101,16 +102,18 @@ def build_library_medium(work: Path, size: int, image_bytes: int) -> dict[str, A
     )
     generated = time.monotonic() - started
     repo = Repository.create_or_open(work / "repo")
+    keys = KeyRing(work / "keys", lambda: PASSPHRASE, lambda _n, _p: ROOT_PASSPHRASE)
     started = time.monotonic()
     built = build_library(
         repo,
         Target(FORCE, (GROUP,), "benchmark: a whole library"),
         LibraryTarget("custody"),
+        media_key=keys.media_key(),
         enrolment=work / "enrolment",
         passphrase=lambda: PASSPHRASE,
     )
     shutil.rmtree(work / "source")  # the images are in the repository's targets now
-    repo.sign(KeyRing(work / "keys", lambda: PASSPHRASE, lambda _n, _p: ROOT_PASSPHRASE))
+    repo.sign(keys)
     return {
         "targets": built.blobs + 1,
         "images": images,
@@ -164,10 +167,13 @@ def build_models_medium(work: Path, size: int) -> dict[str, Any]:
     (folder / "manifest.yaml").write_text(yaml.safe_dump(pins))
     generated = time.monotonic() - started
     repo = Repository.create_or_open(work / "repo")
+    keys = KeyRing(work / "keys", lambda: PASSPHRASE, lambda _n, _p: ROOT_PASSPHRASE)
     started = time.monotonic()
-    built = build_models(repo, Target(FORCE, (GROUP,), "benchmark: one large target"), folder)
+    built = build_models(
+        repo, Target(FORCE, (GROUP,), "benchmark: one large target"), folder, media_key=keys.media_key()
+    )
     shutil.rmtree(folder)
-    repo.sign(KeyRing(work / "keys", lambda: PASSPHRASE, lambda _n, _p: ROOT_PASSPHRASE))
+    repo.sign(keys)
     return {
         "targets": built.blobs + 1,
         "images": 0,
@@ -179,12 +185,14 @@ def build_models_medium(work: Path, size: int) -> dict[str, Any]:
 
 def make_terminal(work: Path) -> None:
     """A terminal of force-a with one engineer, trusting the central unit's root (closed again)."""
+    from engine.central.keys import export_media_key
     from engine.security.keys import WorkspaceKey
     from engine.terminal import Terminal, face_provider
 
     config = _config(work)
     key = WorkspaceKey.generate()
     key.write_key_file(config.key_file)
+    export_media_key(work / "keys", PASSPHRASE, config.media_key_file)  # as an engineer installs it
     with Terminal.create(config, key, faces=face_provider(config), scrypt=_scrypt()) as terminal:
         terminal.accounts.bootstrap_engineer("benchmarker", ENGINEER_PASSWORD)
         session = terminal.accounts.login("benchmarker", ENGINEER_PASSWORD)

@@ -10,7 +10,15 @@ Typical use (``engine.terminal.Terminal`` assembles ``cases``)::
     cases.close(alice, case.id)
 """
 
-from engine.casework.export import PLAINTEXT_WARNING, render_match_report, write_report_file
+from engine.casework.export import (
+    HOW_TO_OPEN,
+    REPORT_SUFFIX,
+    ReportSealing,
+    check_report_passphrase,
+    read_report_recipients,
+    render_match_report,
+    write_report_file,
+)
 from engine.casework.form import CheckStatus, CompletedAs, PreRfrCheckAnswer, ProbeSource, SubmissionForm
 from engine.casework.match_report import FACTORS, Factor, MatchReport
 from engine.casework.model import (
@@ -40,7 +48,8 @@ from engine.casework.service import (
 
 __all__ = [
     "FACTORS",
-    "PLAINTEXT_WARNING",
+    "HOW_TO_OPEN",
+    "REPORT_SUFFIX",
     "Advice",
     "ApprovedLibrary",
     "CandidateView",
@@ -63,11 +72,14 @@ __all__ = [
     "ProbeSource",
     "ProbeView",
     "ReportMaterial",
+    "ReportSealing",
     "Review",
     "SearchResult",
     "SubmissionForm",
     "SweepReport",
+    "check_report_passphrase",
     "probe_template",
+    "read_report_recipients",
     "render_match_report",
     "write_report_file",
 ]

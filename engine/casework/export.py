@@ -1,9 +1,16 @@
-"""The Match Report as a printable, self-contained HTML document.
+"""The Match Report as a printable, self-contained HTML document, which leaves the terminal only encrypted.
 
-Both images are embedded as data URIs, so the file needs nothing else to print. That also
-means the file is plaintext biometric and personal data by nature: it is written only where
-the officer says, never over an existing file, readable by its owner only (mode 0600), and
-the command warns. Every export is audited by ``Casework.report_material``.
+Both images are embedded as data URIs, so the document needs nothing else to print; that also
+makes it biometric and personal data, so it is never written in plaintext. The file written is
+the document encrypted in the age format (age-encryption.org/v1, ``pyrage``: bindings to rage,
+the reference Rust implementation), which the receiving unit opens with ``age`` or ``rage``:
+
+- to the public keys (``age1...``) of the people or units who may open Match Reports, when the
+  terminal is given them (``report_recipients_file``): nobody at the terminal can open it again;
+- else with a passphrase the officer chooses (at least 12 characters) and passes on separately.
+
+It is written only where the officer says, never over an existing file, readable by its owner
+only (mode 0600). Every export is audited by ``Casework.report_material``.
 """
 
 from __future__ import annotations
@@ -11,21 +18,85 @@ from __future__ import annotations
 import base64
 import html
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.casework.model import Case, CaseCandidate
 from engine.casework.service import ReportMaterial
-from engine.errors import CaseError, RfrError
+from engine.errors import CaseError, ConfigError, RfrError
+from engine.files import read_regular_file
 from engine.policy import Policy
 from engine.scoring import UNCALIBRATED, LibrarySize, ScoreView, meaning_for_model
 from engine.scoring.applicability import probe_caveats
 from engine.scoring.meaning import SIMILARITY_NOTE
 from engine.version import software_version
 
-PLAINTEXT_WARNING = (
-    "the Match Report file holds the Probe Image and reference images unencrypted: keep it on approved, "
-    "encrypted media and destroy it when no longer needed"
-)
+REPORT_SUFFIX = ".html.age"
+MIN_REPORT_PASSPHRASE = 12
+MAX_RECIPIENTS_FILE = 64 * 1024
+HOW_TO_OPEN = "open it on the receiving machine with age or rage: age -d -o report.html FILE"
+
+
+@dataclass(frozen=True)
+class ReportSealing:
+    """How an exported Match Report is encrypted: to the force's recipients, else with the officer's passphrase."""
+
+    recipients: tuple[str, ...] = ()
+    passphrase: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.recipients:
+            if self.passphrase is None:
+                raise CaseError("a Match Report is only exported encrypted: give a passphrase to encrypt it with")
+            check_report_passphrase(self.passphrase)
+
+    def seal(self, data: bytes) -> bytes:
+        import pyrage  # only when a report is exported: a native library the terminal otherwise never needs
+
+        if self.recipients:
+            return bytes(pyrage.encrypt(data, [pyrage.x25519.Recipient.from_str(r) for r in self.recipients]))
+        assert self.passphrase is not None
+        return bytes(pyrage.passphrase.encrypt(data, self.passphrase))
+
+    def describe(self) -> str:
+        if self.recipients:
+            count = len(self.recipients)
+            return f"encrypted to the {count} recipient{'' if count == 1 else 's'} configured for Match Reports"
+        return "encrypted with the passphrase you chose: pass it on separately, never with the file"
+
+
+def check_report_passphrase(passphrase: str) -> None:
+    if len(passphrase) < MIN_REPORT_PASSPHRASE:
+        raise CaseError(
+            f"the Match Report passphrase is too short: use at least {MIN_REPORT_PASSPHRASE} characters "
+            "(a sentence is fine); nothing was written"
+        )
+
+
+def read_report_recipients(path: Path) -> tuple[str, ...]:
+    """The age public keys (``age1...``, one a line; ``#`` comments) Match Reports are encrypted to."""
+    import pyrage
+
+    raw = read_regular_file(
+        Path(path), limit=MAX_RECIPIENTS_FILE, what="Match Report recipients file", error=ConfigError
+    )
+    recipients = []
+    for number, line in enumerate(raw.decode("utf-8", "replace").splitlines(), start=1):
+        text = line.split("#", 1)[0].strip()
+        if not text:
+            continue
+        try:
+            pyrage.x25519.Recipient.from_str(text)
+        except pyrage.RecipientError:
+            raise ConfigError(
+                f"Match Report recipients file {path} line {number}: not an age public key (age1...): "
+                "give the public keys of those who may open Match Reports, one a line"
+            ) from None
+        recipients.append(text)
+    if not recipients:
+        raise ConfigError(f"Match Report recipients file {path} names no recipient: give at least one age1... key")
+    return tuple(recipients)
+
 
 _STYLE = """
 body { font-family: "DejaVu Sans", Arial, sans-serif; font-size: 11pt; margin: 2em; color: #000; }
@@ -261,9 +332,10 @@ def _match_section(candidate: CaseCandidate, probe_uri: str | None, reference_ur
     )
 
 
-def write_report_file(path: Path, text: str) -> Path:
-    """Write the report to a new file, owner-readable only; never over an existing file."""
+def write_report_file(path: Path, text: str, sealing: ReportSealing) -> Path:
+    """Write the report, encrypted, to a new file, owner-readable only; never over an existing file."""
     path = Path(path)
+    data = sealing.seal(text.encode("utf-8"))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except FileExistsError:
@@ -273,7 +345,6 @@ def write_report_file(path: Path, text: str) -> Path:
     except OSError as exc:
         raise CaseError(f"cannot create {path}: {exc.strerror or exc}") from None
     try:
-        data = text.encode("utf-8")
         written = 0
         while written < len(data):
             written += os.write(fd, data[written:])

@@ -36,8 +36,8 @@ import dask
 from distributed import Client, LocalCluster, WorkerPlugin, as_completed, get_worker
 
 from engine.central import CentralError
-from engine.central.keys import DEFAULT_KDF, Kdf
 from engine.central.outputs import EnrolmentManifest, EnrolmentOutput, Outcome
+from engine.central.sealed import DEFAULT_KDF, Kdf
 from engine.library.enrol import FaceAnalyzer, Skipped, read_reference_image, reference_template
 
 PLUGIN_NAME = "rfr-face-engine"

@@ -20,13 +20,11 @@ and never overwritten. ``DIR/public-keys.json`` lists every role's public key an
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
 import re
 import secrets
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,12 +38,16 @@ from tuf.api.metadata import Metadata, Root
 from tuf.api.serialization.json import JSONSerializer
 
 from engine.central import CentralError
+from engine.central.sealed import DEFAULT_KDF, Kdf, SealingKey
 from engine.files import fsync_dir, read_regular_file, write_new_file
+from engine.media.sealing import KEY_BYTES, MediaKey
 
 ONLINE_ROLES = ("timestamp", "snapshot", "targets", "library", "accounts", "models")
 DELEGATED_ROLES = ("library", "accounts", "models")
 TOP_ROLES = ("root", "timestamp", "snapshot", "targets")
 PUBLIC_KEYS = "public-keys.json"
+MEDIA_KEY = "media-key.json"
+_MEDIA_KEY_FORMAT = "rfr central media key 1"
 FIRST_ROOT = "1.root.json"
 KEY_SUFFIX = ".key.pem"
 MIN_PASSPHRASE = 12
@@ -57,28 +59,6 @@ _ROOT_FILE = re.compile(r"^root-([1-9])\.key\.pem$")
 
 PassphraseFor = Callable[[int, Path], str]
 """Asked for root key ``i`` (its number and file): the passphrase of the person holding it."""
-
-
-@dataclass(frozen=True)
-class Kdf:
-    """How a passphrase is stretched into a key file's PEM password (scrypt; the terminal's cost by default)."""
-
-    n: int = 2**17
-    r: int = 8
-    p: int = 1
-
-    def __post_init__(self) -> None:
-        if not (2**10 <= self.n <= 2**20 and self.n & (self.n - 1) == 0 and 1 <= self.r <= 32 and 1 <= self.p <= 16):
-            raise CentralError(f"scrypt cost n={self.n} r={self.r} p={self.p} is out of range")
-
-    def derive(self, passphrase: str, salt: bytes) -> bytes:
-        secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
-        return hashlib.scrypt(
-            secret, salt=salt, n=self.n, r=self.r, p=self.p, dklen=32, maxmem=256 * self.r * self.n + (1 << 20)
-        )
-
-
-DEFAULT_KDF = Kdf()
 
 
 def check_passphrase(passphrase: str, what: str) -> None:
@@ -226,6 +206,13 @@ class KeyRing:
         self._root_files = tuple(root_key_files)
         self._derived: dict[tuple[bytes, Kdf], bytes] = {}
         self._signers: dict[str, CryptoSigner] = {}
+        self._media_key: MediaKey | None = None
+
+    def media_key(self) -> MediaKey:
+        """The force's media key, which seals every target a package puts on the media (central passphrase)."""
+        if self._media_key is None:
+            self._media_key = open_media_key(self.directory, self._passphrase())
+        return self._media_key
 
     def signer(self, role: str) -> CryptoSigner:
         """The signer of an online role, checked against the public keys file."""
@@ -278,10 +265,12 @@ class KeysMade:
     public: PublicKeys
     root_file: Path
     root_expires: datetime
+    media_key_id: str
 
     def to_json(self) -> dict[str, Any]:
         return {
             "directory": str(self.directory),
+            "media_key_id": self.media_key_id,
             "root_threshold": self.public.root_threshold,
             "keyids": {role: [k.keyid for k in keys] for role, keys in self.public.keys.items()},
             "root": str(self.root_file),
@@ -333,6 +322,8 @@ def init_keys(
         _write_key_file(directory / key_file_name("root", number), "root", private, password, salt, kdf)
         root_signers.append(CryptoSigner(private))
     keys["root"] = [s.public_key for s in root_signers]
+    media_key = MediaKey.generate()
+    _write_media_key(directory, media_key, passphrase, kdf)
     public = PublicKeys({role: tuple(keys[role]) for role in (*TOP_ROLES, *DELEGATED_ROLES)}, root_threshold)
     write_new_file(
         directory / PUBLIC_KEYS,
@@ -348,7 +339,51 @@ def init_keys(
     root_file = directory / FIRST_ROOT
     write_new_file(root_file, root_bytes(root), what="root metadata", error=CentralError, mode=0o644)
     fsync_dir(directory)
-    return KeysMade(directory, public, root_file, root.signed.expires)
+    return KeysMade(directory, public, root_file, root.signed.expires, media_key.key_id)
+
+
+# The media key: sealed here under the central passphrase; terminals get it as a key file
+
+
+def _write_media_key(directory: Path, key: MediaKey, passphrase: str, kdf: Kdf) -> None:
+    sealing, header = SealingKey.create(passphrase, kdf)
+    sealed = sealing.seal("media-key", key.key_id.encode("ascii"), key.secret_bytes())
+    document = {"format": _MEDIA_KEY_FORMAT, "id": key.key_id, "kdf": header, "sealed": sealed.hex()}
+    write_new_file(
+        directory / MEDIA_KEY, json.dumps(document, indent=1).encode("ascii"), what="media key", error=CentralError
+    )
+
+
+def open_media_key(directory: Path, passphrase: str) -> MediaKey:
+    """The media key in the keys folder ``directory``, opened with the central passphrase."""
+    path = Path(directory) / MEDIA_KEY
+    if not path.exists():
+        raise CentralError(
+            f"key folder {directory} has no media key ({MEDIA_KEY}): make the keys with 'rfr central keys init'"
+        )
+    raw = read_regular_file(path, limit=_MAX_KEY_FILE, what="media key", error=CentralError, private=True)
+    try:
+        document = json.loads(raw)
+        if document["format"] != _MEDIA_KEY_FORMAT:
+            raise ValueError
+        key_id, header, sealed = str(document["id"]), document["kdf"], bytes.fromhex(str(document["sealed"]))
+    except (ValueError, KeyError, TypeError):
+        raise CentralError(f"{path} is not a central media key file: restore it from the keys' backup") from None
+    secret = SealingKey.open(passphrase, header, str(path)).unseal(
+        "media-key", key_id.encode("ascii"), sealed, str(path)
+    )
+    if len(secret) != KEY_BYTES or MediaKey(secret).key_id != key_id:
+        raise CentralError(f"{path} does not hold the media key it names: restore it from the keys' backup")
+    return MediaKey(secret)
+
+
+def export_media_key(directory: Path, passphrase: str, out: Path) -> MediaKey:
+    """Write the terminals' media key file ``out`` (new, 0600): installed on each of the force's terminals."""
+    key = open_media_key(directory, passphrase)
+    if Path(out).exists():
+        raise CentralError(f"{out} already exists: choose a new file; it is never overwritten")
+    key.write_key_file(Path(out))
+    return key
 
 
 def new_root(public: PublicKeys, expires: datetime) -> Metadata[Root]:

@@ -33,8 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.central import CentralError
-from engine.central.keys import DEFAULT_KDF, Kdf
-from engine.central.sealed import SealingKey, remove_temporaries, write_atomic
+from engine.central.sealed import DEFAULT_KDF, Kdf, SealingKey, remove_temporaries, write_atomic
 from engine.errors import MetadataError
 from engine.files import read_regular_file, write_new_file
 from engine.library.index import NDIM

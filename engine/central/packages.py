@@ -10,13 +10,16 @@ validates it) and ``build_models`` (a models folder, checked against its own man
   apply library deltas in order, with no gap);
 - validates its manifest by parsing it back with the terminal's own reader (``parse_manifest``),
   so what is built is what a terminal accepts;
-- writes the manifest and blobs as hash-named targets into the media folder and records the
-  package as pending; ``Repository.sign`` then signs it (nothing unsigned is trusted by terminals).
+- seals the manifest and every blob with the force's media key (``engine.media.sealing``: nothing
+  on a medium is readable without it; blobs are named by a keyed hash of their content), writes
+  them as targets into the media folder and records the package as pending; ``Repository.sign``
+  then signs it (nothing unsigned is trusted by terminals).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import secrets
 from collections.abc import Callable, Sequence
@@ -50,6 +53,7 @@ from engine.media.format import (
     blob_path,
     parse_manifest,
 )
+from engine.media.sealing import MediaKey
 from engine.security.users import DEFAULT_SCRYPT, ScryptParams, hash_password, parse_roles, validate_username
 
 _PASSWORD_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"  # noqa: S105 (no 0/o, 1/l: read aloud or copied by hand)
@@ -111,6 +115,7 @@ def _next_sequence(repo: Repository, stream: str, asked: int | None, *, in_order
 
 def _finish(
     repo: Repository,
+    media_key: MediaKey,
     manifest: Manifest,
     blobs: dict[str, bytes],
     summary: dict[str, Any],
@@ -122,8 +127,9 @@ def _finish(
 ) -> BuiltPackage:
     """Validate the manifest with the terminal's reader, write targets, then the ledger and the pending record.
 
-    ``written``: targets already put in the repository while the package was built (a library's images,
-    written one at a time so that a package of any size is built in bounded memory): (length, sha256).
+    ``blobs`` are plaintext, sealed here. ``written``: targets already sealed and put in the repository while
+    the package was built (a library's images, one at a time so that a package of any size is built in
+    bounded memory): (length, sha256 of the sealed file).
     """
     data = manifest.to_bytes()
     if len(data) > MAX_MANIFEST_BYTES:
@@ -138,12 +144,13 @@ def _finish(
     targets: dict[str, tuple[int, str]] = {}
     size = 0
     for path in manifest.blobs():
-        length, sha256 = written[path] if written and path in written else repo.put_target(path, blobs[path])
-        if blob_path(sha256) != path:
-            raise CentralError(f"blob {path} does not hash to its own name")
+        if written and path in written:
+            length, sha256 = written[path]
+        else:
+            length, sha256 = repo.put_target(path, media_key.seal(path, blobs[path]))
         targets[path] = (length, sha256)
         size += length
-    targets[manifest.path] = repo.put_target(manifest.path, data)
+    targets[manifest.path] = repo.put_target(manifest.path, media_key.seal(manifest.path, data))
     if before_commit is not None:
         before_commit()
     ledger = repo.ledger()
@@ -157,7 +164,13 @@ def _finish(
     repo.add_pending(Pending(manifest.stream, manifest.sequence, ROLE_OF_KIND[manifest.kind], manifest.path, targets))
     repo.save_ledger(ledger)  # last: a crash before it leaves the sequence free, and stray targets unsigned
     return BuiltPackage(
-        manifest.kind, manifest.stream, manifest.sequence, manifest.path, len(targets) - 1, size + len(data), summary
+        manifest.kind,
+        manifest.stream,
+        manifest.sequence,
+        manifest.path,
+        len(targets) - 1,
+        size + targets[manifest.path][0],
+        summary,
     )
 
 
@@ -215,6 +228,7 @@ def build_library(
     target: Target,
     library: LibraryTarget,
     *,
+    media_key: MediaKey,
     enrolment: Path | None,
     passphrase: Callable[[], str],
     removals: Sequence[str] = (),
@@ -241,11 +255,11 @@ def build_library(
             if already is not None:
                 raise CentralError(f"enrolment {enrolment} was already packaged as {already}: it is never sent twice")
             model_id, model_sha256 = output.header.model_id, output.header.model_sha256
-            subjects, vectors, skipped = _library_additions(output, repo, written)
+            subjects, vectors, skipped = _library_additions(output, repo, media_key, written)
             if vectors:
                 array = np.ascontiguousarray(np.stack(vectors).astype("<f4"))
                 data = array.tobytes()
-                templates = blob_path(_sha(data))
+                templates = blob_path(media_key.name_of(data))
                 blobs[templates] = data
             summary |= {
                 "subjects_added": len(subjects),
@@ -277,7 +291,9 @@ def build_library(
             entry["library_kind"] = library.kind
             entry["model"] = {"model_id": model_id, "sha256": model_sha256}
 
-        return _finish(repo, manifest, blobs, summary, ledger_update=remember, enrolment=enrolment_id, written=written)
+        return _finish(
+            repo, media_key, manifest, blobs, summary, ledger_update=remember, enrolment=enrolment_id, written=written
+        )
 
 
 def _stream_model(repo: Repository, stream: str) -> tuple[str, str]:
@@ -290,18 +306,16 @@ def _stream_model(repo: Repository, stream: str) -> tuple[str, str]:
 
 
 def _sha(data: bytes) -> str:
-    import hashlib
-
     return hashlib.sha256(data).hexdigest()
 
 
 def _library_additions(
-    output: EnrolmentOutput, repo: Repository, written: dict[str, tuple[int, str]]
+    output: EnrolmentOutput, repo: Repository, media_key: MediaKey, written: dict[str, tuple[int, str]]
 ) -> tuple[list[SubjectEntry], list[Any], dict[str, int]]:
     """Subjects with their enrolled images (bytes re-read and checked against the enrolled hash), in manifest order.
 
-    Each image is put in the repository as a target as soon as it is read and checked (``written``), so
-    memory holds one image at a time, not the package: a force's first load is many gigabytes.
+    Each image is sealed and put in the repository as a target as soon as it is read and checked (``written``),
+    so memory holds one image at a time, not the package: a force's first load is many gigabytes.
     """
     manifest = output.manifest()
     meta = manifest.metadata
@@ -327,8 +341,8 @@ def _library_additions(
                 f"image {row.path} changed since it was enrolled: enrol it again (a new enrolment) before packaging"
             )
         seen.add(outcome.sha256)
-        blob = blob_path(outcome.sha256)
-        written[blob] = repo.put_target(blob, data)
+        blob = blob_path(media_key.name_of(data))
+        written[blob] = repo.put_target(blob, media_key.seal(blob, data))
         fields = meta.image(row.reference, row.image)
         images.setdefault(row.reference, []).append(
             ImageEntry(
@@ -492,6 +506,7 @@ def build_accounts(
     changes: Sequence[AccountChange],
     removals: Sequence[str],
     *,
+    media_key: MediaKey,
     passwords_out: Path | None,
     sequence: int | None = None,
     scrypt: ScryptParams = DEFAULT_SCRYPT,
@@ -533,13 +548,15 @@ def build_accounts(
                 write_new_file(passwords_out, (note + lines).encode(), what="first passwords file", error=CentralError)
 
         summary = {"users_changed": len(users), "users_removed": len(removals), "first_passwords": len(handed)}
-        return _finish(repo, manifest, {}, summary, before_commit=hand_over)
+        return _finish(repo, media_key, manifest, {}, summary, before_commit=hand_over)
 
 
 # Policy
 
 
-def build_policy(repo: Repository, target: Target, policy_file: Path, *, sequence: int | None = None) -> BuiltPackage:
+def build_policy(
+    repo: Repository, target: Target, policy_file: Path, *, media_key: MediaKey, sequence: int | None = None
+) -> BuiltPackage:
     """A policy version: the file as the terminal will validate it (``engine.policy.load_policy_text``)."""
     from engine.policy.loader import MAX_POLICY_BYTES, load_policy_text
 
@@ -552,15 +569,17 @@ def build_policy(repo: Repository, target: Target, policy_file: Path, *, sequenc
         raise CentralError(exc.diagnostics()) from None
     with repo.locked():
         number = _next_sequence(repo, "policy", sequence, in_order=False)
-        blob = blob_path(_sha(data))
+        blob = blob_path(media_key.name_of(data))
         manifest = _manifest("policy", "policy", number, target, policy=PolicyUpdate(policy.version, blob))
-        return _finish(repo, manifest, {blob: data}, {"policy_version": policy.version})
+        return _finish(repo, media_key, manifest, {blob: data}, {"policy_version": policy.version})
 
 
 # Models
 
 
-def build_models(repo: Repository, target: Target, models_dir: Path, *, sequence: int | None = None) -> BuiltPackage:
+def build_models(
+    repo: Repository, target: Target, models_dir: Path, *, media_key: MediaKey, sequence: int | None = None
+) -> BuiltPackage:
     """A complete models folder: manifest.yaml and every file it pins, each checked against it."""
     from engine.errors import ModelError
     from engine.faces.models import Manifest as ModelManifest
@@ -576,13 +595,14 @@ def build_models(repo: Repository, target: Target, models_dir: Path, *, sequence
     files["manifest.yaml"] = read_regular_file(
         models_dir / "manifest.yaml", limit=1 << 20, what="model manifest", error=CentralError
     )
-    blobs = {blob_path(_sha(data)): data for data in files.values()}
-    pairs = tuple(sorted((name, blob_path(_sha(data))) for name, data in files.items()))
+    named = {name: blob_path(media_key.name_of(data)) for name, data in files.items()}
+    blobs = {named[name]: data for name, data in files.items()}
+    pairs = tuple(sorted(named.items()))
     with repo.locked():
         number = _next_sequence(repo, "models", sequence, in_order=False)
         manifest = _manifest("models", "models", number, target, models=ModelsUpdate(MODEL_ID, pairs))
         summary = {"model_id": MODEL_ID, "model_sha256": pins.model_sha256("face_resnet"), "files": len(files)}
-        return _finish(repo, manifest, blobs, summary)
+        return _finish(repo, media_key, manifest, blobs, summary)
 
 
 def parse_expiry_date(text: str) -> str:

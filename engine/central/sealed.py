@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,30 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from engine.central import CentralError
-from engine.central.keys import DEFAULT_KDF, Kdf
 from engine.files import fsync_dir
+
+
+@dataclass(frozen=True)
+class Kdf:
+    """How a passphrase is stretched into a key file's PEM password (scrypt; the terminal's cost by default)."""
+
+    n: int = 2**17
+    r: int = 8
+    p: int = 1
+
+    def __post_init__(self) -> None:
+        if not (2**10 <= self.n <= 2**20 and self.n & (self.n - 1) == 0 and 1 <= self.r <= 32 and 1 <= self.p <= 16):
+            raise CentralError(f"scrypt cost n={self.n} r={self.r} p={self.p} is out of range")
+
+    def derive(self, passphrase: str, salt: bytes) -> bytes:
+        secret = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+        return hashlib.scrypt(
+            secret, salt=salt, n=self.n, r=self.r, p=self.p, dklen=32, maxmem=256 * self.r * self.n + (1 << 20)
+        )
+
+
+DEFAULT_KDF = Kdf()
+
 
 MAGIC = b"RFRSEAL1"
 _NONCE = 12

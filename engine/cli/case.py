@@ -11,12 +11,11 @@ Superintendent, you are Inspector``.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from engine.casework import (
-    PLAINTEXT_WARNING,
+    HOW_TO_OPEN,
     Case,
     CaseState,
     MatchReport,
@@ -27,13 +26,17 @@ from engine.casework import (
 )
 from engine.casework.form import CheckStatus
 from engine.cli import emit
+from engine.cli.secret_input import read_secret
 from engine.cli.terminal import acting, actor_option, terminal_options
 from engine.errors import ImageError, UsageError
 from engine.files import read_regular_file
 from engine.library.enrol import MAX_IMAGE_BYTES
 from engine.scoring import INTELLIGENCE_LEAD, ScoreView, meaning_for_model, scoring_text
+from engine.security.environment import take_secret
 from engine.security.users import Session
 from engine.terminal import Terminal
+
+REPORT_PASSPHRASE_ENV = "RFR_REPORT_PASSPHRASE"  # noqa: S105 (the variable's name, not a secret)
 
 
 def register(sub: Any) -> None:
@@ -123,9 +126,21 @@ def register(sub: Any) -> None:
     review.add_argument("--reason", required=True, metavar="TEXT")
     review.set_defaults(handler=_peer_review)
 
-    report = commands.add_parser("report", help="export the Match Report as printable HTML", parents=[common])
+    report = commands.add_parser(
+        "report",
+        help="export the Match Report (printable HTML), encrypted",
+        description=(
+            "Writes the Match Report, a printable HTML document holding the Probe Image and the reference images, "
+            "encrypted in the age format: to the public keys in the terminal's 'report_recipients_file' when it is "
+            f"configured, else with a passphrase ({REPORT_PASSPHRASE_ENV} or asked twice; at least 12 characters) "
+            f"to pass on separately. {HOW_TO_OPEN[0].upper()}{HOW_TO_OPEN[1:]}."
+        ),
+        parents=[common],
+    )
     report.add_argument("case", metavar="CASE")
-    report.add_argument("--out", required=True, type=Path, metavar="FILE", help="new file to write (mode 0600)")
+    report.add_argument(
+        "--out", required=True, type=Path, metavar="FILE", help="new file to write, e.g. CASE.html.age (mode 0600)"
+    )
     actor_option(report)
     report.set_defaults(handler=_report)
 
@@ -341,15 +356,30 @@ def _close(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     out: Path = args.out
+    given = take_secret(REPORT_PASSPHRASE_ENV)  # out of the environment before anything else runs
     with acting(args) as (terminal, session):
+        passphrase = given
+        if terminal.report_needs_passphrase and passphrase is None:
+            passphrase = read_secret(
+                REPORT_PASSPHRASE_ENV,
+                "Passphrase for the Match Report file: ",
+                confirm=True,
+                what="Match Report passphrase",
+            )
+        sealing = terminal.report_sealing(passphrase)  # a passphrase too short is refused before anything is done
         material = terminal.cases.report_material(session, args.case, str(out.absolute()))
         text = render_match_report(material, terminal.policy)
-    write_report_file(out, text)
-    sys.stderr.write(f"rfr: warning: {PLAINTEXT_WARNING}\n")
+        write_report_file(out, text, sealing)
     emit(
         args,
-        {"case": material.case.id, "report": str(out.absolute()), "viable_matches": len(material.case.viable)},
-        f"Match Report for case {material.case.id} written to {out.absolute()} (mode 0600).",
+        {
+            "case": material.case.id,
+            "report": str(out.absolute()),
+            "viable_matches": len(material.case.viable),
+            "encrypted": "recipients" if sealing.recipients else "passphrase",
+        },
+        f"Match Report for case {material.case.id} written to {out.absolute()} (mode 0600), "
+        f"{sealing.describe()}; {HOW_TO_OPEN}.",
     )
     return 0
 

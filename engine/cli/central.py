@@ -61,6 +61,21 @@ def register(sub: Any) -> None:
     renew.add_argument("--json", action="store_true", help="machine-readable output")
     renew.set_defaults(handler=_renew_root)
 
+    media_key = keys.add_parser(
+        "media-key",
+        help="write the force's media key file for its terminals (their 'media_key_file')",
+        description=(
+            "Every target on the media is sealed with the force's media key (made by 'keys init', kept in the keys "
+            "folder under the central passphrase). Terminals open packages with it: write it to a new file (0600) "
+            "and install that file on each of the force's terminals, readable by the rfr service account only, "
+            "as their 'media_key_file' (RFR_MEDIA_KEY_FILE). Carry it apart from the media."
+        ),
+    )
+    media_key.add_argument("--keys", required=True, type=Path, metavar="DIR", help="the keys folder")
+    media_key.add_argument("--out", required=True, type=Path, metavar="FILE", help="a new file for the media key")
+    media_key.add_argument("--json", action="store_true", help="machine-readable output")
+    media_key.set_defaults(handler=_media_key)
+
     enrol = commands.add_parser(
         "enrol",
         help="templates for a manifest of custody images, on a Dask cluster (restartable)",
@@ -94,6 +109,9 @@ def register(sub: Any) -> None:
         help="build a library, accounts, policy or models package into the repository (signed by 'sign')",
     )
     build.add_argument("--repo", required=True, type=Path, metavar="REPO", help="the central repository folder")
+    build.add_argument(
+        "--keys", required=True, type=Path, metavar="DIR", help="the keys folder (its media key seals the package)"
+    )
     build.add_argument("--kind", required=True, choices=("library", "accounts", "policy", "models"))
     build.add_argument("--force", required=True, metavar="FORCE", help="the force the package is for")
     build.add_argument(
@@ -196,6 +214,8 @@ def _keys_init(args: argparse.Namespace) -> int:
         f"Root: {made.public.root_threshold} of {len(made.public.keys['root'])} root keys; expires "
         f"{made.root_expires:%Y-%m-%d}.",
         f"Give terminals {made.root_file} ('rfr media trust'); move each root key offline to its holder.",
+        f"Media key {made.media_key_id} (sealed in the keys folder): write its terminal file with "
+        "'rfr central keys media-key'.",
     ]
     emit(args, made.to_json(), "\n".join(lines))
     return 0
@@ -205,6 +225,19 @@ def _key_ring(args: argparse.Namespace) -> Any:
     from engine.central.keys import KeyRing
 
     return KeyRing(args.keys, _Passphrase(), _root_passphrase, getattr(args, "root_key", ()) or ())
+
+
+def _media_key(args: argparse.Namespace) -> int:
+    _take_central_secrets()
+    from engine.central.keys import export_media_key
+
+    key = export_media_key(args.keys, _Passphrase()(), args.out)
+    text = (
+        f"Media key {key.key_id} written to {args.out} (0600). Install it on each of the force's terminals as "
+        "their 'media_key_file', readable by the rfr service account only; carry it apart from the media."
+    )
+    emit(args, {"media_key_id": key.key_id, "out": str(args.out)}, text)
+    return 0
 
 
 def _renew_root(args: argparse.Namespace) -> int:
@@ -268,9 +301,12 @@ def _need(args: argparse.Namespace, kind: str, *names: str) -> None:
 def _build(args: argparse.Namespace) -> int:
     _take_central_secrets()
     from engine.central import packages
+    from engine.central.keys import KeyRing
     from engine.central.repository import Repository
 
     target = packages.Target(args.force, tuple(args.group), args.description)
+    passphrase = _Passphrase()
+    media_key = KeyRing(args.keys, passphrase).media_key()
     repo = Repository.create_or_open(args.repo)
     if args.kind == "library":
         _need(args, "library", "library")
@@ -291,8 +327,9 @@ def _build(args: argparse.Namespace) -> int:
             repo,
             target,
             library,
+            media_key=media_key,
             enrolment=args.enrolment,
-            passphrase=_Passphrase(),
+            passphrase=passphrase,
             removals=removals,
             sequence=args.sequence,
         )
@@ -300,14 +337,20 @@ def _build(args: argparse.Namespace) -> int:
         _need(args, "accounts", "users")
         changes, removals = packages.read_accounts(args.users)
         built = packages.build_accounts(
-            repo, target, changes, removals, passwords_out=args.first_passwords_out, sequence=args.sequence
+            repo,
+            target,
+            changes,
+            removals,
+            media_key=media_key,
+            passwords_out=args.first_passwords_out,
+            sequence=args.sequence,
         )
     elif args.kind == "policy":
         _need(args, "policy", "policy")
-        built = packages.build_policy(repo, target, args.policy, sequence=args.sequence)
+        built = packages.build_policy(repo, target, args.policy, media_key=media_key, sequence=args.sequence)
     else:
         _need(args, "models", "models")
-        built = packages.build_models(repo, target, args.models, sequence=args.sequence)
+        built = packages.build_models(repo, target, args.models, media_key=media_key, sequence=args.sequence)
     details = ", ".join(f"{k} {v}" for k, v in built.summary.items() if not isinstance(v, dict))
     text = (
         f"Built {built.kind} package {built.sequence} of stream {built.stream} ({built.blobs} blobs, "

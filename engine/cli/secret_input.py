@@ -17,15 +17,15 @@ PASSWORD_ENV = "RFR_PASSWORD"  # noqa: S105 (the variable's name, not a secret)
 NEW_PASSWORD_ENV = "RFR_NEW_PASSWORD"  # noqa: S105
 
 
-def read_secret(env_name: str, prompt: str, *, confirm: bool = False) -> str:
+def read_secret(env_name: str, prompt: str, *, confirm: bool = False, what: str = "password") -> str:
     """A secret from the environment, else a prompt at a terminal (asked twice when ``confirm``)."""
     value = take_secret(env_name)
     if value is None:
         if not sys.stdin.isatty():
-            raise UsageError(f"no password: set {env_name}, or run from a terminal to be asked")
+            raise UsageError(f"no {what}: set {env_name}, or run from a terminal to be asked")
         value = getpass.getpass(prompt)
         if confirm and getpass.getpass("Repeat it: ") != value:
-            raise UsageError("the two passwords differ: nothing was changed")
+            raise UsageError(f"the two {what}s differ: nothing was changed")
     if not value:
-        raise UsageError(f"the password is empty (set {env_name} or type it when asked)")
+        raise UsageError(f"the {what} is empty (set {env_name} or type it when asked)")
     return value

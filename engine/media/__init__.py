@@ -1,7 +1,8 @@
 """Removable media: signed packages from the central unit, verified with The Update Framework, applied atomically.
 
 A package is a TUF repository on the media (``metadata/`` with every root version and
-consistent-snapshot metadata, ``targets/`` with files named by their hash). The terminal runs
+consistent-snapshot metadata, ``targets/`` with files named by their hash, each sealed with the
+force's media key: ``engine.media.sealing``). The terminal runs
 ``tuf.ngclient.Updater`` from its pinned root through a fetcher that reads the mounted media
 safely; the package's own content (``engine.media.format``) is checked, staged encrypted on the
 workspace's disk, and switched in one workspace transaction.

@@ -4,7 +4,9 @@
    take is checked before a byte is copied (``check_free_space``).
 2. Staging: each file a package needs is read from the medium once, in one streaming pass:
    its length counted (more than TUF's signed length is endless data, refused at once), its
-   hashes computed (every algorithm TUF's target information names) and its bytes encrypted
+   hashes computed (every algorithm TUF's target information names, over the sealed bytes),
+   its seal opened with the force's media key (``engine.media.sealing``) and its name checked
+   against the keyed hash of what it held, and its bytes encrypted under the workspace key
    into the staging folder (``engine.media.staging``), fsynced. Memory stays bounded by the
    chunk size whatever the file's size; images (at most ``MAX_IMAGE_BYTES``) are also decoded
    as they are copied, as enrolment decodes what it stores. A models package's files are then
@@ -32,6 +34,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +71,12 @@ from engine.media.reader import (
     MediaReading,
     Progress,
     central_accounts,
+    check_blob_name,
     policy_from_package,
     target_file_path,
     tuf_refusal,
 )
+from engine.media.sealing import MediaKey
 from engine.media.staging import LockedFolder, StagingArea
 from engine.media.trust import store_state
 from engine.policy import Policy
@@ -224,6 +229,21 @@ def _image_owners(reading: MediaReading) -> dict[str, tuple[str, str, str]]:
     return owners
 
 
+def _pins(reading: MediaReading) -> dict[str, tuple[str, str]]:
+    """blob -> (the refusal, the sha256 its content must have): images (their manifest's) and model files (pinned)."""
+    pins = dict(reading.model_pins)
+    for package in reading.to_apply:
+        lib = package.manifest.library if package.manifest is not None else None
+        for subject in lib.add if lib is not None else ():
+            for image in subject.images:
+                refusal = (
+                    f"package {package.package_id}: image {image.blob} of {subject.reference} is not the image "
+                    "whose sha256 its manifest states"
+                )
+                pins[image.blob] = (refusal, image.sha256)
+    return pins
+
+
 def stage(
     ws: Workspace,
     reading: MediaReading,
@@ -236,6 +256,7 @@ def stage(
     check_free_space(ws, reading)
     staged = Staged(StagingArea(ws))
     owners = _image_owners(reading)
+    pins = _pins(reading)
     total = reading.total_bytes
     done = 0
     try:
@@ -249,7 +270,7 @@ def stage(
                         raise MediaRefused("applying was cancelled: nothing was changed")
                     say(MediaProgress("copying", before + n, total, path))
 
-                size = _copy(media, target, staged, owners.get(path), step)
+                size = _copy(media, reading.media_key, target, staged, owners.get(path), pins.get(path), step)
                 done += size
         say(MediaProgress("copying", total, total, "done"))
         _write_model_folders(ws, reading, staged)
@@ -262,20 +283,42 @@ def stage(
 
 def _copy(
     media: MediaFolder,
+    media_key: MediaKey,
     target: TargetFile,
     staged: Staged,
     image: tuple[str, str, str] | None,
+    pin: tuple[str, str] | None,
     step: Callable[[int], None],
 ) -> int:
-    """Stream one target from the medium into staging: length, hashes and encryption in the same pass."""
+    """Stream one target from the medium into staging: length, hashes, opening and encryption in the same pass."""
     try:
         hashers = {algo: hashlib.new(algo) for algo in target.hashes}
     except ValueError:
         raise MediaRefused(f"{target.path} is signed with a hash this terminal does not know: medium refused") from None
     name = target.path.removeprefix("blobs/")
     writer = staged.area.writer(name)
+    opener = media_key.opener(target.path)
+    # What the content must be: the sha256 a manifest pins (an image's, a model file's), else its keyed name.
+    namer = media_key.namer() if pin is None else hashlib.sha256()
     collected = bytearray() if image is not None else None
     length = 0
+    unopened: list[
+        MediaRefused
+    ] = []  # TUF's verdict on the sealed bytes comes first: the hashes are checked at the end
+
+    def keep(open_next: Callable[[], bytes]) -> None:
+        if unopened:
+            return
+        try:
+            plain = open_next()
+        except MediaRefused as exc:
+            unopened.append(exc)
+            return
+        namer.update(plain)
+        writer.write(plain)
+        if collected is not None:
+            collected.extend(plain)
+
     try:
         for chunk in media.read_chunks(target_file_path(target), target.length):
             length += len(chunk)
@@ -286,9 +329,7 @@ def _copy(
                 )
             for hasher in hashers.values():
                 hasher.update(chunk)
-            writer.write(chunk)
-            if collected is not None:
-                collected += chunk
+            keep(partial(opener.feed, chunk))
             step(length)
         if length != target.length:
             raise tuf_refusal(
@@ -297,6 +338,13 @@ def _copy(
         for algo, hasher in hashers.items():
             if hasher.hexdigest() != target.hashes[algo]:
                 raise tuf_refusal(tuf_errors.LengthOrHashMismatchError(f"{target.path}: its {algo} differs"))
+        keep(opener.finish)
+        if unopened:
+            raise unopened[0]
+        if pin is None:
+            check_blob_name(target.path, namer.hexdigest())
+        elif namer.hexdigest() != pin[1]:
+            raise PackageRejected(pin[0])
         writer.finish()
     except FileNotFoundError:
         writer.abort()

@@ -6,7 +6,8 @@ and unknown keys, rollback, freeze (expiry, judged by the terminal's clock), mix
 lengths and hashes, endless data, malformed metadata and root rotation are TUF's refusals,
 each turned into one plain line here. Then what TUF leaves to us: the signed issue time
 against the terminal's time floor; each manifest found on the medium fetched through TUF's
-verified target information and parsed (``engine.media.format``); and the plan: which packages
+verified target information, opened with the force's media key (``engine.media.sealing``) and
+parsed (``engine.media.format``); and the plan: which packages
 are for this terminal (force, terminal groups, face model), which are next in their stream
 (sequence numbers only increase; library deltas apply in order with no gap; a package whose
 sequence was applied already with other content is a new signature over an old package, and is
@@ -42,6 +43,7 @@ from engine.media.format import (
     manifest_path,
     parse_manifest,
 )
+from engine.media.sealing import MediaKey, sealed_length
 from engine.media.trust import capture_folder, load_state, metadata_folder
 from engine.policy import Policy
 from engine.policy.loader import MAX_POLICY_BYTES, load_policy_text
@@ -225,7 +227,9 @@ class MediaReading:
     blobs: dict[str, TargetFile] = field(repr=False)
     captured: dict[str, tuple[int, bytes]] = field(repr=False)
     streams_at_read: dict[str, tuple[int, str]] = field(repr=False)
+    media_key: MediaKey = field(repr=False)
     preloaded: dict[str, bytes] = field(default_factory=dict, repr=False)
+    model_pins: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def to_apply(self) -> list[FoundPackage]:
@@ -394,6 +398,7 @@ def read_medium(
     scope: Scope,
     accounts: Accounts,
     policy: Policy,
+    media_key: MediaKey,
     *,
     session: Session,
     progress: Progress | None = None,
@@ -430,13 +435,13 @@ def read_medium(
         found: list[FoundPackage] = []
         for i, (path, stream, sequence) in enumerate(candidates):
             say(MediaProgress("verifying", i, len(candidates), path))
-            found.append(_fetch(updater, media, path, stream, sequence))
+            found.append(_fetch(updater, media, media_key, path, stream, sequence))
 
         def target_of(path: str) -> TargetFile:
             return _blob_target(updater, path)
 
         def fetch_small(path: str, limit: int) -> bytes:
-            return _read_small(media, target_of(path), limit)
+            return open_blob(media_key, path, _read_small(media, target_of(path), sealed_length(limit)))
 
         planner = _Planner(ws, scope, accounts, session, policy, target_of, fetch_small)
         packages = planner.plan(found)
@@ -465,7 +470,9 @@ def read_medium(
         blobs={path: t for path, t in blobs.items() if path not in planner.preloaded},
         captured=captured,
         streams_at_read=planner.streams,
+        media_key=media_key,
         preloaded=planner.preloaded,
+        model_pins=planner.model_pins,
     )
     if not reading.to_apply:
         if not packages:
@@ -490,7 +497,9 @@ def _only_delegates(captured: dict[str, tuple[int, bytes]]) -> None:
         )
 
 
-def _fetch(updater: Updater, media: MediaFolder, path: str, stream: str, sequence: int) -> FoundPackage:
+def _fetch(
+    updater: Updater, media: MediaFolder, media_key: MediaKey, path: str, stream: str, sequence: int
+) -> FoundPackage:
     try:
         target = updater.get_targetinfo(path)
     except (tuf_errors.RepositoryError, tuf_errors.DownloadError) as exc:
@@ -498,7 +507,7 @@ def _fetch(updater: Updater, media: MediaFolder, path: str, stream: str, sequenc
     if target is None:
         return FoundPackage(path, stream, sequence, Status.OTHER, "on the medium but not signed by the central unit")
     try:
-        data = _read_small(media, target, MAX_MANIFEST_BYTES)
+        data = media_key.open(path, _read_small(media, target, sealed_length(MAX_MANIFEST_BYTES)))
     except FileNotFoundError:
         return FoundPackage(path, stream, sequence, Status.REFUSED, "signed, but its manifest is not on the medium")
     try:
@@ -519,28 +528,39 @@ def _blob_target(updater: Updater, path: str) -> TargetFile:
         raise tuf_refusal(exc) from None
     if target is None:
         raise PackageRejected(f"it names {path}, which is not signed on this medium")
-    if target.hashes.get("sha256") != path.removeprefix("blobs/"):
-        raise PackageRejected(f"{path} is signed with another sha256 than its name: a blob is named by its hash")
     return target
+
+
+def open_blob(media_key: MediaKey, path: str, sealed: bytes) -> bytes:
+    """A whole blob opened, and checked against its name (the keyed hash of its content)."""
+    data = media_key.open(path, sealed)
+    check_blob_name(path, media_key.name_of(data))
+    return data
+
+
+def check_blob_name(path: str, name: str) -> None:
+    """Refuse a blob whose content is not what its name, which the manifest gives, pins."""
+    if path.removeprefix("blobs/") != name:
+        raise PackageRejected(f"{path} does not hold the content its name pins: a blob is named by its content")
 
 
 def _check_sizes(manifest: Manifest, blobs: dict[str, TargetFile]) -> None:
     if manifest.library is not None:
         lib = manifest.library
-        if lib.templates is not None and blobs[lib.templates].length != lib.template_rows * NDIM * 4:
+        if lib.templates is not None and blobs[lib.templates].length != sealed_length(lib.template_rows * NDIM * 4):
             raise PackageRejected(
-                f"its template array is {blobs[lib.templates].length:,} bytes, not {lib.template_rows} templates "
-                f"of {NDIM} float32 values"
+                f"its template array is {blobs[lib.templates].length:,} bytes sealed, not {lib.template_rows} "
+                f"templates of {NDIM} float32 values"
             )
         for subject in lib.add:
             for image in subject.images:
-                if blobs[image.blob].length > MAX_IMAGE_BYTES:
+                if blobs[image.blob].length > sealed_length(MAX_IMAGE_BYTES):
                     raise PackageRejected(f"image {image.blob} of {subject.reference} is larger than any image taken")
-    if manifest.policy is not None and blobs[manifest.policy.blob].length > MAX_POLICY_BYTES:
+    if manifest.policy is not None and blobs[manifest.policy.blob].length > sealed_length(MAX_POLICY_BYTES):
         raise PackageRejected("its policy file is larger than any policy")
     if manifest.models is not None:
         for name, blob in manifest.models.files:
-            if blobs[blob].length > MAX_MODEL_FILE_BYTES:
+            if blobs[blob].length > sealed_length(MAX_MODEL_FILE_BYTES):
                 raise PackageRejected(f"model file {name} is larger than any model this terminal loads")
 
 
@@ -577,6 +597,7 @@ class _Planner:
         self.target_of = target_of
         self.fetch_small = fetch_small
         self.preloaded: dict[str, bytes] = {}  # small blobs read (once) while planning: policy files
+        self.model_pins: dict[str, tuple[str, str]] = {}  # model file blob -> (refusal, sha256 its manifest.yaml pins)
         rows = ws.query("SELECT stream, sequence, manifest_sha256 FROM media_streams")
         self.streams: dict[str, tuple[int, str]] = {str(r[0]): (int(r[1]), str(r[2])) for r in rows}
         self.applied = {
@@ -680,8 +701,10 @@ class _Planner:
             digest = pinned.get(name)
             if digest is None:
                 raise PackageRejected(f"model file {name} is not pinned by its {MODEL_MANIFEST}")
-            if digest.sha256 != blob.removeprefix("blobs/") or digest.size != self.target_of(blob).length:
+            if sealed_length(digest.size) != self.target_of(blob).length:
                 raise PackageRejected(f"model file {name} does not meet the pin in its {MODEL_MANIFEST}")
+            # Its content is checked as it is copied (only the sealed length can be checked now).
+            self.model_pins[blob] = (f"model file {name} does not meet the pin in its {MODEL_MANIFEST}", digest.sha256)
         missing = sorted(set(pinned) - set(files))
         if missing:
             raise PackageRejected(f"it lacks {missing[0]}, which its {MODEL_MANIFEST} pins")

@@ -22,6 +22,7 @@ from engine.library.store import get_library_by_id
 from engine.media.apply import MODELS_DIR, ApplyResult, apply_staged, stage
 from engine.media.fetcher import MediaRefused
 from engine.media.reader import MediaProgress, MediaReading, Progress, Scope, read_medium
+from engine.media.sealing import MediaKey, read_media_key_file
 from engine.media.staging import sweep, sweep_folders
 from engine.media.trust import MAX_ROOT_BYTES, TrustInfo, install_root, trust_info
 from engine.policy import Policy
@@ -122,6 +123,7 @@ class Media:
         *,
         force: str | None,
         groups: tuple[str, ...],
+        media_key_file: Path | None,
         identity: Callable[[], tuple[str, str]],
         policy: Callable[[], Policy],
         adopt_policy: Callable[[Policy], None],
@@ -131,6 +133,7 @@ class Media:
         self._libraries = libraries
         self.force = force
         self.groups = groups
+        self._media_key_file = media_key_file
         self._identity = identity
         self._policy = policy
         self._adopt_policy = adopt_policy
@@ -165,8 +168,25 @@ class Media:
         """Verify the medium and plan its packages for this terminal (nothing is written to the workspace)."""
         self._engineer(session, "reading removable media")
         return read_medium(
-            self._ws, Path(medium), self.scope(), self._accounts, self._policy(), session=session, progress=progress
+            self._ws,
+            Path(medium),
+            self.scope(),
+            self._accounts,
+            self._policy(),
+            self.media_key(),
+            session=session,
+            progress=progress,
         )
+
+    def media_key(self) -> MediaKey:
+        """The force's media key, read from its key file each time a medium is read (it may have been replaced)."""
+        if self._media_key_file is None:
+            raise MediaRefused(
+                "no media key configured, so no package can be opened: install the force's media key file from the "
+                "central unit ('rfr central keys media-key') and set 'media_key_file' in the terminal configuration "
+                "(or RFR_MEDIA_KEY_FILE)"
+            )
+        return read_media_key_file(self._media_key_file)
 
     def apply(
         self,

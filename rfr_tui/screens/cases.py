@@ -26,13 +26,15 @@ from textual.worker import get_current_worker
 
 from engine.audit.clock import parse_utc
 from engine.casework import (
-    PLAINTEXT_WARNING,
+    HOW_TO_OPEN,
+    REPORT_SUFFIX,
     Case,
     CaseState,
     CaseStep,
     Decision,
     Outcome,
     SearchResult,
+    check_report_passphrase,
     render_match_report,
     write_report_file,
 )
@@ -41,6 +43,7 @@ from engine.library.enrol import load_rgb
 from engine.policy import Policy
 from rfr_tui.dialogs.confirm import ConfirmDialog
 from rfr_tui.dialogs.error import ErrorDialog
+from rfr_tui.dialogs.new_secret import NewSecretDialog
 from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.base import RfrScreen
 from rfr_tui.text import plain, plain_cell
@@ -753,23 +756,51 @@ class CaseScreen(RfrScreen):
         dialog = file_chooser.FileChooserDialog.save(
             places,
             title=f"Export the Match Report of case {self.case_id}",
-            purpose=f"Choose the folder and the file name. Warning: {PLAINTEXT_WARNING}.",
-            name=f"{self.case_id}-match-report.html",
+            purpose=(
+                "Choose the folder and the file name. The Match Report holds the Probe Image and the reference "
+                "images: it is written encrypted, "
+                + (
+                    "with a passphrase you choose next."
+                    if self.terminal.report_needs_passphrase
+                    else "to the recipients configured for Match Reports."
+                )
+            ),
+            name=f"{self.case_id}-match-report{REPORT_SUFFIX}",
         )
         self.app.push_screen(dialog, self._export_to)
 
     def _export_to(self, path: Path | None) -> None:
         if path is None:
             return
+        if not self.terminal.report_needs_passphrase:
+            self._export(path, None)
+            return
+
+        def typed(passphrase: str | None) -> None:
+            if passphrase is not None:
+                self._export(path, passphrase)
+
+        dialog = NewSecretDialog(
+            f"A passphrase for the Match Report of case {self.case_id}",
+            f"The file {path.name} is encrypted with this passphrase. Give it to the person who will open the file "
+            "separately, never with the file (by telephone, say).",
+            noun="passphrase",
+            check=check_report_passphrase,
+        )
+        self.app.push_screen(dialog, typed)
+
+    def _export(self, path: Path, passphrase: str | None) -> None:
         session, terminal, case_id = self.session, self.terminal, self.case_id
 
-        def export() -> Path:
+        def export() -> tuple[Path, str]:
+            sealing = terminal.report_sealing(passphrase)
             material = terminal.cases.report_material(session, case_id, str(path))
-            return write_report_file(path, render_match_report(material, terminal.policy))
+            return write_report_file(path, render_match_report(material, terminal.policy), sealing), sealing.describe()
 
-        def exported(written: Path) -> None:
-            self._say(f"Match Report written to {written} (readable by you only). Warning: {PLAINTEXT_WARNING}.")
-            self.app.notify(f"Warning: {PLAINTEXT_WARNING}.", title="Match Report exported", severity="warning")
+        def exported(result: tuple[Path, str]) -> None:
+            written, how = result
+            self._say(f"Match Report written to {written} (readable by you only), {how}. To read it, {HOW_TO_OPEN}.")
+            self.app.notify(f"{how[0].upper()}{how[1:]}.", title="Match Report exported")
             self.reload()
 
         self._run(f"Writing the Match Report of case {case_id}...", export, exported)

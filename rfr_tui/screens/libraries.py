@@ -40,12 +40,11 @@ from engine.library.store import Composition, Library, LibraryKind, PurgeRecord,
 from rfr_tui.dialogs.confirm import ConfirmDialog
 from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.base import RfrScreen
-from rfr_tui.screens.users import sentence
 from rfr_tui.text import plain, plain_cell, plain_line
 from rfr_tui.widgets.job_progress import JobProgress
 from rfr_tui.widgets.status_bar import StatusBar
 from rfr_tui.widgets.tick_list import TickList
-from rfr_tui.wording import said
+from rfr_tui.wording import said, sentence
 
 # Where the folder chooser starts: removable media first (USB drives mount under /media or
 # /run/media), then other mounts and the home folder. Only the places that exist are offered.

@@ -18,17 +18,17 @@ from typing import Any, ClassVar
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Footer, Input, Select, Static
+from textual.widgets import Button, DataTable, Input, Select, Static
 
 from engine.errors import RfrError
 from engine.security.users import AccountRequest, RequestKind, Role, User
 from rfr_tui.dialogs.confirm import ConfirmDialog
+from rfr_tui.dialogs.new_secret import NewSecretDialog
 from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.base import RfrScreen
 from rfr_tui.text import plain, plain_cell
 from rfr_tui.widgets.tick_list import TickList
-from rfr_tui.wording import for_a_person
+from rfr_tui.wording import for_a_person, sentence
 
 INTRO = (
     "Adding a user, changing roles and resetting a password take two engineers: one asks, and a different "
@@ -36,15 +36,6 @@ INTRO = (
     "Locking and unlocking take one engineer."
 )
 HAND_OVER = "Hand the password to them in person; they must change it when they first sign in."
-
-
-def sentence(text: str) -> str:
-    """The engine's one-line message as a sentence on screen (capital first, full stop last)."""
-    text = " ".join(text.split())
-    if not text:
-        return text
-    text = text[0].upper() + text[1:]
-    return text if text.endswith((".", "!", "?")) else text + "."
 
 
 def when(moment: datetime | None) -> str:
@@ -577,70 +568,14 @@ def _said(error: BaseException) -> str:
     return "This could not be done: try again, and tell an engineer if it happens again."
 
 
-class FirstPasswordDialog(ModalScreen[str | None]):
+class FirstPasswordDialog(NewSecretDialog):
     """The confirming engineer sets the first (temporary) password of a new account or a reset one."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="first_password.cancel"),
-    ]
-
     def __init__(self, request: AccountRequest) -> None:
-        super().__init__()
-        self._request = request
-
-    def compose(self) -> ComposeResult:
-        request = self._request
         what = "a new account" if request.kind is RequestKind.ADD else "a password reset"
-        with Vertical(classes="dialog dialog--first-password"):
-            yield Static(plain(f"Confirm {what}: set the first password"), classes="dialog--title")
-            yield Static(
-                plain(
-                    f"Request {request.id}, asked for by {request.requested_by}: {request.describe()}. You set the "
-                    f"first password of {request.username}. {HAND_OVER}"
-                ),
-                id="first-password-purpose",
-            )
-            yield Input(id="first", password=True, placeholder="First password", select_on_focus=False)
-            yield Input(id="repeat", password=True, placeholder="First password again", select_on_focus=False)
-            yield Static("", id="first-password-problem")
-            with Horizontal(classes="dialog--buttons"):
-                yield Button(plain("Confirm (Enter)"), id="submit", variant="primary")
-                yield Button(plain("Cancel (Esc)"), id="cancel", variant="default")
-        yield Footer()
-
-    def on_mount(self) -> None:
-        self.query_one("#first", Input).focus()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        if event.input.id == "first":
-            self.query_one("#repeat", Input).focus()
-        else:
-            self.submit()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "submit":
-            self.submit()
-        else:
-            self.action_cancel()
-
-    def submit(self) -> None:
-        first, repeat = self.query_one("#first", Input), self.query_one("#repeat", Input)
-        typed, again = first.value, repeat.value
-        first.value = repeat.value = ""
-        problem = self.query_one("#first-password-problem", Static)
-        if not typed:
-            problem.update(plain("Type the first password twice, or press Escape to cancel."))
-            first.focus()
-            return
-        if typed != again:
-            problem.update(plain("The two passwords differ: type them again."))
-            first.focus()
-            return
-        self.dismiss(typed)
-
-    def action_cancel(self) -> None:
-        self.query_one("#first", Input).value = ""
-        self.query_one("#repeat", Input).value = ""
-        self.dismiss(None)
+        super().__init__(
+            f"Confirm {what}: set the first password",
+            f"Request {request.id}, asked for by {request.requested_by}: {request.describe()}. You set the "
+            f"first password of {request.username}. {HAND_OVER}",
+            noun="first password",
+        )

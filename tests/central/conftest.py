@@ -10,7 +10,8 @@ import pytest
 from tuf.api.exceptions import DownloadHTTPError
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from engine.central.keys import Kdf, KeyRing, KeysMade, init_keys
+from engine.central.keys import KeyRing, KeysMade, init_keys
+from engine.central.sealed import Kdf
 
 PASSPHRASE = "central passphrase for tests"
 ROOT_PASSPHRASES = ("root one passphrase", "root two passphrase", "root three passphrase")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.central.keys import Kdf
 from engine.central.outputs import EnrolmentManifest, EnrolmentOutput, Outcome
+from engine.central.sealed import Kdf
 from engine.library.index import NDIM
 
 BASES = 8

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from tuf.api.metadata import Metadata, Root
 
 from engine.central import CentralError
-from engine.central.keys import DELEGATED_ROLES, ONLINE_ROLES, KeyRing, init_keys
+from engine.central.keys import DELEGATED_ROLES, ONLINE_ROLES, KeyRing, init_keys, open_media_key
 from engine.cli import main
 from tests.central.conftest import CHEAP, PASSPHRASE, ROOT_PASSPHRASES, key_ring, make_keys
 
@@ -20,7 +20,7 @@ def test_every_role_has_an_encrypted_owner_only_key_file_and_root_one_pins_them(
     made = make_keys(tmp_path / "keys", roots=3, threshold=2)
     files = sorted(p.name for p in (tmp_path / "keys").iterdir())
     assert files == sorted(
-        ["1.root.json", "public-keys.json", *(f"{r}.key.pem" for r in ONLINE_ROLES)]
+        ["1.root.json", "public-keys.json", "media-key.json", *(f"{r}.key.pem" for r in ONLINE_ROLES)]
         + [f"root-{i}.key.pem" for i in (1, 2, 3)]
     )
     for name in files:
@@ -31,6 +31,13 @@ def test_every_role_has_an_encrypted_owner_only_key_file_and_root_one_pins_them(
             assert "-----BEGIN ENCRYPTED PRIVATE KEY-----" in text and "BEGIN PRIVATE KEY" not in text
             with pytest.raises((TypeError, ValueError)):  # no password, no key
                 serialization.load_pem_private_key(text.encode(), None)
+    # The media key: sealed under the central passphrase (its 32 bytes appear nowhere), owner-only, opened by it.
+    media = tmp_path / "keys" / "media-key.json"
+    assert stat.S_IMODE(media.stat().st_mode) == 0o600
+    key = key_ring(tmp_path / "keys").media_key()
+    assert key.key_id == made.media_key_id and key.secret_bytes().hex() not in media.read_text()
+    with pytest.raises(CentralError, match="central passphrase does not open it"):
+        open_media_key(tmp_path / "keys", "another passphrase entirely")
     root = Metadata[Root].from_bytes((tmp_path / "keys" / "1.root.json").read_bytes())
     assert root.signed.version == 1 and root.signed.consistent_snapshot
     assert root.signed.roles["root"].threshold == 2 and len(root.signed.roles["root"].keyids) == 3

@@ -6,37 +6,49 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from tuf.api.metadata import Metadata, Timestamp
 
-from engine.central import CentralError
+from engine.central import CentralError, packages
 from engine.central.outputs import EnrolmentOutput
-from engine.central.packages import (
-    LibraryTarget,
-    Target,
-    build_accounts,
-    build_library,
-    build_models,
-    build_policy,
-    read_accounts,
-    read_removals,
-)
+from engine.central.packages import LibraryTarget, Target, read_accounts, read_removals
 from engine.central.repository import ISSUED_AT_FIELD, Expiry, Repository
 from engine.media.format import parse_manifest
+from engine.media.sealing import MediaKey, read_media_key_file
 from engine.policy.loader import default_policy_path
 from engine.security.users import PasswordHash, ScryptParams, verify_password
 from tests.central.conftest import PASSPHRASE, key_ring, make_keys, updater
 
 FORCE = Target("force-a", ("custody-suites",), "monthly media round")
 CHEAP_SCRYPT = ScryptParams(n=2**12)  # the terminal's cost (2**17) is a second per password
+MEDIA = MediaKey.generate()  # the force's media key: every package built here is sealed with it
+
+
+def build_library(*args: Any, **kwargs: Any) -> packages.BuiltPackage:
+    return packages.build_library(*args, media_key=MEDIA, **kwargs)
+
+
+def build_policy(*args: Any, **kwargs: Any) -> packages.BuiltPackage:
+    return packages.build_policy(*args, media_key=MEDIA, **kwargs)
+
+
+def build_accounts(*args: Any, **kwargs: Any) -> packages.BuiltPackage:
+    return packages.build_accounts(*args, media_key=MEDIA, **kwargs)
+
+
+def build_models(*args: Any, **kwargs: Any) -> packages.BuiltPackage:
+    return packages.build_models(*args, media_key=MEDIA, **kwargs)
 
 
 def download(client: object, path: str) -> bytes:
+    """A target as TUF verified it: sealed; opened with the media key as a terminal opens it."""
     info = client.get_targetinfo(path)  # type: ignore[attr-defined]
     assert info is not None, path
-    return Path(client.download_target(info)).read_bytes()  # type: ignore[attr-defined]
+    sealed = Path(client.download_target(info)).read_bytes()  # type: ignore[attr-defined]
+    return MEDIA.open(path, sealed)
 
 
 def test_a_signed_repository_is_accepted_by_tuf_and_every_target_verifies(
@@ -99,6 +111,11 @@ def test_a_signed_repository_is_accepted_by_tuf_and_every_target_verifies(
         for image in subject.images:
             data = download(client, image.blob)
             assert data.startswith(b"\xff\xd8\xff")
+            # On the media: named by a keyed hash, never by the image's own sha256; sealed, never the image.
+            assert image.blob == f"blobs/{MEDIA.name_of(data)}" and image.sha256 not in image.blob
+            on_media = list((media / "targets" / "blobs").glob(f"*.{image.blob.removeprefix('blobs/')}"))
+            assert len(on_media) == 1 and data not in on_media[0].read_bytes()
+            assert not on_media[0].read_bytes().startswith(b"\xff\xd8\xff")
             person = subject.reference.removeprefix("CRO-")
             assert any(data == p.read_bytes() for p in (data_root / "lfw" / "images" / person).iterdir())
 
@@ -277,7 +294,7 @@ def test_the_commands_build_and_sign_end_to_end(
     repo = tmp_path / "repo"
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     monkeypatch.setenv("RFR_CENTRAL_PASSPHRASE", PASSPHRASE)
-    common = ["--repo", str(repo), "--force", "force-a", "--group", "custody-suites", "--json"]
+    common = ["--repo", str(repo), "--keys", str(keys), "--force", "force-a", "--group", "custody-suites", "--json"]
     assert (
         main(
             [
@@ -297,10 +314,12 @@ def test_the_commands_build_and_sign_end_to_end(
     )
     built = json.loads(capsys.readouterr().out)
     assert built["sequence"] == 1 and built["images_added"] == 6
+    monkeypatch.setenv("RFR_CENTRAL_PASSPHRASE", PASSPHRASE)  # each command takes it out of its environment
     assert (
         main(["central", "package", "build", "--kind", "policy", "--policy", str(default_policy_path()), *common]) == 0
     )
     capsys.readouterr()
+    monkeypatch.setenv("RFR_CENTRAL_PASSPHRASE", PASSPHRASE)
     assert (
         main(
             [
@@ -329,3 +348,22 @@ def test_the_commands_build_and_sign_end_to_end(
     assert main(["central", "package", "sign", "--repo", str(repo), "--keys", str(keys), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert len(report["packages"]) == 2 and report["versions"]["timestamp"] == 1
+
+    # The terminals' media key file: the key the packages above were sealed with, 0600, never overwritten.
+    out = tmp_path / "force-a.media-key"
+    monkeypatch.setenv("RFR_CENTRAL_PASSPHRASE", PASSPHRASE)
+    assert main(["central", "keys", "media-key", "--keys", str(keys), "--out", str(out), "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)
+    terminal_key = read_media_key_file(out)
+    assert oct(out.stat().st_mode & 0o777) == "0o600" and written["media_key_id"] == terminal_key.key_id
+    manifest = report["packages"][0]
+    pending = repo / "rfr-packages" / "targets"
+    sealed = next(pending.glob(f"**/*.{Path(manifest).name}"))
+    assert parse_manifest(terminal_key.open(manifest, sealed.read_bytes())).force == "force-a"
+    monkeypatch.setenv("RFR_CENTRAL_PASSPHRASE", PASSPHRASE)
+    assert main(["central", "keys", "media-key", "--keys", str(keys), "--out", str(out)]) == 1
+    assert "already exists" in capsys.readouterr().err
+    monkeypatch.setenv("RFR_CENTRAL_PASSPHRASE", "not the central passphrase")
+    assert main(["central", "keys", "media-key", "--keys", str(keys), "--out", str(tmp_path / "other")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not open it" in err and not (tmp_path / "other").exists()

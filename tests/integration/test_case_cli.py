@@ -10,11 +10,13 @@ is reported by ``rfr audit verify``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import stat
 from pathlib import Path
 from typing import Any
 
+import pyrage
 import pytest
 
 from engine.cli import main
@@ -37,6 +39,9 @@ PASSWORDS = {
     "ann": "pw-6 correct horse battery",
 }
 FIRST = "a first password an engineer set"
+
+
+REPORT_PASSPHRASE = "a passphrase passed on by telephone"
 
 
 class Cli:
@@ -220,8 +225,9 @@ def test_two_cases_end_to_end(
         "case", "adjudicate", case_id, "--candidate", "1", "--decision", "viable", "--report", str(report), user="alice"
     )
     assert code == 0 and out["state"] == "searched", err
-    html_path = tmp_path / "out" / "match-report.html"
+    html_path = tmp_path / "out" / "match-report.html.age"
     html_path.parent.mkdir()
+    monkeypatch.setenv("RFR_REPORT_PASSPHRASE", REPORT_PASSPHRASE)
     refused(rfr("case", "report", case_id, "--out", str(html_path), user="alice"), "exported only once every")
     for rank in range(2, len(candidates) + 1):
         code, out, err = rfr(
@@ -229,10 +235,17 @@ def test_two_cases_end_to_end(
         )
         assert code == 0, err
     assert out["state"] == "adjudicated"
+    # The Match Report leaves the terminal only encrypted: a passphrase too short is refused before anything.
+    monkeypatch.setenv("RFR_REPORT_PASSPHRASE", "too short")
+    refused(rfr("case", "report", case_id, "--out", str(html_path), user="alice"), "passphrase is too short")
+    assert not html_path.exists() and "RFR_REPORT_PASSPHRASE" not in os.environ
+    monkeypatch.setenv("RFR_REPORT_PASSPHRASE", REPORT_PASSPHRASE)
     code, out, err = rfr("case", "report", case_id, "--out", str(html_path), user="alice")
-    assert code == 0 and "unencrypted" in err, err
+    assert code == 0 and out["encrypted"] == "passphrase", err
     assert stat.S_IMODE(html_path.stat().st_mode) == 0o600
-    text = html_path.read_text()
+    sealed = html_path.read_bytes()
+    assert sealed.startswith(b"age-encryption.org/v1\n") and b"data:image" not in sealed and b"JFIF" not in sealed
+    text = pyrage.passphrase.decrypt(sealed, REPORT_PASSPHRASE).decode("utf-8")  # as age -d opens it
     assert text.count("data:image/jpeg;base64,") == 2
     assert "A Viable Match is an intelligence lead only. It is not an identification and it is not evidence." in text
     assert "(iii) the time lapse between the two images" in text and "Eyebrows, nose, mouth and ears agree" in text
@@ -242,7 +255,18 @@ def test_two_cases_end_to_end(
         and f"calibration {point.calibration_id}" in text
     )
     assert "Equity caveat: at the operating threshold" in text and f"{PEOPLE} people (" in text
+    monkeypatch.setenv("RFR_REPORT_PASSPHRASE", REPORT_PASSPHRASE)
     refused(rfr("case", "report", case_id, "--out", str(html_path), user="alice"), "already exists")
+    # A terminal given the public keys of those who may open Match Reports encrypts to them, asking nothing.
+    receiver = pyrage.x25519.Identity.generate()
+    recipients = tmp_path / "report-recipients.txt"
+    recipients.write_text(f"# the force's disclosure unit\n{receiver.to_public()}\n")
+    monkeypatch.setenv("RFR_REPORT_RECIPIENTS_FILE", str(recipients))
+    to_unit = tmp_path / "out" / "for-the-unit.html.age"
+    code, out, err = rfr("case", "report", case_id, "--out", str(to_unit), user="alice")
+    assert code == 0 and out["encrypted"] == "recipients", err
+    assert "data:image/jpeg;base64," in pyrage.decrypt(to_unit.read_bytes(), [receiver]).decode("utf-8")
+    monkeypatch.delenv("RFR_REPORT_RECIPIENTS_FILE")
     code, out, err = rfr("case", "close", case_id, user="alice")
     assert code == 0 and out["outcome"] == "viable_match" and out["probe_template_deleted"], err
 

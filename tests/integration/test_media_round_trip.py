@@ -20,8 +20,9 @@ real face engine on LFW photographs:
    ``apply``. The person is then gone from the library's rows, the index (in memory and its snapshot
    on disk), staging, and the results of a new search with their probe. What is left is named
    exactly: the candidate list of the case searched before the weeding (its record: the reference and
-   row numbers, no image or template) and TUF's signed metadata (the hash of each image the central
-   unit ever signed). A second export carries the library's new composition to the oversight.
+   row numbers, no image or template); TUF's signed metadata names each target by a keyed hash and
+   hashes only its sealed bytes, so not even an image's sha256 is left. A second export carries the
+   library's new composition to the oversight. Neither medium holds any image in plaintext.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from engine.security.users import ScryptParams
 from engine.terminal import FaceProvider, Terminal, TerminalConfig
 from engine.workspace import Workspace
 from tests.central.conftest import PASSPHRASE as CENTRAL_PASSPHRASE
-from tests.central.conftest import make_keys
+from tests.central.conftest import key_ring, make_keys
 from tests.cli_casework import CHECKS, REPORT
 from tests.plaintext import image_needles
 from tests.terminals import FAST
@@ -129,6 +130,7 @@ def rfr(
         "RFR_KEY_FILE": tmp_path / "ws.key",
         "RFR_AUDIT_KEY_FILE": tmp_path / "ws.audit-key",
         "RFR_OVERSIGHT_KEY_FILE": tmp_path / "oversight.pub",
+        "RFR_MEDIA_KEY_FILE": tmp_path / "ws.media-key",
         "RFR_TERMINAL_NAME": TERMINAL,
         "RFR_FORCE": FORCE,
         "RFR_GROUPS": GROUP,
@@ -267,6 +269,8 @@ def test_central_enrolment_to_the_boards_figures_and_a_weeding_that_reaches_ever
     # ---- 1. The central unit ---------------------------------------------------------------------
     keys, repo = tmp_path / "central-keys", tmp_path / "central-repo"
     make_keys(keys)
+    made = rfr.central("keys", "media-key", "--keys", str(keys), "--out", str(tmp_path / "ws.media-key"))
+    assert made["media_key_id"] == key_ring(keys).media_key().key_id  # installed on the terminal for step 2
     manifest = write_manifest(tmp_path / "custody.csv", data_root)
     enrolment = tmp_path / "enrolment"
     argv = ["enrol", "--manifest", str(manifest), "--out", str(enrolment), "--workers", "2", "--batch-size", "2"]
@@ -274,7 +278,8 @@ def test_central_enrolment_to_the_boards_figures_and_a_weeding_that_reaches_ever
     assert (summary["rows"], summary["enrolled"], summary["computed"], summary["workers"]) == (8, ENROLLED, 8, 2)
     assert summary["skipped_by_reason"] == {"several_faces": 1}
     target = ["--force", FORCE, "--group", GROUP]
-    built = rfr.central("package", "build", "--repo", str(repo), "--kind", "library", *target, "--library", "custody",
+    built = rfr.central("package", "build", "--repo", str(repo), "--keys", str(keys), "--kind", "library", *target,
+                        "--library", "custody",
                         "--enrolment", str(enrolment), "--description", "custody images, first load")  # fmt: skip
     assert (built["stream"], built["sequence"], built["subjects_added"], built["images_added"]) == (
         "library:custody",
@@ -295,6 +300,7 @@ def test_central_enrolment_to_the_boards_figures_and_a_weeding_that_reaches_ever
         Target(FORCE, (GROUP,), "the custody suite's people"),
         changes,
         removals,
+        media_key=key_ring(keys).media_key(),
         passwords_out=slips,
         scrypt=ScryptParams(n=2**12),
     )
@@ -383,7 +389,7 @@ def test_central_enrolment_to_the_boards_figures_and_a_weeding_that_reaches_ever
         )]  # fmt: skip
     assert len(weeded_vectors) == 2 and len(weeded_hashes) == 2
     (tmp_path / "weed.txt").write_text(f"# acquitted: images to be destroyed\n{reference(WEEDED)}\n")
-    weeding = rfr.central("package", "build", "--repo", str(repo), "--kind", "library", *target,
+    weeding = rfr.central("package", "build", "--repo", str(repo), "--keys", str(keys), "--kind", "library", *target,
                           "--library", "custody", "--remove", str(tmp_path / "weed.txt"))  # fmt: skip
     assert (weeding["sequence"], weeding["subjects_removed"]) == (2, 1)
     rfr.central("package", "sign", "--repo", str(repo), "--keys", str(keys))
@@ -426,8 +432,8 @@ def test_central_enrolment_to_the_boards_figures_and_a_weeding_that_reaches_ever
         assert sorted(p.name for p in ws.index_dir.iterdir()) == [snapshot_path(ws.index_dir, library.id).name]
         staging = ws_dir / STAGING_DIR
         assert not staging.exists() or not any(staging.iterdir()), "a staged copy outlived the apply"
-        # What is left of them, exactly: the open case's candidate list (no image, no template) and TUF's
-        # signed list of every target the central unit ever signed (hashes of the images it sent).
+        # What is left of them, exactly: the open case's candidate list (no image, no template). TUF's signed
+        # list of every target the central unit ever signed names keyed hashes and sealed bytes, not images.
         # Their images' own bytes (LFW's JPEG headers are alike, so the middle of each) and templates.
         needles = {k: v for k, v in image_needles(weeded_images).items() if " bytes " in k}
         needles |= {f"template {i}": v for i, v in enumerate(weeded_vectors)}
@@ -444,7 +450,7 @@ def test_central_enrolment_to_the_boards_figures_and_a_weeding_that_reaches_ever
                             left.setdefault("reference", set()).add(table)
                         if any(h.encode() in data for h in weeded_hashes):
                             left.setdefault("image sha256", set()).add(table)
-        assert left == {"reference": {"case_candidates"}, "image sha256": {"media_metadata"}}
+        assert left == {"reference": {"case_candidates"}}
         held = ws.query("SELECT case_id, rank, reference_image FROM case_candidates WHERE subject = ?",
                         (reference(WEEDED),))  # fmt: skip
         listed = {(case, c["rank"]) for case, listing in ((first_case, first), (second_case, second))
@@ -453,7 +459,8 @@ def test_central_enrolment_to_the_boards_figures_and_a_weeding_that_reaches_ever
         alice = terminal.sign_in("alice", PASSWORDS["alice"])
         with pytest.raises(CaseError, match="no longer held"):
             terminal.cases.candidate_view(alice, second_case, 1)
-    for path in ws_dir.rglob("*"):  # and nothing of them in plaintext in any file of the workspace
+    # Nothing of them in plaintext in any file of the workspace, or of either medium.
+    for path in [*ws_dir.rglob("*"), *first_medium.rglob("*"), *second_medium.rglob("*")]:
         if path.is_file():
             data = path.read_bytes()
             assert not any(needle in data for needle in image_needles(weeded_images).values()), path

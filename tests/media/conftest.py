@@ -21,7 +21,7 @@ from engine.media.reader import MediaReading
 from engine.security.users import Session
 from engine.terminal import Terminal, TerminalConfig
 from engine.workspace import Workspace
-from tests.media.repository import FORCE, GROUP, CentralRepository, library_package
+from tests.media.repository import FORCE, GROUP, MEDIA_KEY, CentralRepository, library_package
 from tests.terminals import FAST, WorkspaceKey, provision, synthetic_faces, terminal_config
 
 START = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -39,14 +39,17 @@ class Clock:
 
 
 def media_config(directory: Path, *, force: str = FORCE, groups: tuple[str, ...] = (GROUP,)) -> TerminalConfig:
-    return replace(terminal_config(directory), force=force, groups=groups)
+    media_key_file = directory.with_name(directory.name + ".media-key")
+    return replace(terminal_config(directory), force=force, groups=groups, media_key_file=media_key_file)
 
 
 def make_media_terminal(directory: Path, clock: Clock) -> Terminal:
+    """A terminal of force-a holding the force's media key (``MEDIA_KEY``, which the test repository seals with)."""
     config = media_config(directory)
     key = WorkspaceKey.generate()
-    assert config.key_file is not None
+    assert config.key_file is not None and config.media_key_file is not None
     key.write_key_file(config.key_file)
+    MEDIA_KEY.write_key_file(config.media_key_file)
     return Terminal.create(config, key, faces=synthetic_faces(), scrypt=FAST, clock=clock)
 
 

@@ -10,7 +10,9 @@ version, ``timestamp.json``, consistent ``<v>.snapshot.json`` / ``<v>.targets.js
 was written, or with the objects before publishing (``sign_with``, ``expires``, ``issued``).
 
 Packages are ``engine.media.format.Manifest`` objects with their blobs; ``library_package``
-and friends make them from the stand-in face engine's templates of synthetic JPEGs.
+and friends make them from the stand-in face engine's templates of synthetic JPEGs. Every target
+is sealed with the force's media key as the central unit seals it (``MEDIA_KEY``, which the test
+terminals hold), and blobs are named by its keyed hash (``blob_name``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from engine.media.format import (
     UserEntry,
     blob_path,
 )
+from engine.media.sealing import MediaKey
 from engine.policy import default_policy_path
 from engine.security.users import ScryptParams, hash_password
 from tests.synthetic import SyntheticFaceEngine, load_rgb_with_opencv, synthetic_jpeg
@@ -64,6 +67,12 @@ DELEGATED = {
 }
 ROLE_OF_KIND = {"library": "library", "accounts": "accounts", "policy": "accounts", "models": "models"}
 _SERIALIZER = JSONSerializer(compact=False)
+MEDIA_KEY = MediaKey.generate()
+
+
+def blob_name(data: bytes) -> str:
+    """A blob's target path: named by the media key's keyed hash of its content, as the central unit names it."""
+    return blob_path(MEDIA_KEY.name_of(data))
 
 
 def _signer() -> CryptoSigner:
@@ -174,7 +183,10 @@ class CentralRepository:
         for path, data in blobs.items():
             self.add_target(chosen, path, data)
 
-    def add_target(self, role: str, path: str, data: bytes) -> None:
+    def add_target(self, role: str, path: str, data: bytes, *, sealed: bool = True) -> None:
+        """Sign ``data`` as the target ``path``, sealed with the media key (``sealed=False``: as it is)."""
+        if sealed:
+            data = MEDIA_KEY.seal(path, data)
         targets = self.targets if role == "targets" else self.delegated[role]
         targets.signed.targets[path] = TargetFile.from_data(path, data, ["sha256"])
         self.blobs[path] = (role, data)
@@ -324,14 +336,14 @@ def library_package(
             sha = hashlib.sha256(data).hexdigest()
             vector, box = template_of(data)
             row = len(vectors)
-            images.append(ImageEntry(blob_path(sha), sha, "image/jpeg", "2024-03-01", "25-34", "suite B", row, box))
+            images.append(ImageEntry(blob_name(data), sha, "image/jpeg", "2024-03-01", "25-34", "suite B", row, box))
             vectors.append(vector)
-            blobs[blob_path(sha)] = data
+            blobs[blob_name(data)] = data
         subjects.append(SubjectEntry(reference, "male", "IC1", None, tuple(images)))
     templates = None
     if vectors:
         array = np.stack(vectors).astype("<f4").tobytes()
-        templates = blob_path(hashlib.sha256(array).hexdigest())
+        templates = blob_name(array)
         blobs[templates] = array
     delta = LibraryDelta(
         name=name,
@@ -392,7 +404,7 @@ def policy_text(version: str) -> bytes:
 
 def policy_package(sequence: int, version: str, *, data: bytes | None = None) -> tuple[Manifest, dict[str, bytes]]:
     body = data if data is not None else policy_text(version)
-    blob = blob_path(hashlib.sha256(body).hexdigest())
+    blob = blob_name(body)
     manifest = Manifest(
         kind="policy",
         stream="policy",
@@ -409,8 +421,8 @@ def policy_package(sequence: int, version: str, *, data: bytes | None = None) ->
 def models_package(
     sequence: int, files: dict[str, bytes], model_id: str = "face-model-2"
 ) -> tuple[Manifest, dict[str, bytes]]:
-    blobs = {blob_path(hashlib.sha256(data).hexdigest()): data for data in files.values()}
-    pairs = tuple(sorted((name, blob_path(hashlib.sha256(data).hexdigest())) for name, data in files.items()))
+    blobs = {blob_name(data): data for data in files.values()}
+    pairs = tuple(sorted((file, blob_name(data)) for file, data in files.items()))
     manifest = Manifest(
         kind="models",
         stream="models",

@@ -15,7 +15,7 @@ import os
 import shutil
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import engine.media.apply as media_apply
 from engine.errors import RfrError
 from engine.media.fetcher import MediaRefused
 from engine.media.format import PackageRejected
+from engine.media.sealing import MediaKey
 from engine.media.staging import STAGING_DIR
 from engine.media.trust import METADATA_DIR
 from tests.media.conftest import START, World, build_world, fingerprint
@@ -161,7 +162,9 @@ def manifest_hash(w: World, _mp: pytest.MonkeyPatch) -> Path:
     _next(w)
     medium = w.medium()
     path = w.repo.target_file(medium, "packages/library/custody/00000002.json")
-    path.write_bytes(path.read_bytes().replace(b"charlie", b"charlid"))
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0x01  # one bit of the sealed manifest
+    path.write_bytes(bytes(data))
     return medium
 
 
@@ -344,6 +347,60 @@ def model_file_unpinned(w: World, _mp: pytest.MonkeyPatch) -> Path:
     return w.medium()
 
 
+def sealed_for_another_force(w: World, _mp: pytest.MonkeyPatch) -> Path:
+    """Signed by the central unit, but sealed with a media key this terminal does not hold."""
+    manifest, blobs = library_package(2, {"charlie": 1})
+    for path, data in [(manifest.path, manifest.to_bytes()), *blobs.items()]:
+        w.repo.add_target("library", path, MediaKey.generate().seal(path, data), sealed=False)
+    return w.medium()
+
+
+def unsealed_manifest(w: World, _mp: pytest.MonkeyPatch) -> Path:
+    manifest, blobs = library_package(2, {"charlie": 1})
+    w.repo.add_package(manifest, blobs)
+    w.repo.add_target("library", manifest.path, manifest.to_bytes(), sealed=False)
+    return w.medium()
+
+
+def sealed_file_moved(w: World, _mp: pytest.MonkeyPatch) -> Path:
+    """An image's sealed bytes signed under another image's name: the seal binds its path."""
+    manifest, blobs = library_package(2, {"charlie": 2})
+    w.repo.add_package(manifest, blobs)
+    first, second = (p for p in blobs if p != manifest.library.templates)  # type: ignore[union-attr]
+    w.repo.add_target("library", second, w.repo.blobs[first][1], sealed=False)
+    return w.medium()
+
+
+def blob_under_another_name(w: World, _mp: pytest.MonkeyPatch) -> Path:
+    """Other templates sealed under the template array's name: they open, but are not what the name pins."""
+    manifest, blobs = library_package(2, {"charlie": 2})
+    w.repo.add_package(manifest, blobs)
+    templates = manifest.library.templates  # type: ignore[union-attr]
+    assert templates is not None
+    w.repo.add_target("library", templates, bytes(reversed(blobs[templates])))
+    return w.medium()
+
+
+def image_under_another_name(w: World, _mp: pytest.MonkeyPatch) -> Path:
+    """Another image sealed under this image's name: it opens, but is not the image the manifest states."""
+    manifest, blobs = library_package(2, {"charlie": 2})
+    w.repo.add_package(manifest, blobs)
+    first, second = (p for p in blobs if p != manifest.library.templates)  # type: ignore[union-attr]
+    w.repo.add_target("library", second, blobs[first])
+    return w.medium()
+
+
+def image_not_its_stated_sha(w: World, _mp: pytest.MonkeyPatch) -> Path:
+    manifest, blobs = library_package(2, {"charlie": 1})
+    library = manifest.library
+    assert library is not None
+    image = library.add[0].images[0]
+    wrong = replace(image, sha256="0" * 64)
+    subject = replace(library.add[0], images=(wrong,))
+    w.repo.add_package(replace(manifest, library=replace(library, add=(subject,))), blobs)
+    return w.medium()
+
+
 def no_free_space(w: World, mp: pytest.MonkeyPatch) -> Path:
     _next(w)
     free = shutil.disk_usage(w.tmp)._replace(free=10 << 20)
@@ -407,6 +464,12 @@ ATTACKS = [
     Attack("accounts package leaving no engineer", no_engineer_left, PackageRejected, "no engineer able"),
     Attack("policy file not the version it states", policy_mislabelled, PackageRejected, "policy file is version"),
     Attack("model file not meeting its pin", model_file_unpinned, PackageRejected, "does not meet the pin"),
+    Attack("sealed with another force's media key", sealed_for_another_force, MediaRefused, "sealed with media key"),
+    Attack("manifest not sealed", unsealed_manifest, MediaRefused, "not sealed with a media key"),
+    Attack("sealed image moved to another name", sealed_file_moved, MediaRefused, "does not open with the media key"),
+    Attack("blob not the content its name pins", blob_under_another_name, PackageRejected, "content its name pins"),
+    Attack("image not the sha256 its manifest states", image_not_its_stated_sha, PackageRejected, "whose sha256"),
+    Attack("another image under an image's name", image_under_another_name, PackageRejected, "whose sha256"),
     Attack("not enough free space", no_free_space, MediaRefused, "not enough free space.*nothing was copied"),
     Attack("clock behind the time floor", clock_behind, MediaRefused, "clock .* is behind the newest signed issue"),
     Attack("rollback after the metadata folder was deleted", metadata_folder_deleted, MediaRefused, "rollback"),

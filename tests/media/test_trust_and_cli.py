@@ -117,6 +117,7 @@ def cli_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("RFR_WORKSPACE", str(config.workspace))
     monkeypatch.setenv("RFR_KEY_FILE", str(config.key_file))
     monkeypatch.setenv("RFR_AUDIT_KEY_FILE", str(config.audit_key_file))
+    monkeypatch.setenv("RFR_MEDIA_KEY_FILE", str(config.media_key_file))
     monkeypatch.setenv("RFR_FORCE", "force-a")
     monkeypatch.setenv("RFR_GROUPS", "custody-suites, north")
     return w
@@ -155,14 +156,20 @@ def test_a_refused_medium_exits_non_zero_with_one_line(cli_world: Any, capsys: p
     assert err.startswith("rfr: metadata not signed by enough trusted keys") and err.count("\n") == 1
 
 
-def test_force_and_groups_come_from_the_configuration_file_or_the_environment(tmp_path: Path) -> None:
+def test_force_groups_and_media_key_come_from_the_configuration_file_or_the_environment(tmp_path: Path) -> None:
     from engine.errors import ConfigError
     from engine.terminal import TerminalConfig
 
     config = tmp_path / "terminal.yaml"
-    config.write_text("workspace: ws\naudit_key_file: audit.key\nforce: force-a\ngroups: custody-suites, north\n")
+    config.write_text(
+        "workspace: ws\naudit_key_file: audit.key\nforce: force-a\ngroups: custody-suites, north\n"
+        "media_key_file: force-a.media-key\n"
+    )
     resolved = TerminalConfig.resolve(env={}, config_file=config)
     assert (resolved.force, resolved.groups) == ("force-a", ("custody-suites", "north"))
+    assert resolved.media_key_file == tmp_path / "force-a.media-key"  # relative to the configuration file
+    moved = TerminalConfig.resolve(env={"RFR_MEDIA_KEY_FILE": "/etc/rfr/media.key"}, config_file=config)
+    assert moved.media_key_file == Path("/etc/rfr/media.key")
     assert resolved.describe()["groups"] == ["custody-suites", "north"]
     from_env = TerminalConfig.resolve(env={"RFR_FORCE": "force-b", "RFR_GROUPS": "airport"}, config_file=config)
     assert (from_env.force, from_env.groups) == ("force-b", ("airport",))

@@ -230,6 +230,37 @@ def test_the_terminal_stays_offline(strace: str, tmp_path: Path, data_root: Path
     assert outputs["case search"]["probes"][0]["candidates"][0]["subject"] == SUBJECTS[0]
 
 
+SEALING = """
+import pyrage
+from engine.casework.export import ReportSealing
+from engine.media.sealing import MediaKey
+key = MediaKey.generate()
+assert key.open("blobs/x", key.seal("blobs/x", b"image" * 1000)) == b"image" * 1000
+ReportSealing(passphrase="a passphrase of some length").seal(b"<html>report</html>")
+ReportSealing((str(pyrage.x25519.Identity.generate().to_public()),)).seal(b"<html>report</html>")
+print("sealed")
+"""
+
+
+def test_sealing_match_reports_and_media_stays_offline(strace: str, tmp_path: Path) -> None:
+    """The age library (pyrage, native code) and the media seal, traced as the commands are: no socket, no child."""
+    home = tmp_path / "home"
+    home.mkdir()
+    trace = tmp_path / "trace"
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS}
+    result = subprocess.run(
+        [strace, "-f", "--seccomp-bpf", "-qq", "-v", "-s", "256", "-e", f"trace={TRACED}", "-o", str(trace),
+         sys.executable, "-c", SEALING],
+        env={**env, "HOME": str(home), "PYTHONPATH": str(Path(__file__).parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stdout.strip() == "sealed", result.stderr
+    assert violations(trace.read_text(), home) == []
+    assert [p.name for p in home.rglob("*")] == []
+
+
 # A trace of ``rfr workspace init`` before OpenVINO's telemetry was switched off (6049 is the
 # telemetry's sending thread, 6050 the process it forked), with one child started with a secret.
 BEFORE = """\

@@ -1,4 +1,4 @@
-"""The dialogs: error, confirm, password again and help, driven by key as a person would."""
+"""The dialogs: error, confirm, password again, a new secret and help, driven by key as a person would."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from engine.errors import FormError, PolicyError
 from rfr_tui.dialogs.confirm import ConfirmDialog
 from rfr_tui.dialogs.error import UNEXPECTED, ErrorDialog
 from rfr_tui.dialogs.help import HelpDialog, KeyHelp
+from rfr_tui.dialogs.new_secret import NewSecretDialog
 from rfr_tui.dialogs.password import EMPTY, PasswordDialog
 from rfr_tui.lockdown import LockedDownApp
 from tests.tui.support import run
@@ -66,6 +67,9 @@ DIALOGS = {
     "confirm": lambda: ConfirmDialog("Withdraw case RFR-2024-0017?"),
     "password": lambda: PasswordDialog("Approve case RFR-2024-0017."),
     "help": lambda: HelpDialog([KeyHelp("^q", "Sign out", "Everywhere")]),
+    "new_secret": lambda: NewSecretDialog(
+        "A passphrase for the Match Report", "Pass it on separately.", noun="passphrase"
+    ),
 }
 
 
@@ -267,3 +271,41 @@ def test_the_footer_of_a_dialog_shows_its_keys() -> None:
 
     shown = run(body)
     assert "Yes" in shown and "No" in shown
+
+
+# ---- a new secret, typed twice ---------------------------------------------------------------------
+
+
+def test_a_new_passphrase_is_typed_twice_checked_by_the_engine_and_kept_nowhere(tmp_path: Any) -> None:
+    from engine.casework import check_report_passphrase
+
+    dialog = NewSecretDialog(
+        "A passphrase for the Match Report of case RFR-000001",
+        "The file is encrypted with this passphrase. Give it to the person who will open the file separately.",
+        noun="passphrase",
+        check=check_report_passphrase,
+    )
+
+    async def body() -> tuple[list[str], list[Any], str]:
+        app = Host(dialog)
+        problems = []
+        async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()
+            for first, again in (("", ""), ("too short", "too short"), ("a long passphrase", "a long passphrasf")):
+                await pilot.press(*first, "enter", *again, "enter")  # Enter moves to the second field, then confirms
+                await pilot.pause()
+                problems.append(text_of(dialog, "#new-secret-problem"))
+            await pilot.press(*"given by telephone", "enter", *"given by telephone")
+            await pilot.pause()
+            shown = app.export_screenshot()
+            (tmp_path / "new-secret.svg").write_text(shown)
+            await pilot.press("enter")
+            await pilot.pause()
+            return problems, app.results, shown
+
+    problems, results, shown = run(body)
+    assert problems[0] == "Type the passphrase twice, or press Escape to cancel."
+    assert problems[1].startswith("The Match Report passphrase is too short: use at least 12 characters")
+    assert problems[2] == "The two passphrases differ: type them again."
+    assert results == ["given by telephone"]
+    assert "telephone" not in shown and "long passphrase" not in shown

@@ -289,7 +289,7 @@ class TestUsers:
                 await pilot.press("enter")
                 await paste(pilot, FIRST + "x")
                 await pilot.press("enter")
-                assert "differ" in text_of(pilot, "#first-password-problem")  # typed twice, not the same
+                assert "differ" in text_of(pilot, "#new-secret-problem")  # typed twice, not the same
                 await paste(pilot, FIRST)
                 await pilot.press("enter")
                 await paste(pilot, FIRST)

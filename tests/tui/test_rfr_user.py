@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyrage
 import pytest
 from numpy.typing import NDArray
 from PIL import Image
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, RadioSet, SelectionList, Static
 
-from engine.casework import PLAINTEXT_WARNING, CaseState, Decision, probe_template
+from engine.casework import CaseState, Decision, probe_template
 from engine.errors import FormError
 from engine.faces.types import Box, Face, FaceQuality, QualityMeasure
 from engine.policy import load_default_policy
@@ -35,6 +36,7 @@ from rfr_tui.app import RfrApp
 from rfr_tui.dialogs.confirm import ConfirmDialog
 from rfr_tui.dialogs.error import ErrorDialog
 from rfr_tui.dialogs.help import HelpDialog
+from rfr_tui.dialogs.new_secret import NewSecretDialog
 from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens import cases as cases_screens
 from rfr_tui.screens.cases import NO_ADJUDICATION, WITHDRAW_WARNING, AdviceDialog, CaseScreen, MyCasesScreen
@@ -622,6 +624,18 @@ def test_the_case_screen_offers_only_the_steps_open_where_the_case_stands(world:
 # ---- the Match Report, written where the officer chose ---------------------------------------------------
 
 
+PASSPHRASE = "read out over the telephone"
+
+
+async def type_twice(pilot: Any, passphrase: str, again: str | None = None) -> None:
+    """Type a passphrase in the new-secret dialog's two fields and confirm."""
+    dialog = pilot.app.screen
+    dialog.query_one("#first", Input).value = passphrase
+    dialog.query_one("#repeat", Input).value = passphrase if again is None else again
+    await pilot.click("#submit")
+    await pilot.pause()
+
+
 def test_the_match_report_is_exported_to_the_folder_and_name_chosen(world: World, tmp_path: Path) -> None:
     from engine.casework import MatchReport
 
@@ -633,7 +647,7 @@ def test_the_match_report_is_exported_to_the_folder_and_name_chosen(world: World
             world.login("alice"), case.id, candidate.rank, "viable" if viable else "not_viable", report
         )
     assert case.state is CaseState.ADJUDICATED and [c.decision for c in case.viable] == [Decision.VIABLE]
-    written = tmp_path / "media" / "usb" / f"{case.id}-match-report.html"
+    written = tmp_path / "media" / "usb" / f"{case.id}-match-report.html.age"
 
     async def body() -> None:
         app = RfrApp(terminal=world.terminal)
@@ -645,7 +659,9 @@ def test_the_match_report_is_exported_to_the_folder_and_name_chosen(world: World
             await pilot.pause()
             chooser = app.screen
             assert isinstance(chooser, FileChooserDialog) and chooser.saving
-            assert PLAINTEXT_WARNING in shown(chooser.query_one("#chooser-purpose", Static))
+            assert "written encrypted, with a passphrase you choose next" in shown(
+                chooser.query_one("#chooser-purpose", Static)
+            )
             tree = chooser.query_one(PlaceTree)
             await until(pilot, lambda: len(tree.root.children) == 1, "the USB stick's folders")
             assert [str(n.label) for n in tree.root.children] == ["usb"]  # folders only when saving
@@ -654,15 +670,26 @@ def test_the_match_report_is_exported_to_the_folder_and_name_chosen(world: World
             await pilot.press("tab")  # to the file name, already suggested
             assert app.focused is chooser.query_one("#chooser-name", Input)
             await pilot.press("enter")
+            await pilot.pause()
+            asking = app.screen
+            assert isinstance(asking, NewSecretDialog)  # no recipients configured: the officer's passphrase
+            await type_twice(pilot, "too short")
+            assert "too short" in shown(asking.query_one("#new-secret-problem", Static)) and not written.exists()
+            await type_twice(pilot, PASSPHRASE, "another one entirely")
+            assert "differ" in shown(asking.query_one("#new-secret-problem", Static))
+            await type_twice(pilot, PASSPHRASE)
             await done(pilot)
             assert app.screen is screen
             message = shown(screen.query_one("#case-message", Static))
-            assert f"Match Report written to {written}" in message and PLAINTEXT_WARNING in message
+            assert f"Match Report written to {written}" in message and "encrypted with the passphrase" in message
+            assert "age -d" in message
 
             await pilot.press("e")  # the same file again: the engine never writes over a file
             await pilot.pause()
             await until(pilot, lambda: len(app.screen.query_one(PlaceTree).root.children) == 1, "the folders")
             await pilot.press("down", "tab", "enter")
+            await pilot.pause()
+            await type_twice(pilot, PASSPHRASE)
             await done(pilot)
             assert isinstance(app.screen, ErrorDialog) and "already exists" in app.screen.message
             await pilot.press("escape")
@@ -676,7 +703,9 @@ def test_the_match_report_is_exported_to_the_folder_and_name_chosen(world: World
     assert closed.state is CaseState.CLOSED and closed.probe_image_held
     assert probe_template(world.terminal.ws, case.id) is None
     assert [e.actor for e in events(world, "case.close", case.id)] == ["alice"]
-    text = written.read_text(encoding="utf-8")
+    sealed = written.read_bytes()
+    assert sealed.startswith(b"age-encryption.org/v1\n") and b"data:image" not in sealed
+    text = pyrage.passphrase.decrypt(sealed, PASSPHRASE).decode("utf-8")  # as age -d opens it
     assert f"RFR Match Report: case {case.id}" in text
     assert world.policy.score_display.intelligence_lead_statement.split()[0] in text
     assert stat.S_IMODE(written.stat().st_mode) == 0o600

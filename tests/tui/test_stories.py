@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyrage
 import pytest
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Select, TextArea
@@ -37,6 +38,7 @@ from engine.terminal import Terminal, TerminalConfig
 from rfr_tui.app import RfrApp
 from rfr_tui.dialogs.confirm import ConfirmDialog
 from rfr_tui.dialogs.help import HelpDialog
+from rfr_tui.dialogs.new_secret import NewSecretDialog
 from rfr_tui.dialogs.reason import ReasonDialog
 from rfr_tui.screens.adjudication import CandidatesScreen, CompareScreen, MatchReportScreen
 from rfr_tui.screens.approval import ApprovalQueueScreen, DecisionScreen
@@ -88,6 +90,7 @@ CHECKS = (
     ("unviable", "No fingerprints or DNA were left at the scene"),
 )
 APPROVAL = "Necessary and proportionate: a robbery with a knife, every other line of enquiry tried"
+REPORT_PASSPHRASE = "givenbytelephone"
 PEER_AGREES = "Every Potential Match differs from the probe in ear shape and hairline: no viable match"
 # Reads are audited too (every view of a case, a probe, a list); the steps of a story are the changes.
 READS = frozenset(
@@ -245,7 +248,7 @@ def test_an_officer_submits_an_inspector_approves_and_the_officer_finds_and_repo
 ) -> None:
     trail = Trail(world)
     trail.new()  # the terminal's making: people and the library
-    written = tmp_path / "stick" / "reports" / "RFR-000001-match-report.html"
+    written = tmp_path / "stick" / "reports" / "RFR-000001-match-report.html.age"
     statement = world.policy.score_display.intelligence_lead_statement
 
     async def body() -> None:
@@ -432,6 +435,9 @@ def test_an_officer_submits_an_inspector_approves_and_the_officer_finds_and_repo
             assert isinstance(chooser, FileChooserDialog) and chooser.saving
             await choose_in_tree(pilot, "reports")
             await pilot.press("tab", "enter")  # the name suggested
+            await pilot.pause()
+            assert isinstance(app.screen, NewSecretDialog)  # encrypted with the passphrase she chooses
+            await pilot.press(*REPORT_PASSPHRASE, "enter", *REPORT_PASSPHRASE, "enter")
             await done(pilot)
             assert app.screen is case_screen and written.is_file()
             assert f"Match Report written to {written}" in shown(case_screen.query_one("#case-message"))
@@ -456,7 +462,9 @@ def test_an_officer_submits_an_inspector_approves_and_the_officer_finds_and_repo
     run(body)
     # The exported Match Report: the owner's alone, and saying what the officer said, factor by factor.
     assert stat.S_IMODE(written.stat().st_mode) == 0o600
-    text = written.read_text(encoding="utf-8")
+    sealed = written.read_bytes()
+    assert sealed.startswith(b"age-encryption.org/v1\n") and b"data:image" not in sealed  # nothing in plaintext
+    text = pyrage.passphrase.decrypt(sealed, REPORT_PASSPHRASE).decode("utf-8")  # as age -d opens it
     assert "RFR Match Report: case RFR-000001" in text and html.escape(REFERENCE) in text
     assert html.escape(statement) in text
     viable = world.cases.case("RFR-000001").viable[0]

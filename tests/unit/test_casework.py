@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyrage
 import pytest
 
 from engine import audit
@@ -24,13 +25,16 @@ from engine.casework import (
     CaseState,
     MatchReport,
     Outcome,
+    ReportSealing,
     SubmissionForm,
     probe_template,
+    read_report_recipients,
     render_match_report,
     write_report_file,
 )
 from engine.errors import (
     CaseError,
+    ConfigError,
     FormError,
     ImageError,
     LibraryError,
@@ -753,11 +757,16 @@ def test_reading_casework_is_audited_and_not_for_engineers(world: World) -> None
 
 def test_match_report_export(world: World, tmp_path: Path) -> None:
     case = adjudicate_all(world, world.searched(), "viable")
-    out = tmp_path / "report.html"
+    out = tmp_path / "report.html.age"
     material = world.cases.report_material(world.login("alice"), case.id, str(out))
     text = render_match_report(material, world.policy)
-    write_report_file(out, text)
+    write_report_file(out, text, ReportSealing(passphrase="passed on by telephone"))
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    sealed = out.read_bytes()
+    assert sealed.startswith(b"age-encryption.org/v1\n") and b"data:image" not in sealed  # never in plaintext
+    assert pyrage.passphrase.decrypt(sealed, "passed on by telephone").decode("utf-8") == text
+    with pytest.raises(CaseError, match="already exists"):
+        write_report_file(out, text, ReportSealing(passphrase="passed on by telephone"))
     assert text.count("data:image/jpeg;base64,") == 2
     assert world.policy.score_display.intelligence_lead_statement in text
     for needle in (
@@ -775,8 +784,6 @@ def test_match_report_export(world: World, tmp_path: Path) -> None:
     ):
         assert needle in text, needle
     assert UNDER_16 not in text
-    with pytest.raises(CaseError, match="already exists"):
-        write_report_file(out, text)
     assert world.events("case.report_export")[-1].details["destination"] == str(out)
 
 
@@ -906,3 +913,23 @@ def test_library_administration_is_in_the_one_signed_log(world: World) -> None:
     assert world.verify().ok
     with pytest.raises(LibraryError, match="already exists"):
         create_library(world.ws, "custody", "substantive", created_by="eng1")
+
+
+def test_a_match_report_is_only_ever_sealed(tmp_path: Path) -> None:
+    """No passphrase and no recipients is refused; a short passphrase too; recipients come from a checked file."""
+    with pytest.raises(CaseError, match="only exported encrypted"):
+        ReportSealing()
+    with pytest.raises(CaseError, match="too short: use at least 12 characters"):
+        ReportSealing(passphrase="short")
+    assert "passphrase" not in repr(ReportSealing(passphrase="a long enough passphrase"))
+    unit = pyrage.x25519.Identity.generate()
+    listed = tmp_path / "recipients.txt"
+    listed.write_text(f"# disclosure unit\n{unit.to_public()}  # since 2026\n\n")
+    sealing = ReportSealing(read_report_recipients(listed))
+    assert pyrage.decrypt(sealing.seal(b"<html>report</html>"), [unit]) == b"<html>report</html>"
+    listed.write_text("age1notakey\n")
+    with pytest.raises(ConfigError, match="line 1: not an age public key"):
+        read_report_recipients(listed)
+    listed.write_text("# nobody\n")
+    with pytest.raises(ConfigError, match="names no recipient"):
+        read_report_recipients(listed)
