@@ -32,11 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from engine.errors import RfrError  # noqa: E402
-from engine.evaluation.calibration import GroupScores, SetScores, build_calibration  # noqa: E402
+from engine.evaluation.calibration import (  # noqa: E402
+    MAX_BOUNDED_RATE,
+    GroupScores,
+    SetScores,
+    build_calibration,
+)
 from engine.evaluation.demographics import (  # noqa: E402
     GENDER_GROUPS,
     RACE_GROUPS,
@@ -44,6 +51,7 @@ from engine.evaluation.demographics import (  # noqa: E402
     load_gender,
     load_race_by_person,
 )
+from engine.evaluation.equity import PairSet  # noqa: E402
 from engine.evaluation.label_errors import load_label_errors  # noqa: E402
 from engine.evaluation.protocol import (  # noqa: E402
     STATEMENT_FOLDS,
@@ -125,6 +133,9 @@ def build(t: LfwTemplates, lfw_root: Path, target: float) -> Built:
     labels = {"sex": load_gender(demographics), "race": load_race_by_person(demographics)}
     parts = split(t.images, t.persons, t.ok, folds, label_errors)
     derivation = half_scores(t, parts.derivation)
+    # The derivation's comparisons with their people, up to where its FMR passes the bootstrap's cap.
+    cap = float(np.quantile(np.asarray(derivation.impostor), MAX_BOUNDED_RATE)) + 2 * GRID_STEP
+    derivation_pairs = PairSet.from_half(t.templates, parts.derivation, complete_to=cap)
     statement = half_scores(t, parts.statement, group_scores(t, folds, labels, label_errors))
     excluded = parts.derivation.label_error_images + parts.statement.label_error_images
     calibration = build_calibration(
@@ -139,6 +150,7 @@ def build(t: LfwTemplates, lfw_root: Path, target: float) -> Built:
         people_in_no_fold=parts.people_in_no_fold,
         group_labels=GROUP_LABELS,
         images=len(t.images),
+        derivation_pairs=derivation_pairs,
     )
     threshold = derive_threshold(calibration, target)
     return Built(calibration, threshold, target, figures(calibration, threshold, target, parts))
@@ -161,6 +173,8 @@ def figures(cal: Calibration, threshold: float, target: float, parts: Any) -> di
             "false_matches_at_threshold": dv.events,
             "false_match_rate": dv.events / dv.pairs,
             "upper_bound_95": dv.upper_bound,
+            "subject_bootstrap_upper_bound_95": _subject_bound(cal, threshold),
+            "bound_method": None if cal.derivation_bound is None else cal.derivation_bound.method,
         },
         "statement": {
             "people": cal.statement.people,
@@ -184,13 +198,19 @@ def figures(cal: Calibration, threshold: float, target: float, parts: Any) -> di
     }
 
 
+def _subject_bound(cal: Calibration, threshold: float) -> float | None:
+    bound = cal.derivation_bound
+    return None if bound is None else bound.at(round(threshold / GRID_STEP))
+
+
 def summary(b: Built) -> str:
     f = b.figures
     s, d = f["statement"], f["derivation"]
     lines = [
         f"calibration {f['calibration']}; threshold {b.threshold:.3f} at target FMR {b.target:g} "
         f"(derivation: {d['false_matches_at_threshold']:,} of {d['impostor_pairs']:,} pairs, 95% upper bound "
-        f"{d['upper_bound_95']:.3g})",
+        f"{d['upper_bound_95']:.3g} over pairs, {d['subject_bootstrap_upper_bound_95'] or float('nan'):.3g} "
+        "resampling people)",
         f"statement people ({s['people']:,} people, {s['images']:,} images): FMR {s['false_match_rate']:.3g} "
         f"({s['false_matches_at_threshold']:,} of {s['impostor_pairs']:,} pairs; 95% "
         f"{s['false_match_interval_95'][0]:.3g}-{s['false_match_interval_95'][1]:.3g}), FNMR "

@@ -17,10 +17,24 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import CalibrationError
+from engine.evaluation.equity import PairSet
+from engine.evaluation.metrics import bootstrap_fmr_upper_bounds
 from engine.evaluation.protocol import DERIVATION_FOLDS, MAX_IMAGES_PER_PERSON, STATEMENT_FOLDS
-from engine.scoring.calibration import CONFIDENCE, GRID_DECIMALS, GRID_STEP, MIN_EVENTS, Calibration, CountSet
+from engine.scoring.calibration import (
+    CONFIDENCE,
+    GRID_DECIMALS,
+    GRID_STEP,
+    MIN_EVENTS,
+    Calibration,
+    CountSet,
+    RateBound,
+    round_up,
+)
 
 FloatArray = npt.NDArray[np.float64]
+MAX_BOUNDED_RATE = 0.01  # the subject bootstrap bounds every row up to this derivation FMR: any policy target below
+N_BOOT = 1000
+SEED = 0
 
 
 def _folds(folds: frozenset[int]) -> str:
@@ -85,10 +99,16 @@ def build_calibration(
     min_events: int = MIN_EVENTS,
     confidence: float = CONFIDENCE,
     id_prefix: str = "lfw",
+    derivation_pairs: PairSet | None = None,
+    n_boot: int = N_BOOT,
+    seed: int = SEED,
 ) -> Calibration:
     """Tabulate every set on one grid, from 0 to the first distance every pair of every set has reached.
 
-    Deterministic: the same distances give the same file and the same id (no dates in it).
+    ``derivation_pairs``: the derivation people's impostor comparisons with their people, complete up to a
+    distance where the derivation FMR passes ``MAX_BOUNDED_RATE``; with them, the file carries a subject
+    bootstrap bound on the derivation FMR for every row from ``min_events`` false matches up to that rate
+    (``derive_threshold`` uses it). Deterministic: the same distances (and seed) give the same file and id.
     """
     sets: list[tuple[str, FloatArray, FloatArray, int, int, str]] = []
     for name, s in (("derivation", derivation), ("statement", statement)):
@@ -117,6 +137,9 @@ def build_calibration(
         )
         for name, gen, imp, people, n_images, description in sets
     ]
+    bound = None
+    if derivation_pairs is not None:
+        bound = _derivation_bound(counts[0], grid, derivation_pairs, min_events, confidence, n_boot, seed)
     return Calibration(
         model_id=model_id,
         model_sha256=model_sha256,
@@ -135,4 +158,45 @@ def build_calibration(
         min_events=min_events,
         confidence=confidence,
         id_prefix=id_prefix,
+        derivation_bound=bound,
     )
+
+
+def _derivation_bound(
+    derivation: CountSet,
+    grid: FloatArray,
+    pairs: PairSet,
+    min_events: int,
+    confidence: float,
+    n_boot: int,
+    seed: int,
+) -> RateBound:
+    """The subject bootstrap's upper bound on the derivation FMR, from ``min_events`` false matches to the cap."""
+    counts = np.asarray(derivation.impostor_at_or_below, dtype=np.int64)
+    if int(pairs.impostor_trials(np.ones(len(pairs.people), dtype=bool))) != derivation.impostor_pairs:
+        raise CalibrationError("derivation_pairs are not the derivation people's comparisons (their numbers differ)")
+    first = int(np.searchsorted(counts, min_events, side="left"))
+    rates = counts / derivation.impostor_pairs
+    last = int(np.searchsorted(rates, MAX_BOUNDED_RATE, side="right")) - 1
+    last = min(last, int(np.searchsorted(grid, pairs.complete_to, side="right")) - 1)
+    if first >= len(grid) or last < first:
+        raise CalibrationError(
+            f"derivation_pairs must reach {min_events} false matches below a derivation FMR of {MAX_BOUNDED_RATE:g}"
+        )
+    complete = np.asarray(pairs.impostor_distance) <= grid[last]
+    upper = bootstrap_fmr_upper_bounds(
+        np.asarray(pairs.impostor_distance)[complete],
+        np.asarray(pairs.impostor_a)[complete],
+        np.asarray(pairs.impostor_b)[complete],
+        pairs.images,
+        grid[first : last + 1],
+        n_boot=n_boot,
+        confidence=confidence,
+        seed=seed,
+    )
+    method = (
+        f"one-sided {confidence:.0%} subject bootstrap ({n_boot} resamples of the derivation people, seed {seed}): "
+        "each resample counts every comparison of the people it draws"
+    )
+    rounded = np.maximum.accumulate([round_up(float(u)) for u in upper])
+    return RateBound(method, first, tuple(float(u) for u in rounded))

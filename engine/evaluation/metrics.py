@@ -219,6 +219,50 @@ def bootstrap_fmr_interval(
     return _percentile_interval(replicates, confidence)
 
 
+def bootstrap_fmr_upper_bounds(
+    close_distance: npt.ArrayLike,
+    close_a: npt.ArrayLike,
+    close_b: npt.ArrayLike,
+    images_per_subject: npt.ArrayLike,
+    thresholds: npt.ArrayLike,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    chunk: int = 40,
+) -> FloatArray:
+    """One-sided subject-bootstrap upper bounds on the FMR at each of ascending ``thresholds``, in one population.
+
+    ``close_*`` hold every impostor comparison at or below the last threshold (its distance and its two
+    people, indices into ``images_per_subject``); the comparisons are every pair of images of two
+    different people. One set of resamples serves every threshold, so the bounds never fall as the
+    threshold rises: each resample's false matches are a running sum over the comparisons sorted by
+    distance. The bound at a threshold is the ``confidence`` quantile of the resampled rates.
+    """
+    t = np.asarray(thresholds, dtype=np.float64)
+    if t.ndim != 1 or t.size == 0 or np.any(np.diff(t) < 0):
+        raise ValueError("thresholds must be a non-empty ascending 1-D array")
+    d = _score_array(close_distance, "impostor distances")
+    if d.size and float(d.max()) > float(t[-1]):
+        raise ValueError("close comparisons must all lie at or below the last threshold")
+    order = np.argsort(d, kind="stable")
+    a = np.asarray(close_a, dtype=np.int64)[order]
+    b = np.asarray(close_b, dtype=np.int64)[order]
+    cut = np.searchsorted(d[order], t, side="right")  # comparisons at or below each threshold
+    n = np.asarray(images_per_subject, dtype=np.float64)
+    weights = _bootstrap_weights(n.size, n_boot, np.random.default_rng(seed))
+    trials = ((weights @ n) ** 2 - (weights**2) @ (n**2)) / 2.0
+    rates = np.empty((n_boot, t.size), dtype=np.float64)
+    for start in range(0, n_boot, chunk):
+        w = weights[start : start + chunk]
+        running = np.zeros((w.shape[0], a.size + 1), dtype=np.float64)
+        np.cumsum(w[:, a] * w[:, b], axis=1, out=running[:, 1:])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rates[start : start + chunk] = running[:, cut] / trials[start : start + chunk, None]
+    finite = np.where(np.isfinite(rates), rates, 1.0)  # a resample with no comparison bounds nothing
+    return np.asarray(np.quantile(finite, confidence, axis=0, method="higher"), dtype=np.float64)
+
+
 def fnmr_by_subject(
     genuine_distance: npt.ArrayLike,
     genuine_subject: npt.ArrayLike,

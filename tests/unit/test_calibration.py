@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 
 from engine.errors import CalibrationError
 from engine.evaluation.calibration import GroupScores, SetScores, build_calibration
+from engine.evaluation.equity import PairSet
+from engine.evaluation.metrics import bootstrap_fmr_upper_bounds
 from engine.policy import load_default_policy, load_policy
 from engine.scoring.calibration import (
     FLOOR_WORDS,
@@ -414,3 +416,73 @@ class TestShipped:
         assert new.operating_point.calibration_id == synthetic.id and new.operating_point.threshold == 0.509
         assert new.version == script.next_version(old.version) and new.version != old.version
         assert new.sha256 != old.sha256
+
+
+class TestSubjectBound:
+    """The threshold's bound resamples people: pairs of one look-alike pair of people are not independent."""
+
+    @staticmethod
+    def clustered() -> tuple[SetScores, PairSet]:
+        """200 people of 4 images (319,600 impostor pairs). Close pairs: 16 pairs of people each bring all 16 of
+        their image pairs (256 events, clustered); the rest lie far apart."""
+        people = 200
+        images = np.full(people, 4, dtype=np.int64)
+        a, b, d = [], [], []
+        for k in range(16):  # people 2k and 2k+1 look alike: every one of their 16 image pairs is close
+            a += [2 * k] * 16
+            b += [2 * k + 1] * 16
+            d += list(0.40 + 0.004 * k + 0.0001 * np.arange(16))
+        close = np.asarray(d)
+        total = (800 * 800 - people * 16) // 2
+        far = np.full(total - close.size, 1.3)
+        scores = SetScores(GENUINE, np.r_[close, far], people, 800, "synthetic clustered folds 1-5")
+        pairs = PairSet(
+            people=tuple(f"p{i}" for i in range(people)),
+            images=images,
+            genuine_person=np.zeros(0, dtype=np.int64),
+            genuine_distance=np.zeros(0),
+            impostor_a=np.asarray(a, dtype=np.int64),
+            impostor_b=np.asarray(b, dtype=np.int64),
+            impostor_distance=close,
+            complete_to=0.5,
+        )
+        return scores, pairs
+
+    def test_the_subject_bound_is_wider_than_the_pair_bound_and_never_falls(self) -> None:
+        _scores, pairs = self.clustered()
+        rows = np.round(np.arange(0.40, 0.47, 0.001), 3)
+        upper = bootstrap_fmr_upper_bounds(
+            pairs.impostor_distance, pairs.impostor_a, pairs.impostor_b, pairs.images, rows, n_boot=400
+        )
+        assert np.all(np.diff(upper) >= 0)
+        events = np.searchsorted(np.sort(pairs.impostor_distance), rows, side="right")
+        pair_bound = np.array([clopper_pearson_upper(int(e), 319_600, 0.95) for e in events])
+        at = int(np.searchsorted(rows, 0.45))  # about 13 clusters in: 208 events
+        assert upper[at] > 1.3 * pair_bound[at], (upper[at], pair_bound[at])
+
+    def test_the_file_carries_it_and_the_threshold_is_chosen_with_it(self) -> None:
+        scores, pairs = self.clustered()
+        statement = SetScores(GENUINE, STATEMENT_IMPOSTOR, 120, 600, "synthetic folds 6-10")
+        plain = build_calibration(
+            scores, statement, model_id="m", model_sha256=SHA, dataset="s", created_by="t", images_without_face=0,
+            excluded_label_errors=0,
+        )  # fmt: skip
+        bounded = build_calibration(
+            scores, statement, model_id="m", model_sha256=SHA, dataset="s", created_by="t", images_without_face=0,
+            excluded_label_errors=0, derivation_pairs=pairs, n_boot=400,
+        )  # fmt: skip
+        bound = bounded.derivation_bound
+        assert plain.derivation_bound is None and bound is not None
+        assert bounded.derivation.impostor_at_or_below[bound.first_row] >= MIN_EVENTS
+        assert "subject bootstrap (400 resamples" in bound.method
+        again = parse_calibration(bounded.to_yaml())
+        assert again.derivation_bound == bound and again.id == bounded.id != plain.id
+        target = 5e-4
+        assert derive_threshold(bounded, target) < derive_threshold(plain, target)
+        chosen = round(derive_threshold(bounded, target) / 0.001)
+        assert bound.at(chosen) is not None and bound.at(chosen) <= target < bound.at(chosen + 1)  # type: ignore[operator]
+        last = bounded.distances[bound.first_row + len(bound.upper) - 1]
+        assert derive_threshold(bounded, 0.5) == last  # never beyond the rows the bootstrap covers
+        falling = bounded.to_yaml().replace('"upper": [', '"upper": [0.9, ', 1)
+        with pytest.raises(CalibrationError, match=r"never fall|content hash"):
+            parse_calibration(falling)
