@@ -708,8 +708,9 @@ def render_markdown(j: dict[str, Any], images: Sequence[str], rel: str) -> str:
         add(
             f"- **On the held-out people the pooled FMR at the operating threshold, {pooled_op['text']}, is above the "
             f"policy's target {opp['target_fmr']:g}** (95 % {eq.rate_text(pooled_op['low'])} – "
-            f"{eq.rate_text(pooled_op['high'])}): the threshold met the target's upper bound on the derivation "
-            "people, but people differ more between halves than counting pairs assumes."
+            f"{eq.rate_text(pooled_op['high'])}): the threshold met the target at its 95 % upper bound on the "
+            "derivation people, resampling people, but the held-out people are a second sample that bound does not "
+            "cover; a bound for people never seen (a prediction bound) would choose a stricter threshold."
         )
     add(
         "- The automatic race labels are unreliable for the small groups (precision against the hand labels: "
@@ -804,11 +805,11 @@ def render_markdown(j: dict[str, Any], images: Sequence[str], rel: str) -> str:
     add("## The threshold each group would need")
     add("")
     add(
-        f"Chosen as the calibration chooses the operating threshold (the largest 0.001 step whose 95 % "
-        f"Clopper-Pearson upper bound on the within-group FMR is at most the target {opp['target_fmr']:g}, with at "
-        "least 30 false matches), on the derivation people of each group; the figures at it are the held-out "
-        "people's. The FNMR column is the trade-off: a stricter threshold for one group misses more of its "
-        "genuine pairs."
+        f"The largest 0.001 step whose 95 % Clopper-Pearson upper bound on the within-group FMR is at most the "
+        f"target {opp['target_fmr']:g}, with at least 30 false matches, on the derivation people of each group (the "
+        "operating threshold also takes a bound resampling people, which a group's few people cannot give); the "
+        "figures at it are the held-out people's. The FNMR column is the trade-off: a stricter threshold for one "
+        "group misses more of its genuine pairs."
     )
     add("")
     add("| labels | group | threshold needed | held-out FMR within group there | held-out FNMR there |")

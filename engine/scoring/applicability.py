@@ -35,7 +35,7 @@ from engine.faces.types import FaceQuality
 from engine.policy import AgeBand
 
 DEGRADED_FIGURES_FILE = Path(__file__).with_name("degraded_figures.json")
-DEGRADED_FIGURES_SHA256 = "8130486b94f5acaa5f51a33cf3582488aaef7adcaeba37dce601b4ce35dbe9db"
+DEGRADED_FIGURES_SHA256 = "849c8ef06c6f6b49d426d591a57343e6cf4dc3fb32cd9cfc402fb9ff3692d5e3"
 """sha256 of ``degraded_figures.json``; ``scripts/evaluate_degraded.py --install`` rewrites both together."""
 
 FIGURES_FORMAT = 1
