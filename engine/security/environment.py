@@ -1,4 +1,4 @@
-"""Secrets given in the environment (``RFR_PASSWORD``, ``RFR_NEW_PASSWORD``, ``RFR_PASSPHRASE``) leave it when read.
+"""Secrets given in the environment (``RFR_PASSWORD``, ``RFR_PASSPHRASE``... ``SECRET_VARIABLES``) leave it when read.
 
 ``take_secret`` removes the variable from ``os.environ`` (which unsets it in the C environment,
 so no program started afterwards inherits it) and also blanks it in the block the process was
@@ -15,7 +15,13 @@ from pathlib import Path
 
 # Fields 50 and 51 of /proc/<pid>/stat (Linux 3.5 and later): where the initial environment lies.
 _ENV_START_FIELD = 50
-SECRET_VARIABLES = ("RFR_PASSWORD", "RFR_NEW_PASSWORD", "RFR_PASSPHRASE", "RFR_OVERSIGHT_PASSPHRASE")  # names
+SECRET_VARIABLES = (  # names
+    "RFR_PASSWORD",
+    "RFR_NEW_PASSWORD",
+    "RFR_PASSPHRASE",
+    "RFR_OVERSIGHT_PASSPHRASE",
+    "RFR_REPORT_PASSPHRASE",  # a Match Report file's passphrase (rfr case report)
+)
 # Secrets taken out of the environment at start-up (``take_all``) and not yet asked for.
 _held: dict[str, str] = {}
 

@@ -238,7 +238,7 @@ def test_two_cases_end_to_end(
     # The Match Report leaves the terminal only encrypted: a passphrase too short is refused before anything.
     monkeypatch.setenv("RFR_REPORT_PASSPHRASE", "too short")
     refused(rfr("case", "report", case_id, "--out", str(html_path), user="alice"), "passphrase is too short")
-    assert not html_path.exists() and "RFR_REPORT_PASSPHRASE" not in os.environ
+    assert not html_path.exists() and "RFR_REPORT_PASSPHRASE" not in os.environ  # taken out as the command started
     monkeypatch.setenv("RFR_REPORT_PASSPHRASE", REPORT_PASSPHRASE)
     code, out, err = rfr("case", "report", case_id, "--out", str(html_path), user="alice")
     assert code == 0 and out["encrypted"] == "passphrase", err
