@@ -335,7 +335,6 @@ def _match_section(candidate: CaseCandidate, probe_uri: str | None, reference_ur
 def write_report_file(path: Path, text: str, sealing: ReportSealing) -> Path:
     """Write the report, encrypted, to a new file, owner-readable only; never over an existing file."""
     path = Path(path)
-    data = sealing.seal(text.encode("utf-8"))
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     except FileExistsError:
@@ -345,6 +344,7 @@ def write_report_file(path: Path, text: str, sealing: ReportSealing) -> Path:
     except OSError as exc:
         raise CaseError(f"cannot create {path}: {exc.strerror or exc}") from None
     try:
+        data = sealing.seal(text.encode("utf-8"))  # after claiming the name: a passphrase's scrypt takes a second
         written = 0
         while written < len(data):
             written += os.write(fd, data[written:])

@@ -380,9 +380,7 @@ def open_media_key(directory: Path, passphrase: str) -> MediaKey:
 def export_media_key(directory: Path, passphrase: str, out: Path) -> MediaKey:
     """Write the terminals' media key file ``out`` (new, 0600): installed on each of the force's terminals."""
     key = open_media_key(directory, passphrase)
-    if Path(out).exists():
-        raise CentralError(f"{out} already exists: choose a new file; it is never overwritten")
-    key.write_key_file(Path(out))
+    key.write_key_file(Path(out), error=CentralError)
     return key
 
 

@@ -32,7 +32,6 @@ from engine.errors import ImageError, UsageError
 from engine.files import read_regular_file
 from engine.library.enrol import MAX_IMAGE_BYTES
 from engine.scoring import INTELLIGENCE_LEAD, ScoreView, meaning_for_model, scoring_text
-from engine.security.environment import take_secret
 from engine.security.users import Session
 from engine.terminal import Terminal
 
@@ -356,10 +355,9 @@ def _close(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     out: Path = args.out
-    given = take_secret(REPORT_PASSPHRASE_ENV)  # out of the environment before anything else runs
     with acting(args) as (terminal, session):
-        passphrase = given
-        if terminal.report_needs_passphrase and passphrase is None:
+        passphrase = None
+        if terminal.report_needs_passphrase:
             passphrase = read_secret(
                 REPORT_PASSPHRASE_ENV,
                 "Passphrase for the Match Report file: ",

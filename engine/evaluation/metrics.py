@@ -176,6 +176,11 @@ def cross_pair_count(images_per_subject: npt.ArrayLike) -> int:
     return (total * total - int(np.sum(n * n))) // 2
 
 
+def _within_trials(weights: FloatArray, images: FloatArray) -> FloatArray:
+    """Per resample: each image compared with every other drawn person's (a person drawn twice counts twice)."""
+    return ((weights @ images) ** 2 - (weights**2) @ (images**2)) / 2.0
+
+
 def bootstrap_fmr_interval(
     false_a: npt.ArrayLike,
     false_b: npt.ArrayLike,
@@ -201,7 +206,7 @@ def bootstrap_fmr_interval(
     w_a = _bootstrap_weights(n_a.size, n_boot, rng)
     if n_b is None:
         w_b = w_a
-        trials = ((w_a @ n_a) ** 2 - (w_a**2) @ (n_a**2)) / 2.0
+        trials = _within_trials(w_a, n_a)
     else:
         w_b = _bootstrap_weights(n_b.size, n_boot, rng)
         trials = (w_a @ n_a) * (w_b @ n_b)
@@ -251,7 +256,7 @@ def bootstrap_fmr_upper_bounds(
     cut = np.searchsorted(d[order], t, side="right")  # comparisons at or below each threshold
     n = np.asarray(images_per_subject, dtype=np.float64)
     weights = _bootstrap_weights(n.size, n_boot, np.random.default_rng(seed))
-    trials = ((weights @ n) ** 2 - (weights**2) @ (n**2)) / 2.0
+    trials = _within_trials(weights, n)
     rates = np.empty((n_boot, t.size), dtype=np.float64)
     for start in range(0, n_boot, chunk):
         w = weights[start : start + chunk]

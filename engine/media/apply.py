@@ -218,29 +218,23 @@ def check_free_space(ws: Workspace, reading: MediaReading) -> None:
 # ---- 2. staging ---------------------------------------------------------------------------------------
 
 
-def _image_owners(reading: MediaReading) -> dict[str, tuple[str, str, str]]:
-    """image blob -> (package id, subject reference, stated media type), for the images the packages add."""
-    owners: dict[str, tuple[str, str, str]] = {}
+def _image_owners(reading: MediaReading) -> dict[str, tuple[str, str, str, str]]:
+    """image blob -> (package id, subject reference, stated media type, stated sha256), for the images added."""
+    owners: dict[str, tuple[str, str, str, str]] = {}
     for package in reading.to_apply:
         lib = package.manifest.library if package.manifest is not None else None
         for subject in lib.add if lib is not None else ():
             for image in subject.images:
-                owners[image.blob] = (package.package_id, subject.reference, image.media_type)
+                owners[image.blob] = (package.package_id, subject.reference, image.media_type, image.sha256)
     return owners
 
 
-def _pins(reading: MediaReading) -> dict[str, tuple[str, str]]:
+def _pins(reading: MediaReading, owners: dict[str, tuple[str, str, str, str]]) -> dict[str, tuple[str, str]]:
     """blob -> (the refusal, the sha256 its content must have): images (their manifest's) and model files (pinned)."""
     pins = dict(reading.model_pins)
-    for package in reading.to_apply:
-        lib = package.manifest.library if package.manifest is not None else None
-        for subject in lib.add if lib is not None else ():
-            for image in subject.images:
-                refusal = (
-                    f"package {package.package_id}: image {image.blob} of {subject.reference} is not the image "
-                    "whose sha256 its manifest states"
-                )
-                pins[image.blob] = (refusal, image.sha256)
+    for blob, (package_id, reference, _media_type, sha256) in owners.items():
+        refusal = f"package {package_id}: image {blob} of {reference} is not the image whose sha256 its manifest states"
+        pins[blob] = (refusal, sha256)
     return pins
 
 
@@ -256,7 +250,7 @@ def stage(
     check_free_space(ws, reading)
     staged = Staged(StagingArea(ws))
     owners = _image_owners(reading)
-    pins = _pins(reading)
+    pins = _pins(reading, owners)
     total = reading.total_bytes
     done = 0
     try:
@@ -286,7 +280,7 @@ def _copy(
     media_key: MediaKey,
     target: TargetFile,
     staged: Staged,
-    image: tuple[str, str, str] | None,
+    image: tuple[str, str, str, str] | None,
     pin: tuple[str, str] | None,
     step: Callable[[int], None],
 ) -> int:
@@ -302,9 +296,8 @@ def _copy(
     namer = media_key.namer() if pin is None else hashlib.sha256()
     collected = bytearray() if image is not None else None
     length = 0
-    unopened: list[
-        MediaRefused
-    ] = []  # TUF's verdict on the sealed bytes comes first: the hashes are checked at the end
+    # An opening refused is held until the end: TUF's verdict on the sealed bytes (their hashes) comes first.
+    unopened: list[MediaRefused] = []
 
     def keep(open_next: Callable[[], bytes]) -> None:
         if unopened:
@@ -358,8 +351,8 @@ def _copy(
     return length
 
 
-def _decoded_size(data: bytes, path: str, owner: tuple[str, str, str]) -> tuple[int, int]:
-    package_id, reference, stated = owner
+def _decoded_size(data: bytes, path: str, owner: tuple[str, str, str, str]) -> tuple[int, int]:
+    package_id, reference, stated, _sha256 = owner
     actual = next((media for magic, media in _MEDIA_MAGIC if data.startswith(magic)), None)
     if actual != stated:
         raise PackageRejected(f"package {package_id}: image {path} of {reference} is not the {stated} it claims to be")

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from engine.errors import RfrError
 from engine.files import read_regular_file, write_new_file
 from engine.media.fetcher import MediaRefused
 
@@ -55,10 +56,14 @@ KEY_FILE_FORMAT = "rfr media key 1"
 _MAX_KEY_FILE = 4096
 
 
+def _chunks(plain: int) -> int:
+    """How many chunks hold ``plain`` bytes (an empty file is one empty final chunk)."""
+    return max(1, -(-plain // CHUNK))
+
+
 def sealed_length(plain: int) -> int:
-    """The length of a sealed file holding ``plain`` bytes (an empty file is one empty final chunk)."""
-    chunks = max(1, -(-plain // CHUNK))
-    return HEADER + plain + chunks * _TAG
+    """The length of a sealed file holding ``plain`` bytes."""
+    return HEADER + plain + _chunks(plain) * _TAG
 
 
 class MediaKey:
@@ -90,7 +95,7 @@ class MediaKey:
     # names
 
     def namer(self) -> hmac.HMAC:
-        """A running blob name: ``update`` it with the plaintext, then ``blob_name`` of its hex digest."""
+        """A running blob name: ``update`` it with the plaintext; its hex digest is the name (as ``name_of``)."""
         return hmac.new(self._names, digestmod=hashlib.sha256)
 
     def name_of(self, data: bytes) -> str:
@@ -109,7 +114,7 @@ class MediaKey:
         aead = AESGCM(self._subkey(b"stream", header[-_SALT:]))
         associated = header + path.encode("utf-8")
         view = memoryview(data)
-        count = max(1, -(-len(data) // CHUNK))
+        count = _chunks(len(data))
         parts = [header]
         for i in range(count):
             parts.append(aead.encrypt(_nonce(i, i == count - 1), bytes(view[i * CHUNK : (i + 1) * CHUNK]), associated))
@@ -126,10 +131,10 @@ class MediaKey:
 
     # the terminal's key file
 
-    def write_key_file(self, path: Path) -> None:
-        """The key file a terminal is given: a new file, readable by its owner only."""
+    def write_key_file(self, path: Path, *, error: type[RfrError] = MediaRefused) -> None:
+        """The key file a terminal is given: a new file, readable by its owner only (never over another)."""
         text = json.dumps({"format": KEY_FILE_FORMAT, "id": self.key_id, "key": self._secret.hex()}, indent=1)
-        write_new_file(Path(path), text.encode("ascii") + b"\n", what="media key file", error=MediaRefused)
+        write_new_file(Path(path), text.encode("ascii") + b"\n", what="media key file", error=error)
 
 
 def read_media_key_file(path: Path) -> MediaKey:

@@ -51,7 +51,7 @@ from rfr_tui.widgets import file_chooser
 from rfr_tui.widgets.face_image import FaceImage
 from rfr_tui.widgets.picture import face_picture
 from rfr_tui.widgets.state_label import SYMBOLS, StateLabel, Tone
-from rfr_tui.wording import for_a_person
+from rfr_tui.wording import for_a_person, sentence
 
 ADJUDICATION = "rfr_tui.screens.adjudication"
 NO_ADJUDICATION = (
@@ -800,7 +800,7 @@ class CaseScreen(RfrScreen):
         def exported(result: tuple[Path, str]) -> None:
             written, how = result
             self._say(f"Match Report written to {written} (readable by you only), {how}. To read it, {HOW_TO_OPEN}.")
-            self.app.notify(f"{how[0].upper()}{how[1:]}.", title="Match Report exported")
+            self.app.notify(sentence(how), title="Match Report exported")
             self.reload()
 
         self._run(f"Writing the Match Report of case {case_id}...", export, exported)
