@@ -173,7 +173,7 @@ def figures(cal: Calibration, threshold: float, target: float, parts: Any) -> di
             "false_matches_at_threshold": dv.events,
             "false_match_rate": dv.events / dv.pairs,
             "upper_bound_95": dv.upper_bound,
-            "subject_bootstrap_upper_bound_95": _subject_bound(cal, threshold),
+            "prediction_bound_95": _file_bound(cal, threshold),
             "bound_method": None if cal.derivation_bound is None else cal.derivation_bound.method,
         },
         "statement": {
@@ -198,7 +198,7 @@ def figures(cal: Calibration, threshold: float, target: float, parts: Any) -> di
     }
 
 
-def _subject_bound(cal: Calibration, threshold: float) -> float | None:
+def _file_bound(cal: Calibration, threshold: float) -> float | None:
     bound = cal.derivation_bound
     return None if bound is None else bound.at(round(threshold / GRID_STEP))
 
@@ -209,8 +209,8 @@ def summary(b: Built) -> str:
     lines = [
         f"calibration {f['calibration']}; threshold {b.threshold:.3f} at target FMR {b.target:g} "
         f"(derivation: {d['false_matches_at_threshold']:,} of {d['impostor_pairs']:,} pairs, 95% upper bound "
-        f"{d['upper_bound_95']:.3g} over pairs, {d['subject_bootstrap_upper_bound_95'] or float('nan'):.3g} "
-        "resampling people)",
+        f"{d['upper_bound_95']:.3g} over pairs, {d['prediction_bound_95'] or float('nan'):.3g} "
+        "predicted for the held-out people, resampling people)",
         f"statement people ({s['people']:,} people, {s['images']:,} images): FMR {s['false_match_rate']:.3g} "
         f"({s['false_matches_at_threshold']:,} of {s['impostor_pairs']:,} pairs; 95% "
         f"{s['false_match_interval_95'][0]:.3g}-{s['false_match_interval_95'][1]:.3g}), FNMR "

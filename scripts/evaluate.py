@@ -807,9 +807,9 @@ def render_markdown(j: dict[str, Any], images: Sequence[str], rel: str) -> str:
     add(
         f"The largest 0.001 step whose 95 % Clopper-Pearson upper bound on the within-group FMR is at most the "
         f"target {opp['target_fmr']:g}, with at least 30 false matches, on the derivation people of each group (the "
-        "operating threshold also takes a bound resampling people, which a group's few people cannot give); the "
-        "figures at it are the held-out people's. The FNMR column is the trade-off: a stricter threshold for one "
-        "group misses more of its genuine pairs."
+        "operating threshold also takes a prediction bound resampling people, which a group's few people cannot "
+        "give); the figures at it are the held-out people's. The FNMR column is the trade-off: a stricter "
+        "threshold for one group misses more of its genuine pairs."
     )
     add("")
     add("| labels | group | threshold needed | held-out FMR within group there | held-out FNMR there |")

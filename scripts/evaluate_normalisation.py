@@ -11,7 +11,7 @@ fair score normalisation (Terhörst et al. 2020) and FairCal (Salvador et al. 20
    demographic label (``choose_k``).
 3. Each method fitted on all derivation people; its operating threshold derived there with the
    pair bound (at least 30 false matches, exact 95 % upper bound on FMR at or below the target; the
-   terminal's operating threshold also takes a bound resampling people, so it can be stricter).
+   terminal's operating threshold also takes a prediction bound resampling people, so it is stricter).
 4. On the statement people, at each method's operating threshold: pooled FMR and FNMR, within-group
    FMR (and FNMR) for race (automatic attribute labels and hand labels) and sex (hand-checked labels),
    with subject-bootstrap intervals, the rule of 30, and the highest/lowest ratio with its interval.
@@ -300,7 +300,7 @@ def render(j: dict[str, Any]) -> str:
         f"- Operating threshold of each method: derived on the derivation people at the policy's target FMR "
         f"{j['target_fmr']:g} with one rule for every method: the largest 0.001 step with at least 30 false matches "
         "and the exact (Clopper-Pearson) 95 % upper bound on the FMR at or below the target. The terminal's operating "
-        "threshold also takes a bound resampling people, so it can be stricter than the raw column's here."
+        "threshold also takes a prediction bound resampling people, so it is stricter than the raw column's here."
     )
     add(
         "- Demographic labels are read only to measure, after fitting, on the statement people; no label enters a "

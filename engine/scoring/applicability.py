@@ -35,7 +35,7 @@ from engine.faces.types import FaceQuality
 from engine.policy import AgeBand
 
 DEGRADED_FIGURES_FILE = Path(__file__).with_name("degraded_figures.json")
-DEGRADED_FIGURES_SHA256 = "849c8ef06c6f6b49d426d591a57343e6cf4dc3fb32cd9cfc402fb9ff3692d5e3"
+DEGRADED_FIGURES_SHA256 = "a4998db2af2878727f922d4b05b03f793a4a1e6b720bdaba713806bd9cb58a79"
 """sha256 of ``degraded_figures.json``; ``scripts/evaluate_degraded.py --install`` rewrites both together."""
 
 FIGURES_FORMAT = 1

@@ -8,10 +8,12 @@ distance, for two disjoint sets of people (``engine.evaluation.protocol``):
 - the DERIVATION people choose the operating threshold: ``derive_threshold`` gives the largest grid
   distance whose upper confidence bound on the false-match rate is at most the policy's target, with
   at least ``MIN_EVENTS`` impostor pairs that close. The bound is the larger of Clopper-Pearson's
-  over pairs and a subject bootstrap's (``derivation_bound``, when the file carries it): impostor
-  pairs are not independent (one person's many images bring many pairs, and a look-alike pair of
-  people brings all of theirs), so a bound that treats pairs as independent is too narrow, and a
-  threshold chosen by it alone missed its target on held-out people (0.14 % at 0.548 for 0.1 %);
+  over pairs and the file's ``derivation_bound``, when it carries one: a prediction bound for a
+  second sample of people, from a subject bootstrap. Impostor pairs are not independent (one
+  person's many images bring many pairs, and a look-alike pair of people brings all of theirs), so a
+  bound that treats pairs as independent is too narrow (chosen by it, 0.548 measured 0.14 % on
+  held-out people for a 0.1 % target); and a confidence bound on the derivation people's own rate
+  does not cover a second sample's error (chosen by it, 0.540 measured 0.11 %);
 - the STATEMENT people, held out, give every rate stated to a person: ``false_match_rate(d)``.
 
 Statements never over-claim. A rate is stated only with at least ``MIN_EVENTS`` (30) observed false
@@ -92,10 +94,11 @@ def round_up(value: float, digits: int = BOUND_DIGITS) -> float:
 
 @dataclass(frozen=True)
 class RateBound:
-    """A one-sided upper confidence bound on the derivation false-match rate, for the table rows it covers.
+    """A one-sided upper bound on the false-match rate the threshold is chosen by, for the table rows it covers.
 
     ``upper[i]`` is the bound at table row ``first_row + i``; rows beyond the last are not bounded (a
-    threshold is never chosen there). Computed offline (``engine.evaluation.calibration``).
+    threshold is never chosen there). ``method`` says what it bounds and how. Computed offline
+    (``engine.evaluation.calibration``).
     """
 
     method: str
@@ -466,7 +469,7 @@ class Calibration:
         for name in ("derivation", "statement"):
             lines.append(f"{name}: {json.dumps(content[name], sort_keys=True)}")
         if self.derivation_bound is not None:
-            lines.append("# The threshold's bound on the derivation false-match rate, from table row first_row on:")
+            lines.append("# The bound the threshold is chosen by (its method says what), from table row first_row on:")
             lines.append(f"derivation_bound: {json.dumps(content['derivation_bound'], sort_keys=True)}")
         lines.append(f"group_labels: {json.dumps(self.group_labels)}")
         lines.append("groups:")
@@ -755,8 +758,8 @@ def derive_threshold(calibration: Calibration, target_fmr: float) -> float:
 
     The largest grid distance whose one-sided upper bound (at the calibration's confidence) on the
     false-match rate is at most the target, with at least ``min_events`` impostor pairs that close. The
-    bound is Clopper-Pearson's over pairs, or the subject bootstrap's where the file carries it and it is
-    larger; beyond the rows the bootstrap covers no threshold is chosen. A target the derivation pairs
+    bound is Clopper-Pearson's over pairs, or the file's ``derivation_bound`` where it carries one and it is
+    larger; beyond the rows that bound covers no threshold is chosen. A target the derivation pairs
     cannot support that way is refused.
     """
     target = float(target_fmr)
@@ -765,12 +768,12 @@ def derive_threshold(calibration: Calibration, target_fmr: float) -> float:
     counts = calibration.derivation.impostor_at_or_below
     pairs = calibration.derivation.impostor_pairs
 
-    subjects = calibration.derivation_bound
+    file_bound = calibration.derivation_bound
 
     def bound(row: int) -> float:
         pair_bound = clopper_pearson_upper(counts[row], pairs, calibration.confidence)
-        subject_bound = None if subjects is None else subjects.at(row)
-        return pair_bound if subject_bound is None else max(pair_bound, subject_bound)
+        other = None if file_bound is None else file_bound.at(row)
+        return pair_bound if other is None else max(pair_bound, other)
 
     # The bound rises with the row (both bounds do): bisect for the last row within the target.
     lo, hi = -1, len(counts) - 1  # invariant: rows <= lo are within the target (lo = -1: none), rows > hi are not

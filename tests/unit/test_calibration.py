@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import math
 import re
 import shutil
 import sys
@@ -474,10 +475,11 @@ class TestSubjectBound:
         bound = bounded.derivation_bound
         assert plain.derivation_bound is None and bound is not None
         assert bounded.derivation.impostor_at_or_below[bound.first_row] >= MIN_EVENTS
-        assert "subject bootstrap (400 resamples" in bound.method
+        assert "prediction bound for the FMR of 120 other people" in bound.method
+        assert "(400 resamples of the derivation people" in bound.method
         again = parse_calibration(bounded.to_yaml())
         assert again.derivation_bound == bound and again.id == bounded.id != plain.id
-        target = 5e-4
+        target = 1e-3
         assert derive_threshold(bounded, target) < derive_threshold(plain, target)
         chosen = round(derive_threshold(bounded, target) / 0.001)
         assert bound.at(chosen) is not None and bound.at(chosen) <= target < bound.at(chosen + 1)  # type: ignore[operator]
@@ -486,3 +488,27 @@ class TestSubjectBound:
         falling = bounded.to_yaml().replace('"upper": [', '"upper": [0.9, ', 1)
         with pytest.raises(CalibrationError, match=r"never fall|content hash"):
             parse_calibration(falling)
+
+    def test_the_bound_predicts_a_second_sample_of_people(self) -> None:
+        """Known answer: the FMR plus sqrt(1 + n/m) times the bootstrap's margin, for n derivation and m new people."""
+        scores, pairs = self.clustered()  # 200 derivation people
+        rows = np.round(np.arange(0.0, 0.47, 0.001), 3)
+        events = np.searchsorted(np.sort(pairs.impostor_distance), rows, side="right")
+        first = int(np.searchsorted(events, MIN_EVENTS))
+        upper = bootstrap_fmr_upper_bounds(
+            pairs.impostor_distance, pairs.impostor_a, pairs.impostor_b, pairs.images, rows[first:], n_boot=400
+        )
+        rate = events[first:] / np.asarray(scores.impostor).size
+        for new_people, widen in ((200, math.sqrt(2.0)), (50, math.sqrt(5.0)), (10**9, 1.0)):
+            statement = SetScores(GENUINE, STATEMENT_IMPOSTOR, new_people, 600, "synthetic folds 6-10")
+            cal = build_calibration(
+                scores, statement, model_id="m", model_sha256=SHA, dataset="s", created_by="t",
+                images_without_face=0, excluded_label_errors=0, derivation_pairs=pairs, n_boot=400,
+            )  # fmt: skip
+            bound = cal.derivation_bound
+            assert bound is not None and bound.first_row == first
+            got = np.asarray(bound.upper[: rows.size - first])
+            expected = np.maximum.accumulate(rate + widen * (upper - rate))
+            assert np.all(got >= expected) and np.allclose(got, expected, rtol=1e-5), new_people
+            assert f"= {widen:.3f} times" in bound.method
+        assert np.all(upper > rate)  # a margin to widen: the sqrt(2) bound lies above the confidence bound
