@@ -17,7 +17,10 @@ of several chosen, an ambiguous photograph refused), probes searched as the term
 library. A probe with several faces and none clearly dominant is searched with its face nearest
 the centre (``--probe-face centre``: in casework the officer chooses the face, and LFW labels the
 person at the centre); the figures under the default rule, which searches no such probe, are
-printed beside. A probe that fails counts as a miss. With
+printed beside. A second run adds ``--gallery-face centre``: a gallery photograph the rules refuse
+as several faces is enrolled with the face holding the image centre, as if a person had named it
+(``face_x``, ``face_y`` in enrolment metadata), so the figures show what a person resolving those
+photographs gains. A probe that fails counts as a miss. With
 ``--peer``, face_recognition (``make reference``; HOG detector at its default upsampling of 1,
 5-point landmarks, one jitter) is measured on exactly the same photographs: its face nearest the
 image centre (LFW's labelled person, as scripts/eval_lfw.py does), refusing only a photograph
@@ -67,10 +70,11 @@ def build_folders(images: Path, root: Path, mates: list[str], distractors: list[
     return gallery, probes
 
 
-def run_rfr(rfr: str, gallery: Path, probes: Path, top: int) -> dict[str, Any]:
+def run_rfr(rfr: str, gallery: Path, probes: Path, top: int, gallery_face: str = "rules") -> dict[str, Any]:
     """``rfr evaluate search --json``; exit 1 only means that some probes failed (each has its error)."""
     command = [rfr, "evaluate", "search", "--gallery", str(gallery), "--probes", str(probes), "--top", str(top)]
-    done = subprocess.run([*command, "--probe-face", "centre", "--json"], capture_output=True, text=True, check=False)
+    command += ["--probe-face", "centre", "--gallery-face", gallery_face, "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode not in (0, 1) or not done.stdout.strip():
         sys.exit(f"rfr evaluate search failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
     payload: dict[str, Any] = json.loads(done.stdout)
@@ -131,6 +135,41 @@ def run_peer(gallery: Path, probes: Path, top: int) -> dict[str, Any]:
     }
 
 
+def rfr_figures(payload: dict[str, Any], mates: list[str], seconds: float) -> dict[str, Any]:
+    """Rank figures and what the gallery did, from one ``rfr evaluate search --json`` run."""
+    ranked = {
+        subject_of_probe(p["path"]): [c["subject"] for c in p["candidates"]]
+        for p in payload["probes"]
+        if "error" not in p
+    }
+    by_centre = {subject_of_probe(p["path"]) for p in payload["probes"] if p.get("face_chosen") == "centre"}
+    g = payload["gallery"]
+    refused_mates = {Path(r["path"]).parts[0] for r in g["refusals"]} & set(mates)
+    enrolled_mates = [m for m in mates if m not in refused_mates]
+    failed = [p for p in payload["probes"] if "error" in p]
+    return {
+        **rank_figures(ranked, mates),
+        **rank_figures({m: c for m, c in ranked.items() if m not in by_centre}, mates, "default_rule_"),
+        **rank_figures(ranked, enrolled_mates, "enrolled_mates_"),
+        "gallery_face": payload.get("gallery_face", "rules"),
+        "gallery_photos": g["photos"],
+        "refused": g["refused"],
+        "refused_by_reason": g["refused_by_reason"],
+        "refused_mates": len(refused_mates),
+        "refused_mate_names": sorted(refused_mates),
+        "chose_dominant_face": g["chose_dominant_face"],
+        "face_named_at_centre": g["face_named_at_centre"],
+        "ranked": ranked,
+        "enlarged": g["enlarged"],
+        "probes_failed": len(failed),
+        "probe_errors": [f"{Path(p['path']).name}: {p['error']}" for p in failed],
+        "probes_dominant_face": sum(1 for p in payload["probes"] if p.get("face_chosen") == "dominant"),
+        "probes_centre_face": len(by_centre),
+        "index": payload["index"],
+        "seconds": round(seconds, 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mates", type=int, default=300)
@@ -152,34 +191,17 @@ def main() -> int:
         gallery, probes = build_folders(images, Path(tmp), mates, distractors)
         started = time.monotonic()
         payload = run_rfr(args.rfr, gallery, probes, top)
-        seconds = time.monotonic() - started
-        ranked = {
-            subject_of_probe(p["path"]): [c["subject"] for c in p["candidates"]]
-            for p in payload["probes"]
-            if "error" not in p
-        }
-        by_centre = {subject_of_probe(p["path"]) for p in payload["probes"] if p.get("face_chosen") == "centre"}
-        g = payload["gallery"]
-        refused_mates = {Path(r["path"]).parts[0] for r in g["refusals"]} & set(mates)
-        enrolled_mates = [m for m in mates if m not in refused_mates]
-        failed = [p for p in payload["probes"] if "error" in p]
-        figures["rfr"] = {
-            **rank_figures(ranked, mates),
-            **rank_figures({m: c for m, c in ranked.items() if m not in by_centre}, mates, "default_rule_"),
-            **rank_figures(ranked, enrolled_mates, "enrolled_mates_"),
-            "gallery_photos": g["photos"],
-            "refused": g["refused"],
-            "refused_by_reason": g["refused_by_reason"],
-            "refused_mates": len(refused_mates),
-            "chose_dominant_face": g["chose_dominant_face"],
-            "enlarged": g["enlarged"],
-            "probes_failed": len(failed),
-            "probe_errors": [f"{Path(p['path']).name}: {p['error']}" for p in failed],
-            "probes_dominant_face": sum(1 for p in payload["probes"] if p.get("face_chosen") == "dominant"),
-            "probes_centre_face": len(by_centre),
-            "index": payload["index"],
-            "seconds": round(seconds, 1),
-        }
+        figures["rfr"] = rfr_figures(payload, mates, time.monotonic() - started)
+        started = time.monotonic()
+        payload = run_rfr(args.rfr, gallery, probes, top, gallery_face="centre")
+        figures["rfr_gallery_centre"] = rfr_figures(payload, mates, time.monotonic() - started)
+        enrolled_mates = [m for m in mates if m not in figures["rfr"]["refused_mate_names"]]
+        # Mates refused by the rules and enrolled by the stand-in: those whose gallery face was named at the centre.
+        centre = figures["rfr_gallery_centre"]
+        named_mates = sorted(set(figures["rfr"]["refused_mate_names"]) - set(centre["refused_mate_names"]))
+        centre.update(rank_figures(centre["ranked"], enrolled_mates, "enrolled_mates_"))  # the rules' mates, as above
+        centre["named_mates"] = len(named_mates)
+        centre.update(rank_figures(centre["ranked"], named_mates, "named_mates_") if named_mates else {})
         if args.peer:
             peer = run_peer(gallery, probes, top)
             figures["face_recognition"] = {
@@ -211,6 +233,22 @@ def main() -> int:
     )
     for line in r["probe_errors"]:
         print(f"  probe failed: {line}")
+    c = figures["rfr_gallery_centre"]
+    named = (
+        f"on the {c['named_mates']} mates whose gallery face was named at the centre:"
+        f" {c['named_mates_rank_1']:.3f}, {c['named_mates_rank_10']:.3f}"
+        if c["named_mates"]
+        else "no mate's gallery photograph was named at the centre"
+    )
+    print(
+        f"rfr evaluate search --probe-face centre --gallery-face centre: rank-1 {c['rank_1']:.3f},"
+        f" rank-10 {c['rank_10']:.3f}; on the same {n} mates: {c['enrolled_mates_rank_1']:.3f},"
+        f" {c['enrolled_mates_rank_10']:.3f}; {named}"
+    )
+    print(
+        f"  gallery: {c['face_named_at_centre']} enrolled with the face at the centre in place of a person naming it,"
+        f" {c['refused']} refused {c['refused_by_reason']} ({c['refused_mates']} of them mates); {c['seconds']} s"
+    )
     if args.peer:
         p = figures["face_recognition"]
         print(
@@ -220,6 +258,8 @@ def main() -> int:
             f" {p['probes_failed']}; {p['seconds']} s"
         )
     if args.json:
+        for run in ("rfr", "rfr_gallery_centre"):
+            figures[run].pop("ranked")
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 

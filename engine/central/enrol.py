@@ -6,9 +6,10 @@ the work is cut into batches of rows and run on Dask's ``distributed`` scheduler
 worker opens the face engine once (``FaceEngineOnWorker``, a worker plugin) and templates its
 batches with exactly the terminal's enrolment rules (``engine.library.enrol.read_reference_image``
 and ``reference_template``: size and type limits, faces looked for enlarged, the only face or the
-clearly dominant one). Workers read the images themselves (a real cluster needs the image paths
-visible on every worker) and send back only the outcome of each row: template, image hash, face
-box, or why it was skipped; never the image bytes.
+clearly dominant one, or the face holding the point a row names with ``face_x``, ``face_y``).
+Workers read the images themselves (a real cluster needs the image paths visible on every worker)
+and send back only the outcome of each row: template, image hash, face box and how the face was
+chosen, or why it was skipped; never the image bytes.
 
 The client seals each finished batch into the output folder (``engine.central.outputs``) as it
 arrives, and a checkpoint of finished batches is rewritten atomically: run the same command
@@ -105,24 +106,27 @@ def _keep_to_share(index: int, workers: int) -> None:
             continue  # a thread that ended meanwhile
 
 
-def template_batch(batch: int, items: list[tuple[int, str]], upsample: int) -> dict[str, Any]:
-    """Run on a worker: each row of one batch through the terminal's enrolment rules; outcomes only."""
+def template_batch(batch: int, items: list[tuple[int, str, tuple[int, int] | None]], upsample: int) -> dict[str, Any]:
+    """Run on a worker: each row (number, path, face point) of one batch through the terminal's enrolment rules;
+    outcomes only."""
     worker = get_worker()
     plugin = worker.plugins.get(PLUGIN_NAME)
     engine = getattr(plugin, "engine", None)
     if engine is None:
         raise RuntimeError(f"worker {worker.address} has no face engine (plugin {PLUGIN_NAME} not set up)")
-    outcomes = [_template_row(engine, row, Path(path), upsample).to_json() for row, path in items]
+    outcomes = [_template_row(engine, row, Path(path), upsample, point).to_json() for row, path, point in items]
     return {"batch": batch, "model_sha256": engine.model_sha256, "worker": worker.address, "outcomes": outcomes}
 
 
-def _template_row(engine: FaceAnalyzer, row: int, path: Path, upsample: int) -> Outcome:
+def _template_row(
+    engine: FaceAnalyzer, row: int, path: Path, upsample: int, point: tuple[int, int] | None = None
+) -> Outcome:
     read = read_reference_image(path)
     if isinstance(read, Skipped):
         return Outcome(row, "skipped", None, reason=read.reason, detail=read.detail)
     data, media_type = read
     digest = hashlib.sha256(data).hexdigest()
-    made = reference_template(data, str(path), engine, upsample=upsample)
+    made = reference_template(data, str(path), engine, upsample=upsample, point=point)
     if isinstance(made, Skipped):
         return Outcome(row, "skipped", digest, reason=made.reason, detail=made.detail)
     box = made.face.box
@@ -135,7 +139,7 @@ def _template_row(engine: FaceAnalyzer, row: int, path: Path, upsample: int) -> 
         int(made.rgb.shape[0]),
         (int(box.left), int(box.top), int(box.right), int(box.bottom)),
         made.vector.astype("<f4").tobytes(),
-        made.chose_dominant,
+        made.chosen_by,
     )
 
 
@@ -339,6 +343,7 @@ def _run(
         raise CentralError("the Dask cluster has no workers: start some, then run the command again")
     window = 4 * summary.threads  # batches in flight: enough to keep every thread busy, never all at once
     paths = [str(row.path) for row in manifest.rows]
+    points = [row.face_point for row in manifest.rows]
     queue = iter(remaining)
     done_rows = summary.resumed
     last_checkpoint = time.monotonic()
@@ -347,7 +352,7 @@ def _run(
     inflight: set[Any] = set()  # futures not yet handled; a handled one is dropped, so its result is released
 
     def submit(batch: int) -> Any:
-        items = [(row, paths[row]) for row in header.batch_rows(batch)]
+        items = [(row, paths[row], points[row]) for row in header.batch_rows(batch)]
         future = client.submit(
             template_batch, batch, items, header.upsample, key=f"rfr-enrol-{header.id}-{batch}", pure=False
         )

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from engine.central import CentralError
 from engine.central.sealed import DEFAULT_KDF, Kdf, SealingKey, remove_temporaries, write_atomic
 from engine.errors import MetadataError
+from engine.faces.types import FACE_CHOSEN_BY
 from engine.files import read_regular_file, write_new_file
 from engine.library.index import NDIM
 from engine.library.metadata import Metadata
@@ -50,12 +51,13 @@ _PART = re.compile(r"^(\d{8})\.sealed$")
 
 @dataclass(frozen=True)
 class ManifestRow:
-    """One image of the manifest: its row number (0-based, manifest order), subject and path."""
+    """One image of the manifest: its row number (0-based, manifest order), subject, path and the face named."""
 
     row: int
     reference: str
     image: str  # as written in the manifest
     path: Path  # resolved against the manifest's folder
+    face_point: tuple[int, int] | None = None  # face_x, face_y: a point on the face a person named
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,13 @@ class EnrolmentManifest:
         except MetadataError as exc:
             raise CentralError(f"enrolment manifest {exc.diagnostics()}") from None
         rows = tuple(
-            ManifestRow(i, reference, image, Path(image) if Path(image).is_absolute() else base / image)
+            ManifestRow(
+                i,
+                reference,
+                image,
+                Path(image) if Path(image).is_absolute() else base / image,
+                meta.image(reference, image).face_point,
+            )
             for i, (reference, image) in enumerate(meta.images)
         )
         if not rows:
@@ -101,7 +109,13 @@ class EnrolmentManifest:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One row's result: enrolled (a template and where the face is) or skipped (a stable reason and a sentence)."""
+    """One row's result: enrolled (a template, where the face is and how it was chosen) or skipped (a stable
+    reason and a sentence).
+
+    ``chosen_by`` is ``engine.faces.types.FACE_CHOSEN_BY``'s "only", "dominant" or "person". Parts written
+    before it existed carry only ``chose_dominant`` and read as "dominant" or "only"; it is still written, so
+    a part stays readable by those versions.
+    """
 
     row: int
     status: str  # "enrolled" | "skipped"
@@ -111,9 +125,13 @@ class Outcome:
     height: int = 0
     box: tuple[int, int, int, int] | None = None
     template: bytes | None = None  # little-endian float32 x NDIM
-    chose_dominant: bool = False
+    chosen_by: str | None = None  # enrolled: how the face was chosen
     reason: str | None = None
     detail: str | None = None
+
+    @property
+    def chose_dominant(self) -> bool:
+        return self.chosen_by == "dominant"
 
     @property
     def vector(self) -> NDArray[np.float32]:
@@ -130,6 +148,7 @@ class Outcome:
                 "height": self.height,
                 "box": list(self.box),
                 "template": base64.b64encode(self.template).decode("ascii"),
+                "chosen_by": self.chosen_by or "only",
                 "chose_dominant": self.chose_dominant,
             }
         else:
@@ -143,6 +162,9 @@ class Outcome:
             if len(template) != 4 * NDIM:
                 raise ValueError("template length")
             box = data["box"]
+            chosen_by = data.get("chosen_by") or ("dominant" if data["chose_dominant"] else "only")
+            if chosen_by not in FACE_CHOSEN_BY:
+                raise ValueError("chosen_by")
             return cls(
                 int(data["row"]),
                 "enrolled",
@@ -152,7 +174,7 @@ class Outcome:
                 int(data["height"]),
                 (int(box[0]), int(box[1]), int(box[2]), int(box[3])),
                 template,
-                bool(data["chose_dominant"]),
+                str(chosen_by),
             )
         return cls(
             int(data["row"]),

@@ -50,6 +50,14 @@ def register(sub: Any) -> None:
         help="a probe with several faces and none clearly dominant: not searched (dominant, the default), or its"
         " face nearest the centre searched in place of the officer's choice (centre)",
     )
+    search.add_argument(
+        "--gallery-face",
+        choices=("rules", "centre"),
+        default="rules",
+        help="a gallery photograph with several faces and none clearly dominant: refused, as enrolment's rules"
+        " refuse it (rules, the default), or enrolled with the face holding the image centre, as if a person had"
+        " named it there with face_x, face_y (centre)",
+    )
     search.add_argument("--device", default="CPU", help="inference device (default CPU)")
     search.add_argument("--json", action="store_true", help="machine-readable output")
     search.set_defaults(handler=_search)
@@ -82,7 +90,9 @@ def _search(args: argparse.Namespace) -> int:
             sys.stderr.write(f"\r{stage}: {done}/{total}" + ("\n" if done == total else ""))
             sys.stderr.flush()
 
-    with Gallery.build(args.gallery, engine, load_rgb, upsample=args.upsample, progress=progress) as gallery:
+    with Gallery.build(
+        args.gallery, engine, load_rgb, upsample=args.upsample, gallery_face=args.gallery_face, progress=progress
+    ) as gallery:
         results = search_probes(
             gallery,
             paths,
@@ -93,7 +103,9 @@ def _search(args: argparse.Namespace) -> int:
             probe_face=args.probe_face,
             progress=progress,
         )
-        payload = evaluation_json(gallery, results, meaning, scoring, args.top, NOTICE, args.probe_face)
+        payload = evaluation_json(
+            gallery, results, meaning, scoring, args.top, NOTICE, args.probe_face, args.gallery_face
+        )
     failed = [r for r in results if r.error is not None]
     for r in failed:
         sys.stderr.write(f"rfr: {r.path}: {r.error}\n")
@@ -110,7 +122,12 @@ def _text(payload: dict[str, Any]) -> str:
         scoring_text(payload["scoring"]),
         f"Gallery {g['directory']}: {g['enrolled']} of {g['photos']} photographs of {g['subjects']} subjects enrolled"
         f" in memory, {g['refused']} refused, {g['chose_dominant_face']} with the dominant of several faces,"
-        f" {g['enlarged']} found only enlarged; index profile {index['profile']}, {index['templates']} templates.",
+        + (
+            f" {g['face_named_at_centre']} with the face at the centre, in place of a person naming it,"
+            if payload.get("gallery_face") == "centre"
+            else ""
+        )
+        + f" {g['enlarged']} found only enlarged; index profile {index['profile']}, {index['templates']} templates.",
     ]
     lines += [f"  refused {r['path']}: {r['detail']}" for r in g["refusals"]]
     for probe in payload["probes"]:

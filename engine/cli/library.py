@@ -178,6 +178,11 @@ def _enroll(args: argparse.Namespace) -> int:
         f"{'Cancelled' if report.cancelled else 'Enrolled'}: {report.enrolled} of {report.total} images into "
         f"{report.library!r} ({report.subjects_added} new subjects), {len(report.skipped)} skipped."
     ]
+    if report.chose_dominant_face or report.face_named_by_person:
+        lines.append(
+            f"  {len(report.chose_dominant_face)} enrolled with the clearly dominant face of several,"
+            f" {len(report.face_named_by_person)} with the face named in the metadata (face_x, face_y)."
+        )
     lines += [f"  skipped {s.path}: {s.detail}" for s in report.skipped]
     emit(args, payload, "\n".join(lines))
     return 130 if report.cancelled else 0

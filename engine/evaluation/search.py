@@ -10,7 +10,11 @@ templates, exact re-ranking, ties by template id). A probe's face is found the s
 several faces and none clearly dominant, the officer would choose one in casework, so the
 evaluation either reports the probe as not searched (``PROBE_FACE_RULES`` "dominant", the default)
 or takes the face nearest the centre in the officer's place ("centre": LFW labels the person at
-the centre). Templates and decoded images are held only in memory and never written anywhere.
+the centre). A gallery photograph refused as ``several_faces`` is likewise lost (``GALLERY_FACE_RULES``
+"rules", the default), or resolved as a person would resolve it at enrolment, by naming a point on
+the face ("centre": ``reference_face`` again, with the point at the image centre, so the code that
+enrols a face a person named is what runs). Templates and decoded images are held only in memory
+and never written anywhere.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from engine.scoring import ScoreMeaning
 
 PROBE_FACE_RULES = ("dominant", "centre")
 """Which face of a probe is searched: as enrolment chooses (else no search), or else the one nearest the centre."""
+
+GALLERY_FACE_RULES = ("rules", "centre")
+"""A gallery photograph with several faces and none clearly dominant: refused (enrolment's rules), or the face
+holding the image centre enrolled as if a person had named it there (``face_x``, ``face_y`` in enrolment metadata)."""
 
 Progress = Callable[[str, int, int], None]
 """Called as (stage "gallery" or "probes", done, total)."""
@@ -56,6 +64,7 @@ class GalleryReport:
     enrolled: int = 0
     refused: list[Skipped] = field(default_factory=list)
     chose_dominant_face: list[str] = field(default_factory=list)
+    face_named_at_centre: list[str] = field(default_factory=list)  # ``gallery_face="centre"``: a person's stand-in
     enlarged: list[str] = field(default_factory=list)  # found only at an enlargement (``find_faces``)
 
     def to_json(self) -> dict[str, Any]:
@@ -70,6 +79,7 @@ class GalleryReport:
             "refused": len(self.refused),
             "refused_by_reason": by_reason,
             "chose_dominant_face": len(self.chose_dominant_face),
+            "face_named_at_centre": len(self.face_named_at_centre),
             "enlarged": len(self.enlarged),
             "refusals": [s.to_json() for s in self.refused],
         }
@@ -102,10 +112,14 @@ class Gallery:
         loader: ImageLoader,
         *,
         upsample: int = 0,
+        gallery_face: str = "rules",
         settings: IndexSettings | None = None,
         progress: Progress | None = None,
     ) -> Gallery:
-        """Every photograph of every subject folder of ``directory``, its face chosen as enrolment chooses."""
+        """Every photograph of every subject folder of ``directory``, its face chosen as enrolment chooses
+        (``gallery_face``: see ``GALLERY_FACE_RULES``)."""
+        if gallery_face not in GALLERY_FACE_RULES:
+            raise UsageError(f"the gallery face rule is one of {', '.join(GALLERY_FACE_RULES)}, not {gallery_face!r}")
         directory = Path(directory)
         folders, stray = scan_folder(directory)
         report = GalleryReport(str(directory), subjects=len(folders), photos=sum(len(p) for p in folders.values()))
@@ -118,7 +132,7 @@ class Gallery:
         for number, (subject, paths) in enumerate(folders.items(), start=1):
             for path in paths:
                 where = str(path.relative_to(directory))
-                outcome = _gallery_template(path, where, analyzer, loader, upsample, seen)
+                outcome = _gallery_template(path, where, analyzer, loader, upsample, seen, gallery_face)
                 done += 1
                 if progress is not None:
                     progress("gallery", done, report.photos)
@@ -132,6 +146,8 @@ class Gallery:
                 photos[template_id] = GalleryPhoto(subject, number, where)
                 if chosen.chose_dominant:
                     report.chose_dominant_face.append(where)
+                if chosen.named_by_person:
+                    report.face_named_at_centre.append(where)
                 if chosen.found.enlarged:
                     report.enlarged.append(where)
         report.enrolled = len(ids)
@@ -193,7 +209,13 @@ def _read_photo(path: Path, loader: ImageLoader, what: str) -> tuple[bytes, NDAr
 
 
 def _gallery_template(
-    path: Path, where: str, analyzer: FaceAnalyzer, loader: ImageLoader, upsample: int, seen: set[bytes]
+    path: Path,
+    where: str,
+    analyzer: FaceAnalyzer,
+    loader: ImageLoader,
+    upsample: int,
+    seen: set[bytes],
+    gallery_face: str = "rules",
 ) -> Skipped | tuple[NDArray[np.float32], ReferenceFace]:
     try:
         data, rgb = _read_photo(path, loader, "gallery photograph")
@@ -205,6 +227,10 @@ def _gallery_template(
     seen.add(digest)
     try:
         chosen = reference_face(analyzer, rgb, start=upsample)
+        if chosen.reason == "several_faces" and gallery_face == "centre":
+            # In a person's place: the point named is the image centre, through the same code as enrolment's.
+            centre = ((int(rgb.shape[1]) - 1) // 2, (int(rgb.shape[0]) - 1) // 2)
+            chosen = reference_face(analyzer, rgb, start=upsample, point=centre)
     except ImageError as exc:
         return Skipped(where, "unreadable", exc.diagnostics())
     if chosen.face is None:
@@ -324,6 +350,7 @@ def evaluation_json(
     top_k: int,
     notice: str,
     probe_face: str = "dominant",
+    gallery_face: str = "rules",
 ) -> dict[str, Any]:
     """The search JSON of the library search, with what was built and how it was searched."""
     searched = [r for r in results if r.error is None]
@@ -332,6 +359,7 @@ def evaluation_json(
         "scoring": scoring,
         "top_k": top_k,
         "probe_face": probe_face,
+        "gallery_face": gallery_face,
         "gallery": gallery.report.to_json(),
         "index": {
             **gallery.index_json(),

@@ -266,27 +266,53 @@ def _off_centre(image_shape: Sequence[int]) -> Callable[[Face], float]:
 class ReferenceFace:
     """The face taken from a reference photograph (enrolment, an evaluation gallery), or why none was.
 
-    ``reason`` is a stable code (``no_face``, ``several_faces``) and ``detail`` a sentence for people.
+    ``reason`` is a stable code (``no_face``, ``several_faces``, ``no_face_at_point``,
+    ``face_point_ambiguous``) and ``detail`` a sentence for people. ``chosen_by`` (one of
+    ``engine.faces.types.FACE_CHOSEN_BY``) says how the face was chosen; None when none was.
     """
 
     found: FoundFaces
     face: Face | None
     reason: str | None = None
     detail: str | None = None
+    chosen_by: str | None = None
 
     @property
     def chose_dominant(self) -> bool:
-        """Whether the face was chosen among several as the clearly dominant one."""
-        return self.face is not None and len(self.found.faces) > 1
+        """Whether the face was chosen among several as the clearly dominant one (not named by a person)."""
+        return self.face is not None and self.chosen_by == "dominant"
+
+    @property
+    def named_by_person(self) -> bool:
+        """Whether the face is the one a person named with a point on it."""
+        return self.face is not None and self.chosen_by == "person"
 
 
-def reference_face(analyzer: Analyzer, rgb: NDArray[np.uint8], *, start: int = 0) -> ReferenceFace:
-    """The face to enrol from a reference photograph: found at any size (``find_faces``), the only
-    face or the clearly dominant one (``dominant_face``); otherwise a refusal saying why."""
+def box_contains(box: Box, point: tuple[int, int], image_shape: Sequence[int]) -> bool:
+    """Whether the pixel ``point`` (x, y) lies in ``box`` as clipped to an image of ``image_shape`` (inclusive)."""
+    height, width = int(image_shape[0]), int(image_shape[1])
+    x, y = point
+    return max(box.left, 0) <= x <= min(box.right, width - 1) and max(box.top, 0) <= y <= min(box.bottom, height - 1)
+
+
+def reference_face(
+    analyzer: Analyzer, rgb: NDArray[np.uint8], *, start: int = 0, point: tuple[int, int] | None = None
+) -> ReferenceFace:
+    """The face to enrol from a reference photograph, found at any size (``find_faces``), or a refusal saying why.
+
+    Without ``point``: the only face or the clearly dominant one (``dominant_face``). With ``point``
+    (x, y: whole pixels from the left and top of ``rgb``, the photograph as decoded for display,
+    EXIF orientation applied): the one face whose box, clipped to the photograph, holds the point,
+    whatever the dominant rule would say, even for a single face (a point outside it means the
+    person looked at another photograph). Boxes found on an enlargement are already in ``rgb``'s
+    own pixels (``FaceDetector.detect`` maps them down), so they compare with the point as they are.
+    """
     found = find_faces(analyzer, rgb, embed=True, start=start)
     if not found.faces:
         why = found.note or "no face found"
         return ReferenceFace(found, None, "no_face", f"{why}: a reference image must show one face")
+    if point is not None:
+        return _face_at_point(found, point, rgb.shape)
     face = dominant_face(found.faces, rgb.shape)
     if face is None:
         return ReferenceFace(
@@ -294,6 +320,42 @@ def reference_face(analyzer: Analyzer, rgb: NDArray[np.uint8], *, start: int = 0
             None,
             "several_faces",
             f"{len(found.faces)} faces found and none clearly dominant: a reference image must show one face, "
-            f"or one at least {DOMINANT_AREA_RATIO:g} times the size of any other and nearest the centre",
+            f"or one at least {DOMINANT_AREA_RATIO:g} times the size of any other and nearest the centre; "
+            "or a person names the face (face_x, face_y in the enrolment metadata)",
         )
-    return ReferenceFace(found, face)
+    return ReferenceFace(found, face, chosen_by="only" if len(found.faces) == 1 else "dominant")
+
+
+def _face_at_point(found: FoundFaces, point: tuple[int, int], image_shape: Sequence[int]) -> ReferenceFace:
+    """The one found face holding the point a person named, or a refusal naming the point and the faces found."""
+    x, y = point
+    height, width = int(image_shape[0]), int(image_shape[1])
+    named = f"the point named (face_x {x}, face_y {y})"
+    faces = len(found.faces)
+    found_words = "the only face found" if faces == 1 else f"any of the {faces} faces found"
+    if not (0 <= x < width and 0 <= y < height):
+        return ReferenceFace(
+            found,
+            None,
+            "no_face_at_point",
+            f"{named} is outside the photograph, which is {width}x{height} pixels as displayed "
+            f"({faces} face{'' if faces == 1 else 's'} found): give the point in pixels from its left and top",
+        )
+    holding = [f for f in found.faces if box_contains(f.box, point, image_shape)]
+    if not holding:
+        return ReferenceFace(
+            found,
+            None,
+            "no_face_at_point",
+            f"{named} is not in {found_words}: put the point on the face of the person the photograph is of "
+            "(pixels from its left and top, as displayed), and check it is the right photograph",
+        )
+    if len(holding) > 1:
+        return ReferenceFace(
+            found,
+            None,
+            "face_point_ambiguous",
+            f"{named} is in {len(holding)} of the {faces} faces found, where their boxes overlap: "
+            "put the point on a part of the face that no other face covers",
+        )
+    return ReferenceFace(found, holding[0], chosen_by="person")

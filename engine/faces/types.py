@@ -7,6 +7,9 @@ from typing import Any
 
 import numpy as np
 
+FACE_CHOSEN_BY = ("only", "dominant", "person")
+"""How a reference photograph's face was chosen: its only face, the clearly dominant one, or the one a person named."""
+
 
 @dataclass(frozen=True)
 class Box:

@@ -7,6 +7,8 @@ snapshot left behind by a crash is caught up at the next open). Image bytes are 
 as read: nothing is re-encoded. Images that are duplicates (same bytes already in the library),
 unreadable, or show no face, or several faces with none clearly dominant, are reported and
 skipped; a face too small for the detector is looked for again enlarged (``reference_face``).
+An image whose metadata names the face (``face_x``, ``face_y``: a point on it) is enrolled with
+the face holding that point, or skipped when no single face does.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class EnrolmentReport:
     retemplated: int = 0  # images already in the library that gained a template for the current model
     skipped: list[Skipped] = field(default_factory=list)
     chose_dominant_face: list[str] = field(default_factory=list)  # enrolled with the clearly dominant of several
+    face_named_by_person: list[str] = field(default_factory=list)  # enrolled with the face the metadata's point named
     cancelled: bool = False
     seconds: float = 0.0
 
@@ -108,6 +111,7 @@ class EnrolmentReport:
             "subjects_added": self.subjects_added,
             "retemplated": self.retemplated,
             "chose_dominant_face": len(self.chose_dominant_face),
+            "face_named_by_person": len(self.face_named_by_person),
             "skipped_by_reason": by_reason,
             "skipped": [s.to_json() for s in self.skipped],
             "cancelled": self.cancelled,
@@ -202,7 +206,7 @@ def enroll_directory(
                     added_by,
                     package_id,
                     pending,
-                    report.chose_dominant_face,
+                    report,
                 )
                 if len(pending) >= _INDEX_BATCH:
                     _flush(indexes, library, pending)
@@ -235,6 +239,7 @@ def enroll_directory(
                         "subjects_added": report.subjects_added,
                         "retemplated": report.retemplated,
                         "chose_dominant_face": len(report.chose_dominant_face),
+                        "face_named_by_person": len(report.face_named_by_person),
                         "skipped": len(report.skipped),
                         "cancelled": report.cancelled,
                         "package": package_id,
@@ -285,9 +290,11 @@ def _enrol_one(
     added_by: str | None,
     package_id: str | None,
     pending: list[tuple[int, NDArray[np.float32]]],
-    chose_dominant: list[str],
+    report: EnrolmentReport,
 ) -> Skipped | str:
     """Enrol one image: ``_NEW_SUBJECT``, ``_ENROLLED``, ``_RETEMPLATED``, or why it was skipped.
+
+    How the face was chosen, when not the only one, is listed in ``report`` (dominant, or named by a person).
 
     An image already in the library (same bytes) is a duplicate, unless it has no template for
     the current face model yet: then it gains one (a model upgrade re-enrols without doubling images).
@@ -300,7 +307,8 @@ def _enrol_one(
     digest = hashlib.sha256(data).digest()
     if _existing_image(ws.query_one, library, digest, model_ref) == "current":
         return Skipped(where, "duplicate", DUPLICATE)
-    made = reference_template(data, where, face_engine, loader=loader, upsample=upsample)
+    point = meta.image(reference, path.name).face_point
+    made = reference_template(data, where, face_engine, loader=loader, upsample=upsample, point=point)
     if isinstance(made, Skipped):
         return made
     rgb, face, vector = made.rgb, made.face, made.vector
@@ -316,8 +324,10 @@ def _enrol_one(
         template_id, outcome = stored
         bump_content_version(conn, library.id)
     pending.append((template_id, vector))
-    if made.chose_dominant:
-        chose_dominant.append(where)
+    if made.chosen_by == "dominant":
+        report.chose_dominant_face.append(where)
+    elif made.chosen_by == "person":
+        report.face_named_by_person.append(where)
     return outcome
 
 
@@ -347,15 +357,27 @@ class ReferenceTemplate:
     rgb: NDArray[np.uint8] = field(repr=False)
     face: Face
     vector: NDArray[np.float32] = field(repr=False)  # little-endian float32, shape (NDIM,), finite
-    chose_dominant: bool
+    chosen_by: str  # "only", "dominant" or "person" (``engine.faces.types.FACE_CHOSEN_BY``)
+
+    @property
+    def chose_dominant(self) -> bool:
+        return self.chosen_by == "dominant"
 
 
 def reference_template(
-    data: bytes, where: str, face_engine: FaceAnalyzer, *, loader: ImageLoader = load_rgb, upsample: int = 0
+    data: bytes,
+    where: str,
+    face_engine: FaceAnalyzer,
+    *,
+    loader: ImageLoader = load_rgb,
+    upsample: int = 0,
+    point: tuple[int, int] | None = None,
 ) -> ReferenceTemplate | Skipped:
     """The template of the one face of a reference image (``reference_face``'s rules), or why there is none.
 
-    Shared by the terminal's enrolment and the central unit's (``engine.central.enrol``): one set of rules.
+    ``point`` (x, y), when a person named the face: the face holding it, in the pixels ``loader``
+    decodes (``load_rgb``: EXIF orientation applied, as the photograph is displayed). Shared by the
+    terminal's enrolment and the central unit's (``engine.central.enrol``): one set of rules.
     """
     try:
         rgb = loader(data, where)
@@ -366,7 +388,7 @@ def reference_template(
     from engine.faces.pipeline import reference_face
 
     try:
-        chosen = reference_face(face_engine, rgb, start=upsample)  # enlarged when no face at ``upsample``
+        chosen = reference_face(face_engine, rgb, start=upsample, point=point)  # enlarged when no face at ``upsample``
     except ImageError as exc:
         return Skipped(where, "unreadable", exc.diagnostics())
     if chosen.face is None:
@@ -377,7 +399,7 @@ def reference_template(
     vector = np.asarray(face.embedding, dtype="<f4")
     if vector.shape != (NDIM,) or not np.all(np.isfinite(vector)):
         return Skipped(where, "no_template", f"the face engine returned an unusable template of shape {vector.shape}")
-    return ReferenceTemplate(rgb, face, vector, chosen.chose_dominant)
+    return ReferenceTemplate(rgb, face, vector, chosen.chosen_by or "only")
 
 
 def _flush(indexes: IndexSet, library: Library, pending: list[tuple[int, NDArray[np.float32]]]) -> None:

@@ -3,8 +3,15 @@
 CSV: one row per subject or per image, with a header. Columns: ``subject`` (required: the
 subject's folder name), ``image`` (optional: a file name in that folder; empty means the row is
 about the subject), ``sex``, ``ic_code``, ``date_of_birth``, ``capture_date``, ``age_range``,
-``source``. Subject fields (sex, IC code, date of birth) must agree across a subject's rows;
-image fields on a subject row are defaults for that subject's images.
+``source``, ``face_x``, ``face_y``. Subject fields (sex, IC code, date of birth) must agree
+across a subject's rows; image fields on a subject row are defaults for that subject's images.
+
+``face_x`` and ``face_y`` (both or neither, on an image's own row only, never a subject default)
+name the face of the person a photograph is of: a point on that face, in whole pixels from the
+left and top of the photograph as displayed (EXIF orientation applied, as ``load_rgb`` decodes
+it). Enrolment then takes the face holding the point instead of applying the dominant-face rule
+(``engine.faces.pipeline.reference_face``): the way a person resolves a photograph refused as
+``several_faces``.
 
 YAML::
 
@@ -16,6 +23,7 @@ YAML::
         capture_date: 2019-05-01      # default for this subject's images
         images:
           FILE.jpg: {capture_date: 2003-05-01, source: custody suite B}
+          GROUP.jpg: {face_x: 212, face_y: 140}   # the face of the person, among several
 
 Everything is validated before enrolment starts; errors name the row or key path.
 """
@@ -23,6 +31,7 @@ Everything is validated before enrolment starts; errors name the row or key path
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -36,8 +45,11 @@ from engine.library.demographics import parse_age_range, parse_date, parse_ic_co
 
 SUBJECT_FIELDS = ("sex", "ic_code", "date_of_birth")
 IMAGE_FIELDS = ("capture_date", "age_range", "source")
-CSV_COLUMNS = ("subject", "image", *SUBJECT_FIELDS, *IMAGE_FIELDS)
+POINT_FIELDS = ("face_x", "face_y")
+"""Per image only: the point on the face of the person the photograph is of (never a subject default)."""
+CSV_COLUMNS = ("subject", "image", *SUBJECT_FIELDS, *IMAGE_FIELDS, *POINT_FIELDS)
 MAX_BYTES = 64 << 20
+_PIXEL = re.compile(r"[0-9]{1,9}")
 
 
 @dataclass(frozen=True)
@@ -45,13 +57,15 @@ class ImageFields:
     capture_date: date | None = None
     age_range: str | None = None
     source: str | None = None
+    face_point: tuple[int, int] | None = None  # (face_x, face_y): see the module's docstring
 
     def over(self, defaults: ImageFields) -> ImageFields:
-        """These fields, falling back to ``defaults`` where not given."""
+        """These fields, falling back to ``defaults`` where not given; the face point is never inherited."""
         return ImageFields(
             self.capture_date or defaults.capture_date,
             self.age_range or defaults.age_range,
             self.source or defaults.source,
+            self.face_point,
         )
 
 
@@ -156,10 +170,11 @@ def parse_yaml(text: str, origin: str) -> Metadata:
             image_key = f"{key}.images.{filename}"
             if fields is not None and not isinstance(fields, dict):
                 raise MetadataError(f"{image_key}: must be a mapping of fields")
-            extra = set(fields or {}) - set(IMAGE_FIELDS)
+            extra = set(fields or {}) - {*IMAGE_FIELDS, *POINT_FIELDS}
             if extra:
                 raise MetadataError(
-                    f"{image_key}: unknown key {sorted(extra)[0]!r} (image keys: {', '.join(IMAGE_FIELDS)})"
+                    f"{image_key}: unknown key {sorted(extra)[0]!r}"
+                    f" (image keys: {', '.join((*IMAGE_FIELDS, *POINT_FIELDS))})"
                 )
             _add(meta, image_key, {"subject": reference, "image": filename, **(fields or {})})
     return meta
@@ -190,9 +205,15 @@ def _add(meta: Metadata, where: str, row: Mapping[str, Any]) -> None:
             capture_date=parse_date(values["capture_date"], "capture_date") if values.get("capture_date") else None,
             age_range=parse_age_range(values["age_range"]) if values.get("age_range") else None,
             source=values.get("source") or None,
+            face_point=_face_point(values),
         )
     except ValueError as exc:
         raise MetadataError(f"{where}: {exc}") from None
+    if image is None and fields.face_point is not None:
+        raise MetadataError(
+            f"{where}: face_x and face_y name the face in one photograph: give them on that image's row, "
+            "not on the subject's"
+        )
     merged = _merge_subject(meta, where, reference, subject)
     if image is None:
         meta.where.setdefault((reference, None), where)
@@ -212,6 +233,26 @@ def _add(meta: Metadata, where: str, row: Mapping[str, Any]) -> None:
             resolve_age_range(merged.date_of_birth, d.capture_date, d.age_range)
     except ValueError as exc:
         raise MetadataError(f"{where}: {exc}") from None
+
+
+def _face_point(values: Mapping[str, str]) -> tuple[int, int] | None:
+    """(face_x, face_y) from their text, both or neither; ValueError saying what to give otherwise."""
+    x, y = values.get("face_x", ""), values.get("face_y", "")
+    if not x and not y:
+        return None
+    if not x or not y:
+        given, missing = ("face_x", "face_y") if x else ("face_y", "face_x")
+        raise ValueError(
+            f"{given} is given without {missing}: give both (a point on the face, in pixels from the "
+            "photograph's left and top) or neither"
+        )
+    for name, text in (("face_x", x), ("face_y", y)):
+        if not _PIXEL.fullmatch(text):
+            raise ValueError(
+                f"{name} {text!r} is not a whole number of pixels (0 or more, from the photograph's "
+                f"{'left' if name == 'face_x' else 'top'})"
+            )
+    return int(x), int(y)
 
 
 def _merge_subject(meta: Metadata, where: str, reference: str, new: SubjectFields) -> SubjectFields:

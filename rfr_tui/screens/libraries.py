@@ -66,6 +66,8 @@ SKIP_REASONS = {
     "duplicate": "already in the library",
     "no_face": "no face found",
     "several_faces": "several faces, none clearly dominant",
+    "no_face_at_point": "no face at the point the metadata names",
+    "face_point_ambiguous": "the point the metadata names is in more than one face",
     "no_template": "no template made",
 }
 
@@ -397,7 +399,8 @@ class EnrolScreen(RfrScreen):
                     "The folder holds one subfolder per subject, named with the subject's reference, each with that "
                     "subject's JPEG or PNG images. A metadata file (CSV or YAML) may give each subject's sex, IC code "
                     "and date of birth, and each image's capture date. Images showing no face, or several with none "
-                    "clearly dominant, are skipped and listed."
+                    "clearly dominant, are skipped and listed; the metadata's face_x and face_y name the face in such "
+                    "a photograph (a point on it, in pixels from the left and top)."
                 ),
                 classes="engineer--intro",
             )
@@ -566,6 +569,10 @@ class EnrolScreen(RfrScreen):
         lines.append(f"Enrolled with the dominant face of several: {len(report.chose_dominant_face):,}")
         for path in report.chose_dominant_face:
             lines.append(f"    {relative(path, folder)}")
+        if report.face_named_by_person:
+            lines.append(f"Enrolled with the face named in the metadata: {len(report.face_named_by_person):,}")
+            for path in report.face_named_by_person:
+                lines.append(f"    {relative(path, folder)}")
         if report.skipped:
             lines.append("The skipped files, and why:")
         self.query_one("#summary-text", Static).update(plain("\n".join(lines)))

@@ -11,10 +11,11 @@ import pytest
 
 from engine.central import CentralError
 from engine.central.enrol import enrol
-from engine.central.outputs import EnrolmentOutput
+from engine.central.outputs import EnrolmentManifest, EnrolmentOutput, Outcome
 from engine.faces.pipeline import FaceEngine, model_identity
 from engine.library.enrol import FaceAnalyzer, read_reference_image, reference_template
 from tests.central.conftest import CHEAP, LFW_IMAGES, PASSPHRASE, write_manifest
+from tests.synthetic import SYNTHETIC_MODEL_ID, SyntheticFaceEngine, synthetic_jpeg
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +164,40 @@ def test_a_part_finished_after_the_last_checkpoint_is_found_and_kept(tmp_path: P
     (copy / "checkpoint.sealed").unlink(missing_ok=True)
     with pytest.raises(CentralError, match="fails its authentication"):
         EnrolmentOutput.open(copy, PASSPHRASE)
+
+
+def test_a_manifest_row_naming_the_face_carries_its_point_to_the_outcome(tmp_path: Path) -> None:
+    """The same photograph of two faces of a size (64x64: left half, right half) three times: refused by the
+    rules; enrolled with the right face when its row names a point on it; refused when the point is in neither."""
+    for name, seed in (("plain.jpg", 1), ("named.jpg", 2), ("missed.jpg", 3)):
+        (tmp_path / name).write_bytes(synthetic_jpeg(seed, 0, kind="pair"))
+    (tmp_path / "single.jpg").write_bytes(synthetic_jpeg(4, 0))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        "subject,image,face_x,face_y\nA,plain.jpg,,\nB,named.jpg,40,10\nC,missed.jpg,64,10\nD,single.jpg,,\n"
+    )
+    rows = EnrolmentManifest.load(manifest).rows
+    assert [r.face_point for r in rows] == [None, (40, 10), (64, 10), None]
+    model = (SYNTHETIC_MODEL_ID, SyntheticFaceEngine().model_sha256)
+    summary = enrol(
+        manifest, tmp_path / "out", PASSPHRASE, processes=False, open_engine=SyntheticFaceEngine, model=model, kdf=CHEAP
+    )
+    assert summary.enrolled == 2 and summary.skipped_by_reason == {"several_faces": 1, "no_face_at_point": 1}
+    plain, named, missed, single = EnrolmentOutput.open(tmp_path / "out", PASSPHRASE).outcomes()
+    assert plain.reason == "several_faces" and missed.reason == "no_face_at_point"
+    assert missed.detail is not None and "(face_x 64, face_y 10) is outside the photograph" in missed.detail
+    assert named.status == "enrolled" and named.chosen_by == "person" and named.box == (32, 0, 63, 63)
+    assert single.status == "enrolled" and single.chosen_by == "only" and not single.chose_dominant
+
+
+def test_outcomes_written_before_chosen_by_still_read() -> None:
+    """A part sealed by an earlier version carries only ``chose_dominant``; one written now carries both."""
+    template = np.zeros(128, "<f4").tobytes()
+    now = Outcome(0, "enrolled", "ab" * 32, "image/jpeg", 64, 64, (32, 0, 63, 63), template, "person").to_json()
+    assert now["chosen_by"] == "person" and now["chose_dominant"] is False
+    assert Outcome.from_json(now).chosen_by == "person"
+    for chose_dominant, chosen_by in ((True, "dominant"), (False, "only")):
+        earlier = {k: v for k, v in now.items() if k != "chosen_by"} | {"chose_dominant": chose_dominant}
+        assert Outcome.from_json(earlier).chosen_by == chosen_by
+    with pytest.raises(ValueError, match="chosen_by"):
+        Outcome.from_json(now | {"chosen_by": "guessed"})

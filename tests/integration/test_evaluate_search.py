@@ -156,6 +156,34 @@ def test_a_probe_of_two_people_of_a_size_is_searched_only_with_the_officers_stan
     assert entry["candidates"][0]["subject"] == "Colin_Powell"
 
 
+def test_a_gallery_photograph_of_two_people_of_a_size_is_enrolled_only_with_a_persons_stand_in(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Colin_Powell_0068 as his gallery photograph: two faces of a size, refused by enrolment's rules, so his
+    probe finds someone else; with ``--gallery-face centre`` the face at the centre is enrolled as if a person
+    had named it (face_x, face_y), and his probe finds him first."""
+    images = data_root / "lfw" / "images"
+    gallery, probe = tmp_path / "gallery", tmp_path / "Colin_Powell_0002.jpg"
+    link(images / "Colin_Powell" / "Colin_Powell_0068.jpg", gallery / "Colin_Powell" / "Colin_Powell_0068.jpg")
+    for name in DISTRACTORS:
+        link(images / name / f"{name}_0001.jpg", gallery / name / f"{name}_0001.jpg")
+    link(images / "Colin_Powell" / "Colin_Powell_0002.jpg", probe)
+    command = ["evaluate", "search", "--gallery", str(gallery), "--probes", str(probe), "--top", "1", "--json"]
+    assert main(command) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["gallery_face"] == "rules" and payload["gallery"]["refused_by_reason"] == {"several_faces": 1}
+    assert payload["probes"][0]["candidates"][0]["subject"] != "Colin_Powell"
+    assert main([*command, "--gallery-face", "centre"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["gallery_face"] == "centre" and payload["gallery"]["refused"] == 0
+    assert payload["gallery"]["face_named_at_centre"] == 1 and payload["gallery"]["chose_dominant_face"] == 0
+    assert payload["probes"][0]["candidates"][0]["subject"] == "Colin_Powell"
+    assert main([*command[:-1], "--gallery-face", "centre"]) == 0
+    assert "0 with the dominant of several faces, 1 with the face at the centre, in place of a person naming it," in (
+        capsys.readouterr().out
+    )
+
+
 def test_refuses_a_gallery_that_is_not_a_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     status = main(["evaluate", "search", "--gallery", str(tmp_path / "none"), "--probes", str(tmp_path)])
     assert status != 0

@@ -15,6 +15,7 @@ from engine.faces.detect import MAX_PIXELS, FaceDetector, score_map_shape, upsam
 from engine.faces.pipeline import (
     DOMINANT_AREA_RATIO,
     FaceEngine,
+    box_contains,
     dominant_face,
     find_faces,
     nearest_to_centre,
@@ -178,6 +179,81 @@ def test_reference_face_says_why_it_refuses() -> None:
     assert alone.face is not None and not alone.chose_dominant and alone.found.enlarged
 
 
+# ---- reference_face with a point: a person names the face ---------------------------------------
+
+SIDE_BY_SIDE = (face(20, 75, 119, 174), face(130, 75, 229, 174))  # two people of a size: several_faces by the rules
+
+
+def test_a_point_in_one_of_two_similar_faces_enrols_that_face() -> None:
+    left, right = SIDE_BY_SIDE
+    assert reference_face(FoundFrom(0, SIDE_BY_SIDE), blank(250, 250)).reason == "several_faces"
+    chosen = reference_face(FoundFrom(0, SIDE_BY_SIDE), blank(250, 250), point=(180, 120))
+    assert chosen.face is right and chosen.chosen_by == "person" and chosen.reason is None
+    assert chosen.named_by_person and not chosen.chose_dominant  # counted apart from the dominant rule's choices
+    assert reference_face(FoundFrom(0, SIDE_BY_SIDE), blank(250, 250), point=(20, 174)).face is left  # corners count
+
+
+def test_the_persons_choice_wins_over_the_dominant_rule() -> None:
+    central, background = face(75, 75, 174, 174), face(190, 10, 229, 49)
+    assert reference_face(FoundFrom(0, [central, background]), blank(250, 250)).chosen_by == "dominant"
+    named = reference_face(FoundFrom(0, [central, background]), blank(250, 250), point=(200, 30))
+    assert named.face is background and named.chosen_by == "person"
+
+
+def test_a_point_in_no_face_is_refused_naming_the_point_and_the_faces() -> None:
+    missed = reference_face(FoundFrom(0, SIDE_BY_SIDE), blank(250, 250), point=(125, 120))  # between the two
+    assert missed.face is None and missed.reason == "no_face_at_point" and missed.chosen_by is None
+    assert missed.detail == (
+        "the point named (face_x 125, face_y 120) is not in any of the 2 faces found: put the point on the face of "
+        "the person the photograph is of (pixels from its left and top, as displayed), and check it is the right "
+        "photograph"
+    )
+    outside = reference_face(FoundFrom(0, SIDE_BY_SIDE), blank(250, 250), point=(250, 120))
+    assert outside.reason == "no_face_at_point"
+    assert outside.detail is not None and "is outside the photograph, which is 250x250 pixels" in outside.detail
+    assert "(2 faces found)" in outside.detail
+
+
+def test_a_single_face_must_hold_the_point_too() -> None:
+    """One face is enrolled without a point; with one, a point outside it means another photograph was meant."""
+    only = face(75, 75, 174, 174)
+    assert reference_face(FoundFrom(0, [only]), blank(250, 250)).chosen_by == "only"
+    away = reference_face(FoundFrom(0, [only]), blank(250, 250), point=(10, 10))
+    assert away.face is None and away.reason == "no_face_at_point"
+    assert away.detail is not None and away.detail.startswith(
+        "the point named (face_x 10, face_y 10) is not in the only face found"
+    )
+    held = reference_face(FoundFrom(0, [only]), blank(250, 250), point=(100, 100))
+    assert held.face is only and held.chosen_by == "person"
+
+
+def test_a_point_where_two_boxes_overlap_is_refused() -> None:
+    front, behind = face(50, 50, 150, 150), face(120, 120, 220, 220)
+    both = reference_face(FoundFrom(0, [front, behind]), blank(250, 250), point=(130, 130))
+    assert both.face is None and both.reason == "face_point_ambiguous"
+    assert both.detail == (
+        "the point named (face_x 130, face_y 130) is in 2 of the 2 faces found, where their boxes overlap: "
+        "put the point on a part of the face that no other face covers"
+    )
+    assert reference_face(FoundFrom(0, [front, behind]), blank(250, 250), point=(60, 60)).face is front
+
+
+def test_a_box_counts_only_as_far_as_the_photograph() -> None:
+    """dlib's boxes may reach past the edge; the point is in the photograph's pixels, so the box is clipped."""
+    cut = face(180, 60, 279, 159)
+    assert box_contains(cut.box, (249, 100), (250, 250, 3)) and not box_contains(cut.box, (250, 100), (250, 250, 3))
+    refused = reference_face(FoundFrom(0, [cut]), blank(250, 250), point=(260, 100))
+    assert refused.reason == "no_face_at_point"
+
+
+def test_a_point_meets_faces_found_enlarged_in_the_photographs_own_pixels() -> None:
+    """``find_faces`` may enlarge; the boxes it returns are the photograph's own (the detector maps them down)."""
+    small = face(100, 100, 139, 139)
+    found = reference_face(FoundFrom(1, [small, face(10, 10, 49, 49)]), blank(150, 150), point=(120, 120))
+    assert found.found.enlarged and found.face is small and found.chosen_by == "person"
+    assert reference_face(FoundFrom(None), blank(150, 150), point=(75, 75)).reason == "no_face"  # no face at all
+
+
 # ---- on real photographs with the real engine ---------------------------------------------------
 
 
@@ -234,3 +310,19 @@ def test_a_real_photograph_of_two_people_of_a_size_is_refused(data_root: Path, e
     photo = lfw_photo(data_root, "Colin_Powell_0068")
     faces = engine.analyze(photo, upsample=0, embed=False)
     assert len(faces) >= 2 and dominant_face(faces, photo.shape) is None
+
+
+def test_a_person_names_the_face_in_a_real_photograph_of_two(data_root: Path, engine: FaceEngine) -> None:
+    """Colin_Powell_0068, refused by the rules: a point on him enrols him, a point on the other man the other."""
+    photo = lfw_photo(data_root, "Colin_Powell_0068")
+    him = reference_face(engine, photo, point=(124, 124))
+    other = reference_face(engine, photo, point=(20, 120))
+    assert him.chosen_by == other.chosen_by == "person" and him.face is not None and other.face is not None
+    assert him.face.box != other.face.box
+    (known,) = engine.analyze(lfw_photo(data_root, "Colin_Powell_0001"), upsample=0, embed=True)
+    assert him.face.embedding is not None and other.face.embedding is not None and known.embedding is not None
+    assert (
+        np.linalg.norm(him.face.embedding - known.embedding)
+        < 0.6
+        < np.linalg.norm(other.face.embedding - known.embedding)
+    )

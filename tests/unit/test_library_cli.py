@@ -181,6 +181,32 @@ def test_library_lifecycle(workspace: list[str], tmp_path: Path, capsys: pytest.
     assert code == 0 and verified["ok"], err
 
 
+def test_enrol_says_in_words_which_faces_a_person_named(
+    workspace: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(capsys, "library", "create", "custody", "--kind", "substantive", *workspace)
+    folder = tmp_path / "enrol"
+    write_subject_folders(folder, {"alice": 1})
+    (folder / "alice" / "pair.jpg").write_bytes(synthetic_jpeg(6, 0, kind="pair"))  # two faces of a size
+    (folder / "alice" / "pair2.jpg").write_bytes(synthetic_jpeg(7, 0, kind="pair"))
+    (tmp_path / "meta.csv").write_text("subject,image,face_x,face_y\nalice,pair.jpg,10,10\nalice,pair2.jpg,99,10\n")
+    code, text, err = run(
+        capsys, "library", "enroll", "--library", "custody", str(folder), "--metadata", str(tmp_path / "meta.csv"),
+        "--as", "eve",
+    )  # fmt: skip
+    assert code == 0, err
+    lines = text.splitlines()
+    assert lines[0] == "Enrolled: 2 of 3 images into 'custody' (1 new subjects), 1 skipped."
+    assert lines[1] == (
+        "  0 enrolled with the clearly dominant face of several,"
+        " 1 with the face named in the metadata (face_x, face_y)."
+    )
+    assert lines[2].endswith(
+        "pair2.jpg: the point named (face_x 99, face_y 10) is outside the photograph, which is 64x64 pixels as"
+        " displayed (2 faces found): give the point in pixels from its left and top"
+    )
+
+
 def test_check_index_measures_recall_and_search_time_on_this_terminal(
     workspace: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

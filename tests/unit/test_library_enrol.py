@@ -160,6 +160,28 @@ def test_metadata_is_applied(ws: Workspace, folder: Path) -> None:
     assert ws.query("SELECT capture_date FROM images WHERE capture_date IS NOT NULL") == [("2021-01-01",)]
 
 
+def test_a_face_named_in_the_metadata_is_enrolled_and_counted(ws: Workspace, folder: Path) -> None:
+    """carol/pair.jpg (two faces of a size, 64x64: left half and right half) is refused by the rules; a point
+    on its right face enrols that face. A point off alice_0002.jpg's one face skips it, saying so."""
+    meta = parse_csv("subject,image,face_x,face_y\ncarol,pair.jpg,48,20\nalice,alice_0002.jpg,70,20\n", "m.csv")
+    report, _ = enrol(ws, folder, metadata=meta)
+    summary = report.to_json()  # type: ignore[attr-defined]
+    assert summary["enrolled"] == 6 and summary["face_named_by_person"] == 1 and summary["chose_dominant_face"] == 0
+    assert report.face_named_by_person == [str(folder / "carol" / "pair.jpg")]  # type: ignore[attr-defined]
+    assert "several_faces" not in summary["skipped_by_reason"]
+    assert summary["skipped_by_reason"]["no_face_at_point"] == 1
+    (missed,) = [s for s in summary["skipped"] if s["reason"] == "no_face_at_point"]
+    assert missed["path"] == str(folder / "alice" / "alice_0002.jpg")
+    assert missed["detail"].startswith("the point named (face_x 70, face_y 20) is outside the photograph")
+    digest = hashlib.sha256((folder / "carol" / "pair.jpg").read_bytes()).digest()
+    box = ws.query_one(
+        "SELECT t.face_box FROM templates t JOIN images i ON i.id = t.image_id WHERE i.sha256 = ?", (digest,)
+    )
+    assert box is not None and json.loads(box[0]) == [32, 0, 63, 63]  # the right half: the face named
+    events = library_events(ws, "custody")
+    assert events[-1]["detail"]["face_named_by_person"] == 1  # type: ignore[index]
+
+
 def test_bad_metadata_changes_nothing(ws: Workspace, folder: Path) -> None:
     meta = parse_csv("subject,sex\nalice,F\nzed,M\n", "m.csv")
     with pytest.raises(MetadataError, match="row 3: subject 'zed' has no folder"):

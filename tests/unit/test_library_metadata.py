@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.errors import MetadataError
-from engine.library.metadata import load_metadata, parse_csv, parse_yaml
+from engine.library.metadata import ImageFields, load_metadata, parse_csv, parse_yaml
 
 HEADER = "subject,image,sex,ic_code,date_of_birth,capture_date,age_range,source\n"
 
@@ -121,3 +121,68 @@ def test_load_by_suffix(tmp_path: Path) -> None:
         load_metadata(tmp_path / "m.txt")
     with pytest.raises(MetadataError, match="does not exist"):
         load_metadata(tmp_path / "missing.csv")
+
+
+# ---- face_x, face_y: a person names the face of a photograph of several --------------------------
+
+POINT_HEADER = "subject,image,capture_date,source,face_x,face_y\n"
+
+
+def test_a_point_on_the_face_is_read_per_image_and_never_inherited() -> None:
+    meta = parse_csv(
+        POINT_HEADER + "Ann,,2001-01-01,custody suite A,,\nAnn,group.jpg,,,212,140\nAnn,zero.jpg,,,0,0\n", "m.csv"
+    )
+    assert meta.image("Ann", "group.jpg").face_point == (212, 140)
+    assert meta.image("Ann", "group.jpg").source == "custody suite A"  # the other fields still fall back
+    assert meta.image("Ann", "zero.jpg").face_point == (0, 0)  # the photograph's top-left pixel is a point
+    assert meta.image("Ann", "other.jpg").face_point is None
+    named = meta.image("Ann", "group.jpg")
+    assert ImageFields(source="x").over(named).face_point is None  # over() never takes the default's point
+    yaml_meta = parse_yaml(
+        "subjects:\n  Ann:\n    images:\n      group.jpg: {face_x: 212, face_y: 140}\n      b.jpg: {}\n", "m.yaml"
+    )
+    assert yaml_meta.image("Ann", "group.jpg").face_point == (212, 140)
+    assert yaml_meta.image("Ann", "b.jpg").face_point is None
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("Ann,a.jpg,,,212,\n", r"m\.csv row 2: face_x is given without face_y: give both .* or neither"),
+        ("Ann,a.jpg,,,,140\n", r"m\.csv row 2: face_y is given without face_x: give both"),
+        ("Ann,a.jpg,,,-3,140\n", r"m\.csv row 2: face_x '-3' is not a whole number of pixels \(0 or more"),
+        ("Ann,a.jpg,,,12,140.5\n", r"m\.csv row 2: face_y '140\.5' is not a whole number of pixels"),
+        ("Ann,a.jpg,,,left,140\n", r"m\.csv row 2: face_x 'left' is not a whole number of pixels"),
+        ("Ann,a.jpg,,,1" + "0" * 12 + ",140\n", r"m\.csv row 2: face_x '10+' is not a whole number of pixels"),
+        ("Ann,,,,212,140\n", r"m\.csv row 2: face_x and face_y name the face in one photograph: give them on"),
+    ],
+)
+def test_a_point_that_is_not_one_is_refused_naming_the_row(body: str, match: str) -> None:
+    with pytest.raises(MetadataError, match=match):
+        parse_csv(POINT_HEADER + body, "m.csv")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (
+            "subjects:\n  Ann: {face_x: 1, face_y: 2}\n",
+            r"m\.yaml subjects\.Ann: face_x and face_y name the face in one",
+        ),
+        (
+            "subjects:\n  Ann:\n    images:\n      a.jpg: {face_x: 1}\n",
+            r"subjects\.Ann\.images\.a\.jpg: face_x is given without face_y",
+        ),
+        (
+            "subjects:\n  Ann:\n    images:\n      a.jpg: {face_x: true, face_y: 2}\n",
+            r"subjects\.Ann\.images\.a\.jpg: face_x 'True' is not a whole number of pixels",
+        ),
+        (
+            "subjects:\n  Ann:\n    images:\n      a.jpg: {face_x: 2.0, face_y: 2}\n",
+            r"face_x '2\.0' is not a whole number of pixels",
+        ),
+    ],
+)
+def test_yaml_points_are_refused_as_csv_points_are(text: str, match: str) -> None:
+    with pytest.raises(MetadataError, match=match):
+        parse_yaml(text, "m.yaml")
