@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -312,7 +312,7 @@ def reference_face(
         why = found.note or "no face found"
         return ReferenceFace(found, None, "no_face", f"{why}: a reference image must show one face")
     if point is not None:
-        return _face_at_point(found, point, rgb.shape)
+        return _face_at_point_any_size(analyzer, rgb, found, point)
     face = dominant_face(found.faces, rgb.shape)
     if face is None:
         return ReferenceFace(
@@ -324,6 +324,37 @@ def reference_face(
             "or a person names the face (face_x, face_y in the enrolment metadata)",
         )
     return ReferenceFace(found, face, chosen_by="only" if len(found.faces) == 1 else "dominant")
+
+
+def _face_at_point_any_size(
+    analyzer: Analyzer, rgb: NDArray[np.uint8], found: FoundFaces, point: tuple[int, int]
+) -> ReferenceFace:
+    """``_face_at_point`` on the faces found; when none holds the point, the photograph looked at again enlarged.
+
+    ``find_faces`` stops enlarging at the first size where it finds any face, so a small face beside a large one
+    (the person in the background a person named) is missed at that size. A person named a face there: it is
+    looked for at each larger size, up to ``AUTO_UPSAMPLE_LIMIT`` and within the detector's pixel budget, until
+    some face holds the point.
+    """
+    chosen = _face_at_point(found, point, rgb.shape)
+    x, y = point
+    if chosen.reason != "no_face_at_point" or not (0 <= x < rgb.shape[1] and 0 <= y < rgb.shape[0]):
+        return chosen
+    tried = list(found.tried)
+    for level in range(found.upsample + 1, AUTO_UPSAMPLE_LIMIT + 1):
+        up_rows, up_cols = upsampled_size(int(rgb.shape[0]), int(rgb.shape[1]), level)
+        if up_rows * up_cols > MAX_PIXELS:
+            break
+        tried.append(level)
+        closer = FoundFaces(analyzer.analyze(rgb, upsample=level, embed=True), level, tuple(tried))
+        again = _face_at_point(closer, point, rgb.shape)
+        if again.reason != "no_face_at_point":
+            note = f"the face at the point found only at {_size_words(level)}"
+            return ReferenceFace(replace(closer, note=note), again.face, again.reason, again.detail, again.chosen_by)
+    if len(tried) == len(found.tried):
+        return chosen
+    looked = _levels_words(tried[len(found.tried) :])
+    return ReferenceFace(chosen.found, None, chosen.reason, f"{chosen.detail} (looked for again at {looked})")
 
 
 def _face_at_point(found: FoundFaces, point: tuple[int, int], image_shape: Sequence[int]) -> ReferenceFace:

@@ -206,7 +206,7 @@ def test_a_point_in_no_face_is_refused_naming_the_point_and_the_faces() -> None:
     assert missed.detail == (
         "the point named (face_x 125, face_y 120) is not in any of the 2 faces found: put the point on the face of "
         "the person the photograph is of (pixels from its left and top, as displayed), and check it is the right "
-        "photograph"
+        "photograph (looked for again at 2x enlargement or 4x enlargement)"
     )
     outside = reference_face(FoundFrom(0, SIDE_BY_SIDE), blank(250, 250), point=(250, 120))
     assert outside.reason == "no_face_at_point"
@@ -252,6 +252,48 @@ def test_a_point_meets_faces_found_enlarged_in_the_photographs_own_pixels() -> N
     found = reference_face(FoundFrom(1, [small, face(10, 10, 49, 49)]), blank(150, 150), point=(120, 120))
     assert found.found.enlarged and found.face is small and found.chosen_by == "person"
     assert reference_face(FoundFrom(None), blank(150, 150), point=(75, 75)).reason == "no_face"  # no face at all
+
+
+class ByLevel:
+    """An analyzer that finds ``faces[level]`` at each upsampling level (none where not given), recording calls."""
+
+    def __init__(self, faces: dict[int, Sequence[Face]]) -> None:
+        self.faces = faces
+        self.calls: list[int] = []
+
+    def analyze(self, rgb: NDArray[np.uint8], upsample: int = 0, embed: bool = True) -> list[Face]:
+        self.calls.append(upsample)
+        return list(self.faces.get(upsample, ()))
+
+
+def test_a_named_face_too_small_for_the_first_size_is_looked_for_enlarged() -> None:
+    """find_faces stops at the first size with any face; the small face a person named is found larger."""
+    large, small = face(60, 60, 179, 179), face(200, 20, 229, 49)
+    analyzer = ByLevel({0: [large], 1: [large], 2: [large, small]})
+    chosen = reference_face(analyzer, blank(250, 250), point=(214, 34))
+    assert analyzer.calls == [0, 1, 2]
+    assert chosen.face is small and chosen.chosen_by == "person" and chosen.found.enlarged
+    assert chosen.found.upsample == 2 and chosen.found.tried == (0, 1, 2)
+    assert chosen.found.note == "the face at the point found only at 4x enlargement"
+    held = ByLevel({0: [large], 2: [large, small]})
+    assert reference_face(held, blank(250, 250), point=(100, 100)).face is large and held.calls == [0]  # no search
+    nowhere = ByLevel({0: [large], 1: [large], 2: [large]})
+    missed = reference_face(nowhere, blank(250, 250), point=(214, 34))
+    assert missed.face is None and missed.reason == "no_face_at_point" and nowhere.calls == [0, 1, 2]
+    assert missed.detail is not None
+    assert missed.detail.endswith("(looked for again at 2x enlargement or 4x enlargement)")
+    outside = ByLevel({0: [large]})
+    assert reference_face(outside, blank(250, 250), point=(300, 34)).reason == "no_face_at_point"
+    assert outside.calls == [0]  # a point off the photograph is not looked for
+
+
+def test_the_closer_look_keeps_to_the_detectors_pixel_budget() -> None:
+    """A 4,000 x 3,000 photograph at 2x is 48 megapixels, over the detector's 20: it is not enlarged for a point."""
+    large = face(1500, 1000, 2499, 1999)
+    analyzer = ByLevel({0: [large], 1: [large, face(100, 100, 139, 139)]})
+    refused = reference_face(analyzer, blank(3000, 4000), point=(120, 120))
+    assert refused.reason == "no_face_at_point" and analyzer.calls == [0]
+    assert refused.detail is not None and "looked for again" not in refused.detail
 
 
 # ---- on real photographs with the real engine ---------------------------------------------------
