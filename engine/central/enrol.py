@@ -160,6 +160,8 @@ class EnrolmentSummary:
     computed: int = 0  # rows computed by this run
     enrolled: int = 0  # over the whole enrolment
     skipped_by_reason: dict[str, int] = field(default_factory=dict)
+    chose_dominant_face: int = 0  # over the whole enrolment: enrolled with the clearly dominant of several faces
+    face_named_by_person: int = 0  # over the whole enrolment: enrolled with the face the manifest's point named
     workers: int = 0
     threads: int = 0
     seconds: float = 0.0
@@ -176,6 +178,8 @@ class EnrolmentSummary:
             "computed": self.computed,
             "enrolled": self.enrolled,
             "skipped_by_reason": dict(sorted(self.skipped_by_reason.items())),
+            "chose_dominant_face": self.chose_dominant_face,
+            "face_named_by_person": self.face_named_by_person,
             "workers": self.workers,
             "threads": self.threads,
             "seconds": round(self.seconds, 3),
@@ -294,6 +298,8 @@ def enrol(
             _run(client, output, manifest, remaining, engine_opener, summary, progress, share)
     summary.enrolled = output.tally.get("enrolled", 0)
     summary.skipped_by_reason = {k: v for k, v in output.tally.items() if k != "enrolled"}
+    summary.chose_dominant_face = output.chosen.get("dominant", 0)
+    summary.face_named_by_person = output.chosen.get("person", 0)
     summary.seconds = time.monotonic() - started
     return summary
 

@@ -247,6 +247,7 @@ class EnrolmentOutput:
         self._key = key
         self.finished: set[int] = set()
         self.tally: dict[str, int] = {}  # over the finished batches: "enrolled", and each reason for skipping
+        self.chosen: dict[str, int] = {}  # over the finished batches: enrolled faces by how chosen ("only", ...)
 
     # Creating and opening
 
@@ -340,6 +341,11 @@ class EnrolmentOutput:
             for start, stop in data["batches"]:
                 self.finished.update(range(int(start), int(stop)))
             self.tally = {str(k): int(v) for k, v in data["tally"].items()}
+            if "chosen" in data:
+                self.chosen = {str(k): int(v) for k, v in data["chosen"].items()}
+            else:  # a checkpoint written before faces were counted by how chosen: counted from the parts once
+                for batch in sorted(self.finished):
+                    self._count_chosen(self.read_part(batch))
         for entry in os.listdir(parts):
             match = _PART.fullmatch(entry)
             if match is None:
@@ -370,6 +376,13 @@ class EnrolmentOutput:
         for outcome in outcomes:
             name = "enrolled" if outcome.status == "enrolled" else outcome.reason or "skipped"
             self.tally[name] = self.tally.get(name, 0) + 1
+        self._count_chosen(outcomes)
+
+    def _count_chosen(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            if outcome.status == "enrolled":
+                how = outcome.chosen_by or "only"
+                self.chosen[how] = self.chosen.get(how, 0) + 1
 
     def read_part(self, batch: int) -> list[Outcome]:
         path = self.directory / PARTS / _part_name(batch)
@@ -384,7 +397,9 @@ class EnrolmentOutput:
         return outcomes
 
     def write_checkpoint(self) -> None:
-        payload = json.dumps({"batches": _ranges(sorted(self.finished)), "tally": self.tally}).encode()
+        payload = json.dumps(
+            {"batches": _ranges(sorted(self.finished)), "tally": self.tally, "chosen": self.chosen}
+        ).encode()
         write_atomic(self.directory / CHECKPOINT, self._key.seal("checkpoint", self._context(), payload))
 
     @property

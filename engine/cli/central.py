@@ -283,8 +283,18 @@ def _enrol(args: argparse.Namespace) -> int:
         progress=progress,
     )
     skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(summary.skipped_by_reason.items())) or "none"
+    chosen = [
+        f"{n:,} {words}"
+        for n, words in (
+            (summary.chose_dominant_face, "with the dominant face of several"),
+            (summary.face_named_by_person, "with the face the manifest names"),
+        )
+        if n
+    ]
     text = (
-        f"Enrolment {summary.output}: {summary.enrolled:,} of {summary.rows:,} images enrolled; skipped: {skipped}.\n"
+        f"Enrolment {summary.output}: {summary.enrolled:,} of {summary.rows:,} images enrolled"
+        + (f" ({', '.join(chosen)})" if chosen else "")
+        + f"; skipped: {skipped}.\n"
         f"This run: {summary.computed:,} computed, {summary.resumed:,} already done; {summary.seconds:.1f} s"
         + (f" on {summary.workers} worker(s), {summary.threads} thread(s)." if summary.workers else ".")
     )

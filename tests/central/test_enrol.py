@@ -183,7 +183,11 @@ def test_a_manifest_row_naming_the_face_carries_its_point_to_the_outcome(tmp_pat
         manifest, tmp_path / "out", PASSPHRASE, processes=False, open_engine=SyntheticFaceEngine, model=model, kdf=CHEAP
     )
     assert summary.enrolled == 2 and summary.skipped_by_reason == {"several_faces": 1, "no_face_at_point": 1}
-    plain, named, missed, single = EnrolmentOutput.open(tmp_path / "out", PASSPHRASE).outcomes()
+    assert (summary.face_named_by_person, summary.chose_dominant_face) == (1, 0)
+    assert summary.to_json()["face_named_by_person"] == 1
+    output = EnrolmentOutput.open(tmp_path / "out", PASSPHRASE)
+    assert output.chosen == {"person": 1, "only": 1}
+    plain, named, missed, single = output.outcomes()
     assert plain.reason == "several_faces" and missed.reason == "no_face_at_point"
     assert missed.detail is not None and "(face_x 64, face_y 10) is outside the photograph" in missed.detail
     assert named.status == "enrolled" and named.chosen_by == "person" and named.box == (32, 0, 63, 63)
@@ -201,3 +205,26 @@ def test_outcomes_written_before_chosen_by_still_read() -> None:
         assert Outcome.from_json(earlier).chosen_by == chosen_by
     with pytest.raises(ValueError, match="chosen_by"):
         Outcome.from_json(now | {"chosen_by": "guessed"})
+
+
+def test_a_checkpoint_written_before_faces_were_counted_by_how_chosen_counts_them_from_the_parts(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from engine.central.sealed import write_atomic
+
+    (tmp_path / "named.jpg").write_bytes(synthetic_jpeg(2, 0, kind="pair"))
+    (tmp_path / "single.jpg").write_bytes(synthetic_jpeg(4, 0))
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("subject,image,face_x,face_y\nB,named.jpg,40,10\nD,single.jpg,,\n")
+    model = (SYNTHETIC_MODEL_ID, SyntheticFaceEngine().model_sha256)
+    out = tmp_path / "out"
+    enrol(manifest, out, PASSPHRASE, processes=False, open_engine=SyntheticFaceEngine, model=model, kdf=CHEAP)
+    output = EnrolmentOutput.open(out, PASSPHRASE)
+    assert output.chosen == {"person": 1, "only": 1}
+    earlier = json.dumps({"batches": [[0, output.header.batches]], "tally": output.tally}).encode()
+    write_atomic(out / "checkpoint.sealed", output._key.seal("checkpoint", output._context(), earlier))
+    assert EnrolmentOutput.open(out, PASSPHRASE).chosen == {"person": 1, "only": 1}
+    again = enrol(manifest, out, PASSPHRASE, processes=False, open_engine=SyntheticFaceEngine, model=model, kdf=CHEAP)
+    assert again.computed == 0 and again.face_named_by_person == 1
