@@ -36,7 +36,7 @@ import numpy.typing as npt
 from engine.errors import RfrError
 from engine.evaluation.metrics import stratified_bootstrap_weights
 from engine.evaluation.protocol import HalfImages
-from engine.scoring.calibration import FLOOR_WORDS, one_in
+from engine.scoring.calibration import FLOOR_WORDS, MIN_PEOPLE, one_in
 from engine.scoring.statistics import clopper_pearson_upper
 
 FloatArray = npt.NDArray[np.float64]
@@ -44,9 +44,7 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 MIN_ERRORS = 30
-"""Rule of 30: no rate is stated from fewer errors than this."""
-MIN_PEOPLE = 30
-"""No group figure from fewer people than this (one person's comparisons are not independent)."""
+"""Rule of 30: no rate is stated from fewer errors than this (nor from fewer than ``MIN_PEOPLE`` people)."""
 CONFIDENCE = 0.95
 SWEEP = tuple(round(0.40 + 0.01 * k, 2) for k in range(23))
 """The default thresholds of the sweep: 0.40 to 0.62 in steps of 0.01 (the operating threshold is added)."""

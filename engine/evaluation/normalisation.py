@@ -34,9 +34,10 @@ import numpy as np
 import numpy.typing as npt
 
 from engine.errors import RfrError
-from engine.evaluation.equity import MIN_PEOPLE, PairSet, threshold_for_target
+from engine.evaluation.equity import PairSet, threshold_for_target
 from engine.evaluation.metrics import threshold_at_fmr
 from engine.evaluation.protocol import HalfImages
+from engine.scoring.calibration import MIN_PEOPLE
 from engine.scoring.normalisation import (
     MIN_PEOPLE_PER_CLUSTER,
     Normaliser,

@@ -51,6 +51,7 @@ FORMAT = 2
 GRID_DECIMALS = 3
 GRID_STEP = 10.0**-GRID_DECIMALS
 MIN_EVENTS = 30
+MIN_PEOPLE = 30  # a group's rate is stated only from at least this many people (the rule of 30, for people)
 CONFIDENCE = 0.95
 MAX_FILE_BYTES = 4_000_000
 THRESHOLD_TOLERANCE = 1e-9
@@ -587,6 +588,9 @@ class Calibration:
             )
         parts = []
         for f in figures:
+            if f.people < MIN_PEOPLE:  # a few people's pairs say how those few look alike, not how the group does
+                parts.append(f"{f.label}: too few people for a figure ({f.people:,}; a figure needs {MIN_PEOPLE})")
+                continue
             e = f.false_match
             counts = (
                 f"{e.events:,} of {e.pairs:,} pairs"
@@ -596,12 +600,20 @@ class Calibration:
             shown = e.phrase().removesuffix(f" ({FLOOR_WORDS})")
             parts.append(f"{f.label} {shown} ({counts}; {f.people:,} people)")
         overall = self.false_match_rate(threshold)
+        few = any(f.people < MIN_PEOPLE for f in figures)
         return (
             f"Equity caveat: at the operating threshold {threshold:.3f} (policy target 1 in {one_in(target_fmr)}; "
             f"overall {overall.phrase()} on held-out people), the false-match rate between two different people "
             f"of the same group, on people held out from the threshold's choice, was: {'; '.join(parts)}. "
             "Where a group's rate is higher, a different person of that group is more likely to appear close to the "
-            f"Probe Image; weigh every Potential Match with this in mind. Groups: {self.group_labels or 'hand labels'}."
+            "Probe Image; weigh every Potential Match with this in mind."
+            + (
+                " Too few people is no evidence that a group's rate is low: the evaluation published with calibration "
+                f"{self.label} gives every group's figures on automatic labels too, for more people."
+                if few
+                else ""
+            )
+            + f" Groups: {self.group_labels or 'hand labels'}."
         )
 
     def groups_json(self, threshold: float) -> list[dict[str, Any]]:

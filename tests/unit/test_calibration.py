@@ -8,6 +8,7 @@ import math
 import re
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -235,7 +236,10 @@ class TestEquity:
         text = cal.equity_caveat(0.550, 0.01)
         assert text.startswith("Equity caveat: at the operating threshold 0.550 (policy target 1 in 100")
         assert "female about 1 in 2.0 (150 of 300 pairs; 40 people)" in text
-        assert "Asian below 1 in 3.3 (fewer than 30 of 100 pairs, the lowest this evaluation can show" in text
+        assert "Asian: too few people for a figure (6; a figure needs 30)" in text  # the rule of 30, for people
+        assert "1 in 3.3" not in text and "Too few people is no evidence that a group's rate is low" in text
+        only_female = replace(cal, groups=cal.groups[:1])
+        assert "Too few people" not in only_female.equity_caveat(0.550, 0.01)
         assert "Groups: synthetic labels." in text
 
     def test_no_groups_no_figures_but_a_caveat(self) -> None:
