@@ -35,7 +35,7 @@ from engine.faces.types import FaceQuality
 from engine.policy import AgeBand
 
 DEGRADED_FIGURES_FILE = Path(__file__).with_name("degraded_figures.json")
-DEGRADED_FIGURES_SHA256 = "a4998db2af2878727f922d4b05b03f793a4a1e6b720bdaba713806bd9cb58a79"
+DEGRADED_FIGURES_SHA256 = "d060900847f2124808a3ad251a645be01cdbbdd37882906d9acbe6795ea4424a"
 """sha256 of ``degraded_figures.json``; ``scripts/evaluate_degraded.py --install`` rewrites both together."""
 
 FIGURES_FORMAT = 1

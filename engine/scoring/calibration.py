@@ -61,7 +61,8 @@ FLOOR_WORDS = "the lowest this evaluation can show"
 
 _ID = re.compile(r"^[a-z][a-z0-9]{0,15}-[0-9a-f]{12}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_GROUP = re.compile(r"^[a-z]+:[A-Za-z][A-Za-z0-9 _-]{0,40}$")
+_GROUP = re.compile(r"^[a-z]+(?:_auto)?:[A-Za-z][A-Za-z0-9 _-]{0,40}$")
+AUTOMATIC = "_auto"  # a group name's kind ending so (``race_auto:Asian``) is labelled by a classifier, not by hand
 _HEADER_KEYS = (
     "format",
     "id",
@@ -297,6 +298,24 @@ class GroupFigure:
     @property
     def label(self) -> str:
         return self.name.split(":", 1)[1]
+
+    @property
+    def automatic(self) -> bool:
+        """Labelled by a classifier (more people, less reliable labels), not by hand."""
+        return self.name.split(":", 1)[0].endswith(AUTOMATIC)
+
+    def caveat_words(self) -> str:
+        """This group's figure as the equity caveat states it (no figure from fewer than ``MIN_PEOPLE`` people)."""
+        if self.people < MIN_PEOPLE:  # a few people's pairs say how those few look alike, not how the group does
+            return f"{self.label}: too few people for a figure ({self.people:,}; a figure needs {MIN_PEOPLE})"
+        e = self.false_match
+        counts = (
+            f"{e.events:,} of {e.pairs:,} pairs"
+            if e.supported
+            else f"fewer than {e.min_events} of {e.pairs:,} pairs, {FLOOR_WORDS} for this group"
+        )
+        shown = e.phrase().removesuffix(f" ({FLOOR_WORDS})")
+        return f"{self.label} {shown} ({counts}; {self.people:,} people)"
 
     @property
     def false_non_match_rate(self) -> float | None:
@@ -586,35 +605,33 @@ class Calibration:
                 f"Calibration {self.label} holds no demographic group figures: the false-match rate at the "
                 "operating threshold may differ between groups of people by an unknown amount."
             )
-        parts = []
-        for f in figures:
-            if f.people < MIN_PEOPLE:  # a few people's pairs say how those few look alike, not how the group does
-                parts.append(f"{f.label}: too few people for a figure ({f.people:,}; a figure needs {MIN_PEOPLE})")
-                continue
-            e = f.false_match
-            counts = (
-                f"{e.events:,} of {e.pairs:,} pairs"
-                if e.supported
-                else f"fewer than {e.min_events} of {e.pairs:,} pairs, {FLOOR_WORDS} for this group"
-            )
-            shown = e.phrase().removesuffix(f" ({FLOOR_WORDS})")
-            parts.append(f"{f.label} {shown} ({counts}; {f.people:,} people)")
+        hand = [f for f in figures if not f.automatic]
+        automatic = [f for f in figures if f.automatic]
+        first, more = (hand, automatic) if hand else (automatic, [])
         overall = self.false_match_rate(threshold)
-        few = any(f.people < MIN_PEOPLE for f in figures)
-        return (
+        sentences = [
             f"Equity caveat: at the operating threshold {threshold:.3f} (policy target 1 in {one_in(target_fmr)}; "
             f"overall {overall.phrase()} on held-out people), the false-match rate between two different people "
-            f"of the same group, on people held out from the threshold's choice, was: {'; '.join(parts)}. "
+            f"of the same group, on people held out from the threshold's choice, was: "
+            f"{'; '.join(f.caveat_words() for f in first)}."
+        ]
+        if more:
+            words = "; ".join(f.caveat_words() for f in more)
+            sentences.append(f"By automatic labels (more people, less reliable labels): {words}.")
+        sentences.append(
             "Where a group's rate is higher, a different person of that group is more likely to appear close to the "
             "Probe Image; weigh every Potential Match with this in mind."
-            + (
-                " Too few people is no evidence that a group's rate is low: the evaluation published with calibration "
-                f"{self.label} gives every group's figures on automatic labels too, for more people."
-                if few
-                else ""
-            )
-            + f" Groups: {self.group_labels or 'hand labels'}."
         )
+        if any(f.people < MIN_PEOPLE for f in figures):
+            elsewhere = (
+                ""
+                if automatic
+                else f": the evaluation published with calibration {self.label} gives every group's figures on "
+                "automatic labels too, for more people"
+            )
+            sentences.append(f"Too few people is no evidence that a group's rate is low{elsewhere}.")
+        sentences.append(f"Groups: {self.group_labels or 'hand labels'}.")
+        return " ".join(sentences)
 
     def groups_json(self, threshold: float) -> list[dict[str, Any]]:
         return [f.to_json() for f in self.group_figures(threshold)]

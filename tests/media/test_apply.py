@@ -157,7 +157,7 @@ def test_policy_package_puts_the_policy_in_force_now_and_after_a_restart(world: 
     world.repo.add_package(*policy_package(1, "2027.1"))
     reading = world.read(world.medium())
     assert reading.to_apply[0].changes is not None
-    assert reading.to_apply[0].changes.lines() == ["policy 2026.5 -> 2027.1"]
+    assert reading.to_apply[0].changes.lines() == ["policy 2026.6 -> 2027.1"]
     world.terminal.media.apply(world.session, reading)
     assert world.terminal.policy.version == "2027.1"
     assert world.terminal.accounts.policy.version == "2027.1"

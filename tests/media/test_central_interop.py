@@ -30,7 +30,7 @@ def test_a_medium_signed_by_the_central_unit_applies_on_a_terminal(tmp_path: Pat
     make_keys(keys)
     repo = Repository.create_or_open(tmp_path / "repo")
     target = Target("force-a", ("custody-suites",), "monthly media round")
-    policy = default_policy_path().read_text(encoding="utf-8").replace('version: "2026.5"', 'version: "2027.1"')
+    policy = default_policy_path().read_text(encoding="utf-8").replace('version: "2026.6"', 'version: "2027.1"')
     (tmp_path / "policy.yaml").write_text(policy, encoding="utf-8")
     media_key = key_ring(keys).media_key()
     build_policy(repo, target, tmp_path / "policy.yaml", media_key=media_key)

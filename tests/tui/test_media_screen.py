@@ -116,7 +116,7 @@ def test_choose_read_see_what_changes_and_apply(world: World) -> None:
                 ["accounts#1", "to apply", "changes 1 account"],
                 ["library:custody#1", "already applied", ""],
                 ["library:custody#2", "to apply", "library custody: adds 2 subjects (3 images), removes 1"],
-                ["policy#1", "to apply", "policy 2026.5 -> 2027.1"],
+                ["policy#1", "to apply", "policy 2026.6 -> 2027.1"],
             ]
             assert "dave added" in text_of(pilot, "#media-changes")
             assert world.ws.query("SELECT sequence FROM media_streams") == [(1,)]  # nothing applied by reading

@@ -52,7 +52,9 @@ GROUPS = {
 }
 
 
-def make(statement_impostor: np.ndarray = STATEMENT_IMPOSTOR, **changes: object) -> Calibration:
+def make(
+    statement_impostor: np.ndarray = STATEMENT_IMPOSTOR, groups: dict[str, GroupScores] = GROUPS, **changes: object
+) -> Calibration:
     fields: dict[str, object] = {
         "model_id": "test_model",
         "model_sha256": SHA,
@@ -64,7 +66,7 @@ def make(statement_impostor: np.ndarray = STATEMENT_IMPOSTOR, **changes: object)
     }
     fields.update(changes)
     derivation = SetScores(GENUINE, DERIVATION_IMPOSTOR, 100, 500, "synthetic folds 1-5")
-    statement = SetScores(GENUINE, statement_impostor, 120, 600, "synthetic folds 6-10", GROUPS)
+    statement = SetScores(GENUINE, statement_impostor, 120, 600, "synthetic folds 6-10", groups)
     return build_calibration(derivation, statement, **fields)  # type: ignore[arg-type]
 
 
@@ -241,6 +243,21 @@ class TestEquity:
         only_female = replace(cal, groups=cal.groups[:1])
         assert "Too few people" not in only_female.equity_caveat(0.550, 0.01)
         assert "Groups: synthetic labels." in text
+
+    def test_automatic_labels_follow_the_hand_labels_in_their_own_sentence(self) -> None:
+        """An automatic label set (``race_auto``) covers more people: the caveat states it apart, after the hand labels,
+        and no longer sends the reader elsewhere for it."""
+        asian_auto = GroupScores(GENUINE[:50], np.r_[np.full(60, 0.45), np.full(940, 1.2)], 45)  # 60 of 1,000: 1 in 16
+        cal = make(groups={**GROUPS, "race_auto:Asian": asian_auto})
+        text = cal.equity_caveat(0.550, 0.01)
+        hand, auto = text.split(" By automatic labels (more people, less reliable labels): ")
+        assert "Asian: too few people for a figure (6; a figure needs 30)" in hand and "race_auto" not in text
+        assert auto.startswith("Asian about 1 in 16 (60 of 1,000 pairs; 45 people).")
+        assert "Too few people is no evidence that a group's rate is low. Groups: synthetic labels." in text
+        assert [f.automatic for f in cal.group_figures(0.550)] == [False, False, True]
+        assert parse_calibration(cal.to_yaml()).equity_caveat(0.550, 0.01) == text
+        with pytest.raises(CalibrationError):
+            make(groups={**GROUPS, "race_guess:Asian": asian_auto})  # only "_auto" marks a classifier's labels
 
     def test_no_groups_no_figures_but_a_caveat(self) -> None:
         derivation = SetScores(GENUINE, DERIVATION_IMPOSTOR, 100, 500, "d")

@@ -62,7 +62,7 @@ def problems_of(data: Any) -> tuple[str, ...]:
 
 def test_default_policy_loads_with_version_and_hash() -> None:
     policy = load_default_policy()
-    assert policy.version == "2026.5"
+    assert policy.version == "2026.6"
     assert re.fullmatch(r"[0-9a-f]{64}", policy.sha256)
     assert load_default_policy().sha256 == policy.sha256
 
@@ -138,7 +138,7 @@ def test_settings_mirror_the_policy() -> None:
     point = policy.operating_point
     assert point.target_false_match_rate == 0.001
     # Derived from models/calibration.yaml; test_calibration checks the two agree.
-    assert point.calibration_id == "lfw-fc4e8b81c0aa" and point.threshold == 0.536 and point.is_calibrated
+    assert point.calibration_id == "lfw-c5b79f5884c9" and point.threshold == 0.536 and point.is_calibrated
 
 
 # Approval rules: every age band x disability x pre-reassignment combination
