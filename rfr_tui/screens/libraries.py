@@ -398,9 +398,8 @@ class EnrolScreen(RfrScreen):
                 plain(
                     "The folder holds one subfolder per subject, named with the subject's reference, each with that "
                     "subject's JPEG or PNG images. A metadata file (CSV or YAML) may give each subject's sex, IC code "
-                    "and date of birth, and each image's capture date. Images showing no face, or several with none "
-                    "clearly dominant, are skipped and listed; the metadata's face_x and face_y name the face in such "
-                    "a photograph (a point on it, in pixels from the left and top)."
+                    "and date of birth, and each image's capture date, and name the face (face_x, face_y) in a "
+                    "photograph of several. Images showing no face, or several and none named or dominant, are skipped."
                 ),
                 classes="engineer--intro",
             )
@@ -539,7 +538,9 @@ class EnrolScreen(RfrScreen):
         self._busy(False)
         self._show_summary(report)
         self.query_one(StatusBar).refresh_status()
-        self.query_one("#skipped", DataTable).focus()
+        # Focused where it stands: scrolling to it would hide the summary's first lines, and whether it scrolled
+        # depended on whether the summary had been laid out yet.
+        self.query_one("#skipped", DataTable).focus(scroll_visible=False)
 
     def _failed(self, error: BaseException) -> None:
         self._cancel = None
