@@ -12,8 +12,8 @@ evaluation either reports the probe as not searched (``PROBE_FACE_RULES`` "domin
 or takes the face nearest the centre in the officer's place ("centre": LFW labels the person at
 the centre). A gallery photograph refused as ``several_faces`` is likewise lost (``GALLERY_FACE_RULES``
 "rules", the default), or resolved as a person would resolve it at enrolment, by naming a point on
-the face ("centre": ``reference_face`` again, with the point at the image centre, so the code that
-enrols a face a person named is what runs). Templates and decoded images are held only in memory
+the face ("centre": ``face_at_point`` on the faces already found, the point at the image centre, so
+the code that enrols a face a person named is what runs). Templates and decoded images are held only in memory
 and never written anywhere.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from engine.errors import ImageError, LibraryError, UsageError
-from engine.faces.pipeline import FoundFaces, ReferenceFace, nearest_to_centre, reference_face
+from engine.faces.pipeline import FoundFaces, ReferenceFace, face_at_point, nearest_to_centre, reference_face
 from engine.library.enrol import MAX_IMAGE_BYTES, FaceAnalyzer, ImageLoader, Skipped, scan_folder
 from engine.library.index import NDIM, Candidate, IndexSettings, MemoryIndex, profile_name, score_from_distance
 from engine.scoring import ScoreMeaning
@@ -230,7 +230,7 @@ def _gallery_template(
         if chosen.reason == "several_faces" and gallery_face == "centre":
             # In a person's place: the point named is the image centre, through the same code as enrolment's.
             centre = ((int(rgb.shape[1]) - 1) // 2, (int(rgb.shape[0]) - 1) // 2)
-            chosen = reference_face(analyzer, rgb, start=upsample, point=centre)
+            chosen = face_at_point(analyzer, rgb, chosen.found, centre)  # the faces already found, not again
     except ImageError as exc:
         return Skipped(where, "unreadable", exc.diagnostics())
     if chosen.face is None:

@@ -312,7 +312,7 @@ def reference_face(
         why = found.note or "no face found"
         return ReferenceFace(found, None, "no_face", f"{why}: a reference image must show one face")
     if point is not None:
-        return _face_at_point_any_size(analyzer, rgb, found, point)
+        return face_at_point(analyzer, rgb, found, point)
     face = dominant_face(found.faces, rgb.shape)
     if face is None:
         return ReferenceFace(
@@ -326,28 +326,38 @@ def reference_face(
     return ReferenceFace(found, face, chosen_by="only" if len(found.faces) == 1 else "dominant")
 
 
-def _face_at_point_any_size(
+def face_at_point(
     analyzer: Analyzer, rgb: NDArray[np.uint8], found: FoundFaces, point: tuple[int, int]
 ) -> ReferenceFace:
-    """``_face_at_point`` on the faces found; when none holds the point, the photograph looked at again enlarged.
+    """The one face holding the point a person named, among the faces ``find_faces`` found; else a refusal.
 
     ``find_faces`` stops enlarging at the first size where it finds any face, so a small face beside a large one
-    (the person in the background a person named) is missed at that size. A person named a face there: it is
-    looked for at each larger size, up to ``AUTO_UPSAMPLE_LIMIT`` and within the detector's pixel budget, until
-    some face holds the point.
+    (the person in the background a person named) is missed at that size. When no face found holds the point,
+    the photograph is looked at again at each larger size, up to ``AUTO_UPSAMPLE_LIMIT`` and within the
+    detector's pixel budget, until some face holds it.
     """
-    chosen = _face_at_point(found, point, rgb.shape)
     x, y = point
-    if chosen.reason != "no_face_at_point" or not (0 <= x < rgb.shape[1] and 0 <= y < rgb.shape[0]):
+    height, width = int(rgb.shape[0]), int(rgb.shape[1])
+    faces = len(found.faces)
+    if not (0 <= x < width and 0 <= y < height):
+        return ReferenceFace(
+            found,
+            None,
+            "no_face_at_point",
+            f"{_named(point)} is outside the photograph, which is {width}x{height} pixels as displayed "
+            f"({faces} face{'' if faces == 1 else 's'} found): give the point in pixels from its left and top",
+        )
+    chosen = _face_holding(found, point, rgb.shape)
+    if chosen.reason != "no_face_at_point":
         return chosen
     tried = list(found.tried)
     for level in range(found.upsample + 1, AUTO_UPSAMPLE_LIMIT + 1):
-        up_rows, up_cols = upsampled_size(int(rgb.shape[0]), int(rgb.shape[1]), level)
+        up_rows, up_cols = upsampled_size(height, width, level)
         if up_rows * up_cols > MAX_PIXELS:
             break
         tried.append(level)
         closer = FoundFaces(analyzer.analyze(rgb, upsample=level, embed=True), level, tuple(tried))
-        again = _face_at_point(closer, point, rgb.shape)
+        again = _face_holding(closer, point, rgb.shape)
         if again.reason != "no_face_at_point":
             note = f"the face at the point found only at {_size_words(level)}"
             return ReferenceFace(replace(closer, note=note), again.face, again.reason, again.detail, again.chosen_by)
@@ -357,36 +367,29 @@ def _face_at_point_any_size(
     return ReferenceFace(chosen.found, None, chosen.reason, f"{chosen.detail} (looked for again at {looked})")
 
 
-def _face_at_point(found: FoundFaces, point: tuple[int, int], image_shape: Sequence[int]) -> ReferenceFace:
-    """The one found face holding the point a person named, or a refusal naming the point and the faces found."""
-    x, y = point
-    height, width = int(image_shape[0]), int(image_shape[1])
-    named = f"the point named (face_x {x}, face_y {y})"
+def _named(point: tuple[int, int]) -> str:
+    return f"the point named (face_x {point[0]}, face_y {point[1]})"
+
+
+def _face_holding(found: FoundFaces, point: tuple[int, int], image_shape: Sequence[int]) -> ReferenceFace:
+    """The one found face whose box holds ``point`` (inside the photograph), or a refusal naming the point."""
     faces = len(found.faces)
     found_words = "the only face found" if faces == 1 else f"any of the {faces} faces found"
-    if not (0 <= x < width and 0 <= y < height):
-        return ReferenceFace(
-            found,
-            None,
-            "no_face_at_point",
-            f"{named} is outside the photograph, which is {width}x{height} pixels as displayed "
-            f"({faces} face{'' if faces == 1 else 's'} found): give the point in pixels from its left and top",
-        )
     holding = [f for f in found.faces if box_contains(f.box, point, image_shape)]
     if not holding:
         return ReferenceFace(
             found,
             None,
             "no_face_at_point",
-            f"{named} is not in {found_words}: put the point on the face of the person the photograph is of "
-            "(pixels from its left and top, as displayed), and check it is the right photograph",
+            f"{_named(point)} is not in {found_words}: put the point on the face of the person the photograph is "
+            "of (pixels from its left and top, as displayed), and check it is the right photograph",
         )
     if len(holding) > 1:
         return ReferenceFace(
             found,
             None,
             "face_point_ambiguous",
-            f"{named} is in {len(holding)} of the {faces} faces found, where their boxes overlap: "
+            f"{_named(point)} is in {len(holding)} of the {faces} faces found, where their boxes overlap: "
             "put the point on a part of the face that no other face covers",
         )
     return ReferenceFace(found, holding[0], chosen_by="person")

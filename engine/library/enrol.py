@@ -359,10 +359,6 @@ class ReferenceTemplate:
     vector: NDArray[np.float32] = field(repr=False)  # little-endian float32, shape (NDIM,), finite
     chosen_by: str  # "only", "dominant" or "person" (``engine.faces.types.FACE_CHOSEN_BY``)
 
-    @property
-    def chose_dominant(self) -> bool:
-        return self.chosen_by == "dominant"
-
 
 def reference_template(
     data: bytes,
