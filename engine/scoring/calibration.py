@@ -61,8 +61,8 @@ FLOOR_WORDS = "the lowest this evaluation can show"
 
 _ID = re.compile(r"^[a-z][a-z0-9]{0,15}-[0-9a-f]{12}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_GROUP = re.compile(r"^[a-z]+(?:_auto)?:[A-Za-z][A-Za-z0-9 _-]{0,40}$")
 AUTOMATIC = "_auto"  # a group name's kind ending so (``race_auto:Asian``) is labelled by a classifier, not by hand
+_GROUP = re.compile(rf"^[a-z]+(?:{AUTOMATIC})?:[A-Za-z][A-Za-z0-9 _-]{{0,40}}$")
 _HEADER_KEYS = (
     "format",
     "id",
